@@ -5,4 +5,5 @@
 //! runs with `kernels`. See ARCHITECTURE.md.
 
 pub mod gguf;
+pub mod graph;
 pub mod quant;

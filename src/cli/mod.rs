@@ -1,7 +1,9 @@
 //! The `qgraph` command line. The only module that uses `clap` and `anyhow`: library errors
 //! get their file/command context here.
 
+mod check;
 mod inspect;
+mod model;
 
 use std::process::ExitCode;
 
@@ -22,12 +24,18 @@ struct Cli {
 enum Command {
     /// Print a GGUF file's header, metadata and tensor table.
     Inspect(inspect::Args),
+    /// Load a graph definition, bind it to a model, and print a summary or the errors.
+    Check(check::CheckArgs),
+    /// Draw the unplanned graph (Graphviz DOT; layer 0 expanded, the rest folded).
+    Graph(check::GraphArgs),
 }
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Inspect(args) => inspect::run(args),
+        Command::Check(args) => check::check(args),
+        Command::Graph(args) => check::graph(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -65,3 +65,63 @@ fn inspect_reports_bad_files_without_panicking() {
     assert!(!ok);
     assert!(err.contains("/no/such/model.gguf"), "{err}");
 }
+
+#[test]
+fn check_real_model() {
+    let model = common::real_model();
+    let (ok, out, err) = qgraph(&[
+        "check",
+        "graphs/llama.toml",
+        "--model",
+        model.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    for want in [
+        "n_layer    = 30",
+        "n_embd     = 576",
+        "n_head     = 9",
+        "n_kv_head  = 3",
+        "head_dim   = 64",
+        "n_ff       = 1536",
+        "n_vocab    = 49152",
+        "weights: 272 tensors bound",
+    ] {
+        assert!(out.contains(want), "missing `{want}` in\n{out}");
+    }
+}
+
+#[test]
+fn check_reports_graph_errors_at_their_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("broken.toml");
+    let src = include_str!("../graphs/llama.toml").replace(r#"op = "silu""#, r#"op = "swish""#);
+    std::fs::write(&path, &src).unwrap();
+    let line = src.lines().position(|l| l.contains("swish")).unwrap() + 1;
+    let model = common::real_model();
+    let (ok, _, err) = qgraph(&[
+        "check",
+        path.to_str().unwrap(),
+        "-m",
+        model.to_str().unwrap(),
+    ]);
+    assert!(!ok);
+    assert!(
+        err.contains(&format!("broken.toml:{line}:")) && err.contains("unknown op `swish`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn graph_dot() {
+    let model = common::real_model();
+    let (ok, out, err) = qgraph(&[
+        "graph",
+        "graphs/llama.toml",
+        "-m",
+        model.to_str().unwrap(),
+        "--format",
+        "dot",
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.starts_with("digraph") && out.contains("(× 29)"));
+}

@@ -1,0 +1,65 @@
+//! `qgraph check GRAPH --model MODEL` and `qgraph graph GRAPH --model MODEL --format dot`.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use qgraph::gguf::GgufFile;
+use qgraph::graph::Graph;
+
+use super::model::{resolve_graph, resolve_model};
+
+#[derive(clap::Args)]
+pub struct CheckArgs {
+    /// The graph definition (default: graphs/llama.toml).
+    graph: Option<PathBuf>,
+    /// The model to bind it to (default: the fetched SmolLM2).
+    #[arg(short, long)]
+    model: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum GraphFormat {
+    /// Graphviz DOT, layer 0 expanded and the other layers folded.
+    Dot,
+    /// The same summary `qgraph check` prints.
+    Text,
+}
+
+#[derive(clap::Args)]
+pub struct GraphArgs {
+    #[command(flatten)]
+    check: CheckArgs,
+    #[arg(long, value_enum, default_value = "dot")]
+    format: GraphFormat,
+}
+
+pub fn bind(args: CheckArgs) -> anyhow::Result<Graph> {
+    let graph_path = resolve_graph(args.graph);
+    let model_path = resolve_model(args.model)?;
+    let def = qgraph::graph::load(&graph_path)?;
+    let model =
+        GgufFile::open(&model_path).with_context(|| format!("reading {}", model_path.display()))?;
+    let graph = def.bind(&model).with_context(|| {
+        format!(
+            "binding {} to {}",
+            graph_path.display(),
+            model_path.display()
+        )
+    })?;
+    Ok(graph)
+}
+
+pub fn check(args: CheckArgs) -> anyhow::Result<()> {
+    let graph = bind(args)?;
+    print!("{}", qgraph::graph::summary::summary(&graph));
+    Ok(())
+}
+
+pub fn graph(args: GraphArgs) -> anyhow::Result<()> {
+    let graph = bind(args.check)?;
+    match args.format {
+        GraphFormat::Dot => print!("{}", qgraph::graph::dot::to_dot(&graph)),
+        GraphFormat::Text => print!("{}", qgraph::graph::summary::summary(&graph)),
+    }
+    Ok(())
+}

@@ -1,0 +1,56 @@
+//! Where the CLI finds models and graphs when the user names none.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+
+pub const DEFAULT_MODEL: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The model to use: the one given, else the fetched SmolLM2 (`$QGRAPH_MODELS` or
+/// `models/` of this checkout), fetched with `scripts/fetch-model` when missing.
+pub fn resolve_model(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    if let Some(p) = given {
+        return Ok(p);
+    }
+    let dir = std::env::var_os("QGRAPH_MODELS").map_or(repo_root().join("models"), PathBuf::from);
+    let path = dir.join(DEFAULT_MODEL);
+    if path.exists() {
+        return Ok(path);
+    }
+    let script = repo_root().join("scripts/fetch-model");
+    if !script.exists() {
+        bail!(
+            "no model given (-m MODEL) and {} is missing",
+            path.display()
+        );
+    }
+    eprintln!(
+        "qgraph: {} is missing: running {}",
+        path.display(),
+        script.display()
+    );
+    let status = std::process::Command::new(&script)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .with_context(|| format!("running {}", script.display()))?;
+    if !status.success() || !path.exists() {
+        bail!("{} failed: give a model with -m MODEL", script.display());
+    }
+    Ok(path)
+}
+
+/// The graph to use: the one given, else `graphs/llama.toml` of this checkout.
+pub fn resolve_graph(given: Option<PathBuf>) -> PathBuf {
+    given.unwrap_or_else(|| {
+        let local = PathBuf::from("graphs/llama.toml");
+        if local.exists() {
+            local
+        } else {
+            repo_root().join("graphs/llama.toml")
+        }
+    })
+}

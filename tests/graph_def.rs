@@ -1,0 +1,402 @@
+//! Graph definitions: the llama graph on the real and a tiny model, and every kind of
+//! mistake reported at its `file:line:col` with the name involved.
+
+mod common;
+
+use qgraph::gguf::tiny::TinyLlama;
+use qgraph::gguf::{GgufFile, GgufWriter};
+use qgraph::graph::{self, GraphError};
+
+const LLAMA: &str = include_str!("../graphs/llama.toml");
+const FILE: &str = "graphs/llama.toml";
+
+fn tiny(m: TinyLlama) -> GgufFile {
+    GgufFile::from_bytes(&m.writer().unwrap().to_bytes()).unwrap()
+}
+
+/// The llama graph with `from` replaced by `to` (which must occur).
+fn edited(from: &str, to: &str) -> String {
+    assert!(
+        LLAMA.contains(from),
+        "test edit: `{from}` not in llama.toml"
+    );
+    LLAMA.replacen(from, to, 1)
+}
+
+/// `FILE:line:` of the first line of `src` containing `needle`.
+fn line_of(src: &str, needle: &str) -> String {
+    let line = src
+        .lines()
+        .position(|l| l.contains(needle))
+        .expect("needle")
+        + 1;
+    format!("{FILE}:{line}:")
+}
+
+fn parse_err(src: &str) -> GraphError {
+    graph::parse(src, FILE).expect_err("the definition parsed")
+}
+
+fn bind_err(src: &str, model: &GgufFile) -> GraphError {
+    graph::parse(src, FILE)
+        .unwrap()
+        .bind(model)
+        .expect_err("the graph bound")
+}
+
+fn assert_msg(e: &GraphError, parts: &[&str]) {
+    let msg = e.to_string();
+    for p in parts {
+        assert!(msg.contains(p), "error `{msg}` does not mention `{p}`");
+    }
+}
+
+#[test]
+fn real_model_binds() {
+    let model = GgufFile::open(common::real_model()).unwrap();
+    let g = graph::parse(LLAMA, FILE).unwrap().bind(&model).unwrap();
+    let dims: Vec<(&str, u64)> = g.dims.iter().map(|d| (d.name.as_str(), d.value)).collect();
+    assert_eq!(
+        dims,
+        [
+            ("n_embd", 576),
+            ("n_layer", 30),
+            ("n_head", 9),
+            ("n_kv_head", 3),
+            ("n_ff", 1536),
+            ("n_vocab", 49152),
+            ("head_dim", 64),
+            ("kv_dim", 192)
+        ]
+    );
+    assert_eq!(g.n_layer, 30);
+    assert_eq!(
+        g.tensor_totals().0,
+        272,
+        "every tensor bound, the tied output included"
+    );
+    assert_eq!(g.g.node_count(), 2 + 3 + 30 * 16);
+    let logits = g.outputs[0].1;
+    let w = &g.weights[g.node(logits).weights[0].0 as usize];
+    assert_eq!((w.tensor.as_str(), w.fallback), ("token_embd.weight", true));
+    insta::assert_snapshot!("llama_real_summary", graph::summary::summary(&g));
+}
+
+#[test]
+fn tiny_model_binds_with_its_own_dimensions() {
+    let model = tiny(TinyLlama::default());
+    let g = graph::parse(LLAMA, FILE).unwrap().bind(&model).unwrap();
+    let dim = |n| g.dim(n).unwrap();
+    assert_eq!(
+        (
+            dim("n_layer"),
+            dim("n_embd"),
+            dim("n_head"),
+            dim("n_kv_head"),
+            dim("head_dim"),
+            dim("n_ff"),
+            dim("n_vocab")
+        ),
+        (2, 64, 4, 2, 16, 128, 96)
+    );
+    assert_eq!(g.g.node_count(), 2 + 3 + 2 * 16);
+    // The tiny model has no llama.vocab_size: n_vocab came from the token list.
+    assert_eq!(
+        g.dims.iter().find(|d| d.name == "n_vocab").unwrap().source,
+        "len(tokenizer.ggml.tokens)"
+    );
+    insta::assert_snapshot!("llama_tiny_summary", graph::summary::summary(&g));
+}
+
+#[test]
+fn untied_output_binds_output_weight() {
+    let model = tiny(TinyLlama {
+        untied_output: true,
+        ..TinyLlama::default()
+    });
+    let g = graph::parse(LLAMA, FILE).unwrap().bind(&model).unwrap();
+    let logits = g.outputs[0].1;
+    let w = &g.weights[g.node(logits).weights[0].0 as usize];
+    assert_eq!((w.tensor.as_str(), w.fallback), ("output.weight", false));
+}
+
+#[test]
+fn dot_folds_the_repeated_layers() {
+    let model = GgufFile::open(common::real_model()).unwrap();
+    let g = graph::parse(LLAMA, FILE).unwrap().bind(&model).unwrap();
+    let dot = graph::dot::to_dot(&g);
+    assert!(dot.starts_with("digraph \"llama\" {"));
+    assert!(dot.contains("blk.1 … blk.29 (× 29)"));
+    assert!(dot.contains("blk.0.attn_q\\ngemv"));
+    assert!(!dot.contains("blk.5."), "layers past 0 are folded");
+    assert_eq!(
+        dot.matches(" -> ").count(),
+        dot.lines().filter(|l| l.contains(" -> ")).count()
+    );
+}
+
+// ---- mistakes in the definition -----------------------------------------------------------
+
+#[test]
+fn syntax_error() {
+    let src = edited("n_ff      = { key", "n_ff      = { key = }\nx = { key");
+    let e = parse_err(&src);
+    assert!(matches!(e, GraphError::Syntax { .. }), "{e}");
+    assert_msg(&e, &[&line_of(&src, "n_ff      = { key = }")]);
+}
+
+#[test]
+fn unknown_op() {
+    let src = edited(r#"op = "silu""#, r#"op = "swish""#);
+    let e = parse_err(&src);
+    assert!(matches!(e, GraphError::UnknownOp { .. }), "{e}");
+    assert_msg(
+        &e,
+        &[
+            &line_of(&src, "swish"),
+            "`ffn_silu`",
+            "`swish`",
+            "known: embed",
+        ],
+    );
+}
+
+#[test]
+fn wrong_number_of_inputs() {
+    let src = edited(r#"in = ["x", "attn_output"]"#, r#"in = ["x"]"#);
+    let e = parse_err(&src);
+    assert!(
+        matches!(
+            e,
+            GraphError::Arity {
+                want: 2,
+                got: 1,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert_msg(
+        &e,
+        &[
+            &line_of(&src, r#"name = "attn_res""#),
+            "`attn_res` (add) takes 2 input(s), got 1",
+        ],
+    );
+}
+
+#[test]
+fn wrong_number_of_weights() {
+    let src = edited(
+        r#"weight = "ffn_down" }"#,
+        r#"weight = ["ffn_down", "ffn_up"] }"#,
+    );
+    let e = parse_err(&src);
+    assert!(matches!(e, GraphError::WeightArity { .. }), "{e}");
+    assert_msg(&e, &["`ffn_down`", "takes 1 weight(s), got 2"]);
+}
+
+#[test]
+fn input_that_names_no_node() {
+    let src = edited(
+        r#"in = ["ffn_silu", "ffn_up"]"#,
+        r#"in = ["ffn_silu", "ffn_upp"]"#,
+    );
+    let e = parse_err(&src);
+    assert!(matches!(e, GraphError::UnknownInput { .. }), "{e}");
+    assert_msg(&e, &[&line_of(&src, "ffn_upp"), "`ffn_act`", "`ffn_upp`"]);
+    // A block node used from outside gets a hint.
+    let src = edited(r#"in = ["layers"]"#, r#"in = ["ffn_out"]"#);
+    assert_msg(&parse_err(&src), &["inside block `layer`"]);
+}
+
+#[test]
+fn cycle() {
+    let src = edited(
+        r#"in = ["attn_res"],  weight = "ffn_norm""#,
+        r#"in = ["ffn_out"],  weight = "ffn_norm""#,
+    );
+    let e = parse_err(&src);
+    assert!(matches!(e, GraphError::Cycle { .. }), "{e}");
+    assert_msg(&e, &["cycle through node", "ffn_norm", "ffn_out", FILE]);
+}
+
+#[test]
+fn dimension_never_bound() {
+    let src = edited(
+        r#"head_dim  = "n_embd / n_head""#,
+        r#"head_dim  = "n_embd / n_heads""#,
+    );
+    let e = parse_err(&src);
+    assert!(matches!(e, GraphError::Unbound { .. }), "{e}");
+    assert_msg(&e, &[&line_of(&src, "n_heads"), "`n_heads` is never bound"]);
+    let src = edited(
+        r#"heads = "n_kv_head", theta"#,
+        r#"heads = "n_kv_heads", theta"#,
+    );
+    assert_msg(
+        &parse_err(&src),
+        &[&line_of(&src, "n_kv_heads"), "`n_kv_heads`"],
+    );
+    let src = edited(
+        r#"theta = "rope_theta", layout = "normal" },
+  { name = "k_rope""#,
+        r#"theta = "rope_thet", layout = "normal" },
+  { name = "k_rope""#,
+    );
+    assert_msg(&parse_err(&src), &["`rope_thet` is never bound"]);
+}
+
+#[test]
+fn expression_that_does_not_divide() {
+    // 64 / 5 leaves a remainder: the model is rejected, not rounded.
+    let model = tiny(TinyLlama {
+        n_head: 5,
+        n_kv_head: 5,
+        ..TinyLlama::default()
+    });
+    let e = bind_err(LLAMA, &model);
+    assert!(matches!(e, GraphError::Expr { .. }), "{e}");
+    assert_msg(
+        &e,
+        &[
+            &line_of(LLAMA, "head_dim  ="),
+            "n_embd / n_head",
+            "64 / 5 does not divide evenly",
+        ],
+    );
+}
+
+#[test]
+fn expression_that_divides_by_zero() {
+    let model = tiny(TinyLlama {
+        n_head: 0,
+        ..TinyLlama::default()
+    });
+    let e = bind_err(LLAMA, &model);
+    assert_msg(&e, &[&line_of(LLAMA, "head_dim  ="), "division by zero"]);
+}
+
+#[test]
+fn metadata_key_the_model_lacks() {
+    let src = edited("{arch}.feed_forward_length", "{arch}.ffn_length");
+    let e = bind_err(&src, &tiny(TinyLlama::default()));
+    assert!(matches!(e, GraphError::MissingKey { .. }), "{e}");
+    assert_msg(
+        &e,
+        &[
+            &line_of(&src, "ffn_length"),
+            "`n_ff`",
+            "no metadata key `llama.ffn_length`",
+        ],
+    );
+}
+
+#[test]
+fn weight_missing_for_one_layer() {
+    let mut w: GgufWriter = TinyLlama::default().writer().unwrap();
+    w.tensors.retain(|t| t.name != "blk.1.ffn_up.weight");
+    let model = GgufFile::from_bytes(&w.to_bytes()).unwrap();
+    let e = bind_err(LLAMA, &model);
+    assert!(matches!(e, GraphError::MissingWeight { .. }), "{e}");
+    assert_msg(
+        &e,
+        &[
+            &line_of(LLAMA, "ffn_up      = \"blk"),
+            "`ffn_up` for layer 1",
+            "`blk.1.ffn_up.weight`",
+        ],
+    );
+}
+
+#[test]
+fn duplicate_node_name() {
+    let src = edited(r#"{ name = "ffn_act","#, r#"{ name = "ffn_silu","#);
+    let e = parse_err(&src);
+    assert!(matches!(e, GraphError::Duplicate { .. }), "{e}");
+    let first = line_of(&src, r#"name = "ffn_silu""#);
+    assert_msg(
+        &e,
+        &["duplicate name `ffn_silu`", first.trim_end_matches(':')],
+    );
+}
+
+#[test]
+fn repeat_count_of_zero() {
+    let model = tiny(TinyLlama {
+        n_layer: 0,
+        ..TinyLlama::default()
+    });
+    let e = bind_err(LLAMA, &model);
+    assert!(matches!(e, GraphError::ZeroRepeat { .. }), "{e}");
+    assert_msg(
+        &e,
+        &[
+            &line_of(LLAMA, r#"op = "repeat""#),
+            "`layers`",
+            "`layer` zero times",
+            "n_layer",
+        ],
+    );
+}
+
+#[test]
+fn missing_and_unexpected_attributes() {
+    let src = edited(
+        r#", eps = "rms_eps" },
+  # Project"#,
+        r#" },
+  # Project"#,
+    );
+    assert_msg(
+        &parse_err(&src),
+        &["`out_norm` (rmsnorm): missing attribute `eps`"],
+    );
+    let src = edited(
+        r#"op = "silu",    in = ["ffn_gate"]"#,
+        r#"op = "silu",    in = ["ffn_gate"], eps = 1.0"#,
+    );
+    assert_msg(
+        &parse_err(&src),
+        &["`ffn_silu` (silu) does not take attribute `eps`"],
+    );
+    let src = edited(
+        r#"layout = "normal" },
+  { name = "k_rope""#,
+        r#"layout = "sideways" },
+  { name = "k_rope""#,
+    );
+    assert_msg(&parse_err(&src), &["unknown rope layout `sideways`"]);
+}
+
+#[test]
+fn unknown_fields_are_errors() {
+    let src = edited(
+        r#"op = "silu",    in"#,
+        r#"op = "silu",    inputs = [], in"#,
+    );
+    let e = parse_err(&src);
+    assert_msg(
+        &e,
+        &[&line_of(&src, "inputs = []"), "unknown field `inputs`"],
+    );
+}
+
+#[test]
+fn broken_files_never_panic() {
+    // Every prefix of the real definition either parses or gives an error.
+    for end in (0..LLAMA.len())
+        .filter(|&i| LLAMA.is_char_boundary(i))
+        .step_by(7)
+    {
+        let _ = graph::parse(&LLAMA[..end], FILE);
+    }
+}
+
+#[test]
+fn load_reads_a_file_and_names_a_missing_one() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/graphs/llama.toml");
+    assert_eq!(graph::load(path).unwrap().name, "llama");
+    let e = graph::load("/no/such/graph.toml").err().unwrap();
+    assert_msg(&e, &["/no/such/graph.toml"]);
+}
