@@ -361,7 +361,7 @@ impl Binder<'_> {
             for (slot, (input, _)) in n.inputs.iter().enumerate() {
                 // check() resolved every input within the scope; scope_order added it first.
                 if let Some(&src) = names.get(input) {
-                    self.graph.g.add_edge(src, id, slot);
+                    self.graph.g.add_edge(src, id, super::Edge { out: 0, slot });
                 }
             }
             names.insert(n.name.clone(), id);

@@ -25,7 +25,7 @@ pub mod summary;
 pub use def::{parse, GraphDef, NodeSpec, OpKind, RUNTIME_DIMS};
 pub use error::{GraphError, Location};
 pub use expr::{EvalError, Expr};
-pub use op::{InputKind, Op, RopeLayout};
+pub use op::{Epilogue, InputKind, Op, RopeLayout};
 
 use petgraph::stable_graph::{NodeIndex, StableDiGraph};
 use petgraph::visit::EdgeRef;
@@ -94,13 +94,26 @@ pub struct BoundParam {
     pub source: String,
 }
 
-/// A graph bound to a model: nodes are ops, edges are tensors (the edge weight is the
-/// consumer's input slot).
+/// An edge carries one tensor: output `out` of its source into input `slot` of its target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Edge {
+    pub out: usize,
+    pub slot: usize,
+}
+
+/// One value in the graph: output `out` of node `node`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ValueId {
+    pub node: NodeId,
+    pub out: usize,
+}
+
+/// A graph bound to a model: nodes are ops, edges are tensors.
 #[derive(Debug, Clone)]
 pub struct Graph {
     pub name: String,
     pub file: String,
-    pub g: StableDiGraph<Node, usize>,
+    pub g: StableDiGraph<Node, Edge>,
     pub dims: Vec<BoundDim>,
     pub params: Vec<BoundParam>,
     pub inputs: Vec<(String, NodeId)>,
@@ -121,15 +134,93 @@ impl Graph {
         &self.g[id]
     }
 
-    /// A node's inputs, in slot order.
+    /// A node's input nodes, in slot order.
     pub fn inputs_of(&self, id: NodeId) -> Vec<NodeId> {
-        let mut edges: Vec<(usize, NodeId)> = self
+        self.input_values(id).into_iter().map(|v| v.node).collect()
+    }
+
+    /// A node's input values, in slot order.
+    pub fn input_values(&self, id: NodeId) -> Vec<ValueId> {
+        let mut edges: Vec<(usize, ValueId)> = self
             .g
             .edges_directed(id, Direction::Incoming)
-            .map(|e| (*e.weight(), e.source()))
+            .map(|e| {
+                let w = e.weight();
+                (
+                    w.slot,
+                    ValueId {
+                        node: e.source(),
+                        out: w.out,
+                    },
+                )
+            })
             .collect();
         edges.sort();
-        edges.into_iter().map(|(_, n)| n).collect()
+        edges.into_iter().map(|(_, v)| v).collect()
+    }
+
+    /// The (consumer, input slot) pairs that read value `v`, sorted.
+    pub fn readers_of(&self, v: ValueId) -> Vec<(NodeId, usize)> {
+        let mut out: Vec<(NodeId, usize)> = self
+            .g
+            .edges_directed(v.node, Direction::Outgoing)
+            .filter(|e| e.weight().out == v.out)
+            .map(|e| (e.target(), e.weight().slot))
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Replaces a node's inputs with `inputs` (slot i reads `inputs[i]`).
+    pub fn set_inputs(&mut self, id: NodeId, inputs: &[ValueId]) {
+        let old: Vec<_> = self
+            .g
+            .edges_directed(id, Direction::Incoming)
+            .map(|e| e.id())
+            .collect();
+        for e in old {
+            self.g.remove_edge(e);
+        }
+        for (slot, v) in inputs.iter().enumerate() {
+            self.g.add_edge(v.node, id, Edge { out: v.out, slot });
+        }
+    }
+
+    /// Points every reader of `from` at `to` instead.
+    pub fn replace_uses(&mut self, from: ValueId, to: ValueId) {
+        for (reader, slot) in self.readers_of(from) {
+            let e = self
+                .g
+                .edges_directed(reader, Direction::Incoming)
+                .find(|e| {
+                    e.source() == from.node && e.weight().out == from.out && e.weight().slot == slot
+                })
+                .map(|e| e.id());
+            if let Some(e) = e {
+                self.g.remove_edge(e);
+                self.g.add_edge(to.node, reader, Edge { out: to.out, slot });
+            }
+        }
+        for o in self.outputs.iter_mut() {
+            if o.1 == from.node && from.out == 0 {
+                o.1 = to.node;
+            }
+        }
+    }
+
+    /// Whether `ancestor` reaches `node` through input edges (or is it).
+    pub fn reaches(&self, ancestor: NodeId, node: NodeId) -> bool {
+        let mut stack = vec![node];
+        let mut seen = std::collections::HashSet::new();
+        while let Some(n) = stack.pop() {
+            if n == ancestor {
+                return true;
+            }
+            if seen.insert(n) {
+                stack.extend(self.g.neighbors_directed(n, Direction::Incoming));
+            }
+        }
+        false
     }
 
     /// The nodes that read `id`'s output (each once, in id order).

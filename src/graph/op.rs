@@ -25,7 +25,47 @@ pub enum InputKind {
     Positions,
 }
 
+/// What a fused projection does with each output row after the product.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Epilogue {
+    /// Store the row in an activation buffer.
+    Store,
+    /// Rotate the row (rope), then store it.
+    Rope {
+        heads: usize,
+        theta: f32,
+        layout: RopeLayout,
+    },
+    /// Rotate the row, then store it at row `pos[t]` of a K cache (no copy step).
+    RopeToCache {
+        heads: usize,
+        theta: f32,
+        layout: RopeLayout,
+    },
+    /// Store the row at row `pos[t]` of a V cache (no copy step).
+    ToCache,
+}
+
+impl Epilogue {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Epilogue::Store => "store",
+            Epilogue::Rope { .. } => "rope",
+            Epilogue::RopeToCache { .. } => "rope→kcache",
+            Epilogue::ToCache => "→vcache",
+        }
+    }
+
+    /// Whether the output is a KV cache rather than an activation.
+    pub fn writes_cache(&self) -> bool {
+        matches!(self, Epilogue::RopeToCache { .. } | Epilogue::ToCache)
+    }
+}
+
 /// An op with its attributes bound to numbers. Weights are separate (`Node::weights`).
+/// The first block of variants can be written in a graph definition; the rest are made by
+/// the planner: `KvWrite` and `Attend` by lowering `Attention`, the others by fusion passes.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Op {
@@ -62,6 +102,30 @@ pub enum Op {
     Silu,
     /// Softmax over each row.
     Softmax,
+    /// Copies this step's K and V rows into row `pos[t]` of a layer's caches. Inputs: k, v,
+    /// positions. Outputs: the K cache and the V cache, `[n_ctx, kv_dim]` each.
+    KvWrite,
+    /// Causal grouped-query attention of `q` over caches already written. Inputs: q, K cache,
+    /// V cache, positions.
+    Attend {
+        heads: usize,
+        kv_heads: usize,
+    },
+    /// Several products of one input row (`fuse-qkv`), optionally RMS-normed on the fly with
+    /// gamma as weight 0 (`fuse-rmsnorm`), each output finished by its epilogue
+    /// (`fuse-rope-kv`). Inputs: x, positions. Weights: [gamma], then one matrix per output.
+    Proj {
+        norm: Option<f32>,
+        outs: Vec<Epilogue>,
+    },
+    /// `silu(gate · x) * (up · x)` in one pass (`fuse-mlp`), optionally normed on the fly.
+    /// Input: x. Weights: [gamma], gate, up.
+    SwiGlu {
+        norm: Option<f32>,
+    },
+    /// `x + W · a`, accumulated in place into x's buffer (`fuse-residual`). Inputs: x, a.
+    /// Weight: W.
+    GemvAdd,
 }
 
 impl Op {
@@ -78,6 +142,20 @@ impl Op {
             Op::Mul => "mul",
             Op::Silu => "silu",
             Op::Softmax => "softmax",
+            Op::KvWrite => "kv_write",
+            Op::Attend { .. } => "attend",
+            Op::Proj { .. } => "proj",
+            Op::SwiGlu { .. } => "swiglu",
+            Op::GemvAdd => "gemv_add",
+        }
+    }
+
+    /// How many values the op produces.
+    pub fn n_outputs(&self) -> usize {
+        match self {
+            Op::Proj { outs, .. } => outs.len(),
+            Op::KvWrite => 2,
+            _ => 1,
         }
     }
 
@@ -91,7 +169,24 @@ impl Op {
                 theta,
                 layout,
             } => format!("heads={heads} theta={theta} layout={layout:?}").to_lowercase(),
-            Op::Attention { heads, kv_heads } => format!("heads={heads} kv_heads={kv_heads}"),
+            Op::Attention { heads, kv_heads } | Op::Attend { heads, kv_heads } => {
+                format!("heads={heads} kv_heads={kv_heads}")
+            }
+            Op::Proj { norm, outs } => {
+                let outs: Vec<String> = outs
+                    .iter()
+                    .map(|e| match e {
+                        Epilogue::Rope { heads, theta, .. }
+                        | Epilogue::RopeToCache { heads, theta, .. } => {
+                            format!("{}(heads={heads} theta={theta})", e.name())
+                        }
+                        _ => e.name().to_string(),
+                    })
+                    .collect();
+                let norm = norm.map_or(String::new(), |eps| format!("norm(eps={eps:e}) "));
+                format!("{norm}outs=[{}]", outs.join(", "))
+            }
+            Op::SwiGlu { norm: Some(eps) } => format!("norm(eps={eps:e})"),
             _ => String::new(),
         }
     }
