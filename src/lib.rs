@@ -4,6 +4,9 @@
 //! feed `plan`, which checks everything once and lowers to a static schedule that `exec`
 //! runs with `kernels`. See ARCHITECTURE.md.
 
+pub mod exec;
 pub mod gguf;
 pub mod graph;
+pub mod kernels;
+pub mod plan;
 pub mod quant;

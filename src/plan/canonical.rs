@@ -1,0 +1,59 @@
+//! Lowers the composite ops a definition may use into the forms passes and kernels know:
+//! `attention(q, k, v, pos)` → `kv_write(k, v, pos)` + `attend(q, kcache, vcache, pos)`
+//! (the copy step `fuse-rope-kv` removes), and `mlp(x)` → gate, up, silu, mul, down
+//! (which `fuse-mlp` fuses back into one step). Always runs, before the passes.
+
+use crate::graph::{Graph, Node, Op, ValueId};
+
+pub fn canonicalize(g: &mut Graph) {
+    for id in g.topo_order() {
+        let node = g.g[id].clone();
+        match node.op {
+            Op::Attention { heads, kv_heads } => {
+                let ins = g.input_values(id);
+                let kv = g.g.add_node(Node {
+                    name: format!("{}.kv_write", node.name),
+                    op: Op::KvWrite,
+                    weights: vec![],
+                    ..node.clone()
+                });
+                g.set_inputs(kv, &[ins[1], ins[2], ins[3]]);
+                g.g[id].op = Op::Attend { heads, kv_heads };
+                g.set_inputs(
+                    id,
+                    &[
+                        ins[0],
+                        ValueId { node: kv, out: 0 },
+                        ValueId { node: kv, out: 1 },
+                        ins[3],
+                    ],
+                );
+            }
+            Op::Mlp => {
+                let x = g.input_values(id)[0];
+                let part = |suffix: &str, op: Op, weights| Node {
+                    name: format!("{}.{suffix}", node.name),
+                    op,
+                    weights,
+                    ..node.clone()
+                };
+                let w = &node.weights;
+                let gate = g.g.add_node(part("gate", Op::Gemv, vec![w[0]]));
+                let up = g.g.add_node(part("up", Op::Gemv, vec![w[1]]));
+                let silu = g.g.add_node(part("silu", Op::Silu, vec![]));
+                let mul = g.g.add_node(part("act", Op::Mul, vec![]));
+                g.set_inputs(gate, &[x]);
+                g.set_inputs(up, &[x]);
+                g.set_inputs(silu, &[ValueId { node: gate, out: 0 }]);
+                g.set_inputs(
+                    mul,
+                    &[ValueId { node: silu, out: 0 }, ValueId { node: up, out: 0 }],
+                );
+                g.g[id].op = Op::Gemv;
+                g.g[id].weights = vec![w[2]];
+                g.set_inputs(id, &[ValueId { node: mul, out: 0 }]);
+            }
+            _ => {}
+        }
+    }
+}

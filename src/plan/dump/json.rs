@@ -1,0 +1,72 @@
+//! The JSON dump. Its schema is documented in docs/plan-schema.md.
+
+use serde_json::{json, Value};
+
+use crate::plan::{BufId, Plan};
+
+fn buffer(plan: &Plan, b: BufId) -> Value {
+    let buf = &plan.buffers[b.0 as usize];
+    json!({
+        "id": b.0,
+        "name": buf.name,
+        "kind": buf.kind,
+        "shape": buf.fact.shape,
+        "dtype": buf.fact.dtype,
+        "offset": buf.offset,
+        "bytes": buf.bytes,
+        "live": buf.live.map(|l| json!([l.first, l.last])),
+    })
+}
+
+pub fn to_json(plan: &Plan) -> Value {
+    let steps: Vec<Value> = plan
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            json!({
+                "index": i,
+                "name": s.name,
+                "op": s.op.name(),
+                "attrs": s.op,
+                "kernels": s.kernels,
+                "outputs": s.outputs.iter().map(|&b| buffer(plan, b)).collect::<Vec<_>>(),
+                "inputs": s.inputs.iter().map(|&b| buffer(plan, b)).collect::<Vec<_>>(),
+                "scratch": s.scratch.map(|b| buffer(plan, b)),
+                "weights": s.weights,
+                "bytes_read": s.bytes_read,
+                "bytes_written": s.bytes_written,
+                "flops": s.flops,
+            })
+        })
+        .collect();
+    let buffers: Vec<Value> = (0..plan.buffers.len())
+        .map(|i| buffer(plan, BufId(i as u32)))
+        .collect();
+    json!({
+        "schema": "qgraph-plan/1",
+        "graph": plan.graph_name,
+        "seq": plan.seq,
+        "n_ctx": plan.n_ctx,
+        "kernels": plan.level,
+        "passes": plan.passes.iter().map(|p| json!({
+            "name": p.name,
+            "changed": p.changed,
+            "nodes_before": p.nodes_before,
+            "nodes_after": p.nodes_after,
+        })).collect::<Vec<_>>(),
+        "steps": steps,
+        "buffers": buffers,
+        "arena": {
+            "peak_bytes": plan.peak_bytes,
+            "naive_bytes": plan.naive_bytes,
+        },
+        "kv_cache": { "offset": plan.kv_offset, "bytes": plan.kv_bytes },
+        "totals": {
+            "steps": plan.steps.len(),
+            "weight_bytes": plan.weight_bytes(),
+            "bytes_moved_per_token": plan.bytes_moved_per_token(),
+            "flops_per_token": plan.steps.iter().map(|s| s.flops).sum::<u64>() / plan.seq as u64,
+        },
+    })
+}

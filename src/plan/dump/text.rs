@@ -1,0 +1,88 @@
+//! The text dump: one line per step, then totals.
+
+use std::fmt::Write as _;
+
+use super::describe;
+use crate::plan::Plan;
+
+pub fn to_text(plan: &Plan) -> String {
+    let mut s = String::new();
+    // Writing to a String cannot fail.
+    let _ = writeln!(
+        s,
+        "plan `{}`: seq {}, n_ctx {}, kernels {}, passes [{}]",
+        plan.graph_name,
+        plan.seq,
+        plan.n_ctx,
+        plan.level.name(),
+        plan.passes
+            .iter()
+            .map(|p| p.name)
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let _ = writeln!(
+        s,
+        "step op name {{attrs}} | kernel | out: buffer [shape] dtype @offset live | in: … | scratch | weights | read B, written B, flop"
+    );
+    for (i, step) in plan.steps.iter().enumerate() {
+        let list = |bs: &[crate::plan::BufId]| {
+            bs.iter()
+                .map(|&b| describe(plan, b))
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        let attrs = step.op.attrs();
+        let _ = writeln!(
+            s,
+            "{i:>4} {} {}{} | {} | out: {} | in: {} | scratch: {} | weights: {} | {} B, {} B, {} flop",
+            step.op.name(),
+            step.name,
+            if attrs.is_empty() { String::new() } else { format!(" {{{attrs}}}") },
+            step.kernels.join("+"),
+            list(&step.outputs),
+            list(&step.inputs),
+            step.scratch.map_or("-".to_string(), |b| describe(plan, b)),
+            if step.weights.is_empty() { "-".to_string() } else { step.weights.join(", ") },
+            step.bytes_read,
+            step.bytes_written,
+            step.flops
+        );
+    }
+    let _ = writeln!(s, "totals:");
+    let _ = writeln!(s, "  steps                {}", plan.steps.len());
+    let _ = writeln!(s, "  weight bytes         {}", plan.weight_bytes());
+    let _ = writeln!(s, "  arena peak_bytes     {}", plan.peak_bytes);
+    let _ = writeln!(s, "  arena naive_bytes    {}", plan.naive_bytes);
+    let _ = writeln!(s, "  kv cache bytes       {}", plan.kv_bytes);
+    let _ = writeln!(s, "  bytes moved / token  {}", plan.bytes_moved_per_token());
+    let flops: u64 = plan.steps.iter().map(|st| st.flops).sum();
+    let _ = writeln!(
+        s,
+        "  flop / token         {} (attention counted at a full context)",
+        flops / plan.seq as u64
+    );
+    s
+}
+
+/// What each pass changed: nodes before and after, and the op counts it left.
+pub fn pass_diff(plan: &Plan) -> String {
+    let mut s = String::new();
+    for r in &plan.passes {
+        let ops: Vec<String> = r
+            .ops_after
+            .iter()
+            .map(|(op, n)| format!("{op} {n}"))
+            .collect();
+        let _ = writeln!(
+            s,
+            "{:<14} {:<9} nodes {:>4} → {:<4} ops: {}",
+            r.name,
+            if r.changed { "changed" } else { "no change" },
+            r.nodes_before,
+            r.nodes_after,
+            ops.join(", ")
+        );
+    }
+    s
+}

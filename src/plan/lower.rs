@@ -1,0 +1,685 @@
+//! Lowering: the optimised graph → a flat schedule of steps, each with its kernel (a fn
+//! pointer chosen once from the CPU level), its buffers' byte offsets and its sizes as
+//! plain integers. Buffers get live intervals and arena offsets here.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::arena;
+use super::infer::{Facts, Storage};
+use super::liveness::{self, Interval};
+use super::passes::PassReport;
+use super::{BufId, BufKind, Buffer, Plan, PlanError, PlanOptions, Step};
+use crate::gguf::GgufFile;
+use crate::graph::{Epilogue, Graph, InputKind, NodeId, Op, RopeLayout, ValueId, WeightId};
+use crate::kernels::{
+    table, AccumulateFn, AttendFn, BinaryFn, GemvFn, RmsNormFn, RopeFn, RowFn, UnaryFn,
+};
+
+/// A weight matrix in the model's memory map: `rows` rows of `row_bytes` bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct WeightRef {
+    pub ptr: *const u8,
+    pub row_bytes: usize,
+    pub rows: usize,
+}
+
+/// A norm folded into a product: gamma, eps, and a scratch row for the normed input.
+#[derive(Debug, Clone, Copy)]
+pub struct Norm {
+    pub gamma: *const f32,
+    pub eps: f32,
+    pub rmsnorm: RmsNormFn,
+    pub scratch: usize,
+}
+
+/// One output of a fused projection.
+#[derive(Debug, Clone, Copy)]
+pub struct ProjOut {
+    pub gemv: GemvFn,
+    pub w: WeightRef,
+    /// Values per row.
+    pub n: usize,
+    /// Byte offset of the destination: an activation `[seq, n]`, or a cache `[n_ctx, n]`
+    /// whose row `pos[t]` receives token t.
+    pub dst: usize,
+    pub epilogue: Epilogue,
+    pub rope: RopeFn,
+}
+
+/// What a step runs. Offsets are bytes from the start of the session's memory; sizes are
+/// elements per row; every row loop runs over the tokens of the call.
+#[derive(Debug, Clone)]
+pub enum Exec {
+    Embed {
+        row: RowFn,
+        table: WeightRef,
+        tokens: usize,
+        out: usize,
+        n: usize,
+    },
+    RmsNorm {
+        f: RmsNormFn,
+        x: usize,
+        gamma: *const f32,
+        out: usize,
+        n: usize,
+        eps: f32,
+    },
+    Gemv {
+        gemv: GemvFn,
+        w: WeightRef,
+        x: usize,
+        out: usize,
+        k: usize,
+        n: usize,
+    },
+    Rope {
+        f: RopeFn,
+        x: usize,
+        pos: usize,
+        out: usize,
+        n: usize,
+        heads: usize,
+        theta: f32,
+        layout: RopeLayout,
+    },
+    KvWrite {
+        k: usize,
+        v: usize,
+        pos: usize,
+        kc: usize,
+        vc: usize,
+        n: usize,
+    },
+    Attend {
+        f: AttendFn,
+        q: usize,
+        kc: usize,
+        vc: usize,
+        pos: usize,
+        out: usize,
+        scores: usize,
+        n: usize,
+        heads: usize,
+        kv_heads: usize,
+    },
+    Proj {
+        x: usize,
+        pos: usize,
+        k: usize,
+        norm: Option<Norm>,
+        outs: Vec<ProjOut>,
+    },
+    SwiGlu {
+        x: usize,
+        out: usize,
+        k: usize,
+        n: usize,
+        norm: Option<Norm>,
+        gate: (GemvFn, WeightRef),
+        up: (GemvFn, WeightRef),
+        up_scratch: usize,
+    },
+    GemvAdd {
+        gemv: GemvFn,
+        acc: AccumulateFn,
+        w: WeightRef,
+        x: usize,
+        a: usize,
+        k: usize,
+        n: usize,
+        scratch: usize,
+    },
+    Binary {
+        f: BinaryFn,
+        a: usize,
+        b: usize,
+        out: usize,
+        n: usize,
+    },
+    Unary {
+        f: UnaryFn,
+        x: usize,
+        out: usize,
+        n: usize,
+    },
+}
+
+struct Draft {
+    node: NodeId,
+    inputs: Vec<BufId>,
+    outputs: Vec<BufId>,
+    scratch: Option<BufId>,
+}
+
+pub fn lower(
+    g: &Graph,
+    facts: &Facts,
+    model: Arc<GgufFile>,
+    opts: &PlanOptions,
+    passes: Vec<PassReport>,
+) -> Result<Plan, PlanError> {
+    let order = g.topo_order();
+    let mut buffers: Vec<Buffer> = Vec::new();
+    let mut of_value: HashMap<ValueId, BufId> = HashMap::new();
+    let new_buf = |buffers: &mut Vec<Buffer>, name: String, kind: BufKind, fact: &super::Fact| {
+        let id = BufId(buffers.len() as u32);
+        buffers.push(Buffer {
+            name,
+            kind,
+            fact: fact.clone(),
+            bytes: fact.bytes(),
+            offset: 0,
+            live: None,
+        });
+        id
+    };
+
+    let (mut tokens, mut positions) = (None, None);
+    let mut drafts: Vec<Draft> = Vec::new();
+    for &id in &order {
+        let node = &g.g[id];
+        if let Op::Input { kind } = node.op {
+            let v = ValueId { node: id, out: 0 };
+            let b = new_buf(
+                &mut buffers,
+                node.name.clone(),
+                BufKind::Input,
+                facts.get(v),
+            );
+            match kind {
+                InputKind::Tokens => tokens = Some(b),
+                InputKind::Positions => positions = Some(b),
+            }
+            of_value.insert(v, b);
+            continue;
+        }
+        let inputs: Vec<BufId> = g.input_values(id).iter().map(|v| of_value[v]).collect();
+        let mut outputs = Vec::new();
+        for out in 0..node.op.n_outputs() {
+            let v = ValueId { node: id, out };
+            let fact = facts.get(v);
+            let b = if node.op == Op::GemvAdd {
+                inputs[0] // accumulates in place: fuse-residual checked nobody reads x later
+            } else {
+                let kind = if fact.storage == Storage::KvCache {
+                    BufKind::KvCache
+                } else {
+                    BufKind::Activation
+                };
+                let name = if node.op.n_outputs() > 1 {
+                    format!("{}:{out}", node.name)
+                } else {
+                    node.name.clone()
+                };
+                new_buf(&mut buffers, name, kind, fact)
+            };
+            of_value.insert(v, b);
+            outputs.push(b);
+        }
+        let scratch_len = scratch_elements(g, facts, id);
+        let scratch = (scratch_len > 0).then(|| {
+            let fact = super::Fact {
+                dtype: super::DType::F32,
+                shape: vec![scratch_len],
+                storage: Storage::Activation,
+            };
+            new_buf(
+                &mut buffers,
+                format!("{}.scratch", node.name),
+                BufKind::Scratch,
+                &fact,
+            )
+        });
+        drafts.push(Draft {
+            node: id,
+            inputs,
+            outputs,
+            scratch,
+        });
+    }
+
+    // Liveness: inputs are written before step 0; graph outputs are read after the last.
+    let n_steps = drafts.len();
+    let mut live: Vec<Option<Interval>> = vec![None; buffers.len()];
+    for (i, b) in buffers.iter().enumerate() {
+        if b.kind == BufKind::Input {
+            liveness::touch(&mut live[i], 0);
+        }
+    }
+    for (s, d) in drafts.iter().enumerate() {
+        for b in d.inputs.iter().chain(&d.outputs).chain(&d.scratch) {
+            liveness::touch(&mut live[b.0 as usize], s);
+        }
+    }
+    let outputs: Vec<(String, BufId)> = g
+        .outputs
+        .iter()
+        .map(|(n, id)| (n.clone(), of_value[&ValueId { node: *id, out: 0 }]))
+        .collect();
+    for (_, b) in &outputs {
+        liveness::touch(&mut live[b.0 as usize], n_steps.saturating_sub(1));
+    }
+
+    // The arena: everything but the caches, packed by live interval.
+    let in_arena: Vec<usize> = (0..buffers.len())
+        .filter(|&i| buffers[i].kind != BufKind::KvCache)
+        .collect();
+    let items: Vec<(Interval, usize)> = in_arena
+        .iter()
+        .map(|&i| {
+            (
+                live[i].unwrap_or(Interval { first: 0, last: 0 }),
+                buffers[i].bytes,
+            )
+        })
+        .collect();
+    let (offsets, peak_bytes) = arena::pack(&items);
+    let naive_bytes = items.iter().map(|(_, b)| arena::align_up(*b)).sum();
+    for (k, &i) in in_arena.iter().enumerate() {
+        buffers[i].offset = offsets[k];
+        buffers[i].live = live[i];
+    }
+    // The KV region follows the arena; one cache after another.
+    let kv_offset = arena::align_up(peak_bytes);
+    let mut kv_bytes = 0;
+    for b in buffers.iter_mut().filter(|b| b.kind == BufKind::KvCache) {
+        b.offset = kv_offset + kv_bytes;
+        kv_bytes += arena::align_up(b.bytes);
+    }
+
+    let mut steps = Vec::with_capacity(n_steps);
+    for d in &drafts {
+        steps.push(make_step(g, facts, &model, opts, &buffers, d)?);
+    }
+    Ok(Plan {
+        graph_name: g.name.clone(),
+        seq: opts.seq,
+        n_ctx: opts.n_ctx,
+        level: opts.level,
+        steps,
+        buffers,
+        peak_bytes,
+        naive_bytes,
+        kv_offset,
+        kv_bytes,
+        tokens,
+        positions,
+        outputs,
+        passes,
+        model,
+    })
+}
+
+/// Scratch a step needs, in f32 elements.
+fn scratch_elements(g: &Graph, facts: &Facts, id: NodeId) -> usize {
+    let x = |slot: usize| facts.get(g.input_values(id)[slot]).cols();
+    let out = || facts.get(ValueId { node: id, out: 0 }).cols();
+    match &g.g[id].op {
+        Op::Attend { .. } => facts.get(g.input_values(id)[1]).shape[0], // one score per cache row
+        Op::Proj { norm: Some(_), .. } => x(0),
+        Op::SwiGlu { norm } => out() + norm.map_or(0, |_| x(0)),
+        Op::GemvAdd => out(),
+        _ => 0,
+    }
+}
+
+fn make_step(
+    g: &Graph,
+    facts: &Facts,
+    model: &GgufFile,
+    opts: &PlanOptions,
+    buffers: &[Buffer],
+    d: &Draft,
+) -> Result<Step, PlanError> {
+    let node = &g.g[d.node];
+    let level = opts.level;
+    let seq = opts.seq as u64;
+    let off = |b: BufId| buffers[b.0 as usize].offset;
+    let cols = |b: BufId| buffers[b.0 as usize].fact.cols();
+    let mut acc = Acc {
+        kernels: Vec::new(),
+        weights: Vec::new(),
+        weight_bytes: 0,
+    };
+    let mut flops = 0u64;
+    let wcx = WeightCx {
+        g,
+        model,
+        level,
+        node,
+    };
+    let pos_of = |slot: usize| d.inputs.get(slot).map_or(usize::MAX, |&b| off(b));
+
+    let exec = match &node.op {
+        Op::Input { .. } => unreachable!("inputs are buffers, not steps"),
+        Op::Embed => {
+            let bw = &g.weights[node.weights[0].0 as usize];
+            let (w, _) = wcx.matrix(node.weights[0], &mut Acc::default())?;
+            let chosen = table::row(bw.dtype, level).ok_or_else(|| PlanError::WeightDtype {
+                at: node.at.clone(),
+                node: node.name.clone(),
+                op: "embed",
+                weight: bw.tensor.clone(),
+                dtype: bw.dtype,
+                why: "no row kernel for this format",
+            })?;
+            acc.kernels.push(chosen.name);
+            // Only the rows of the step's tokens are read, not the table.
+            acc.weight_bytes = seq * w.row_bytes as u64;
+            Exec::Embed {
+                row: chosen.f,
+                table: w,
+                tokens: off(d.inputs[0]),
+                out: off(d.outputs[0]),
+                n: cols(d.outputs[0]),
+            }
+        }
+        Op::RmsNorm { eps } => {
+            let k = table::rmsnorm(level);
+            acc.kernels.push(k.name);
+            let n = cols(d.outputs[0]);
+            flops = 4 * n as u64 * seq;
+            Exec::RmsNorm {
+                f: k.f,
+                x: off(d.inputs[0]),
+                gamma: wcx.gamma(node.weights[0], &mut acc)?,
+                out: off(d.outputs[0]),
+                n,
+                eps: *eps,
+            }
+        }
+        Op::Gemv => {
+            let (w, gemv) = wcx.matrix(node.weights[0], &mut acc)?;
+            let (k, n) = (cols(d.inputs[0]), cols(d.outputs[0]));
+            flops = 2 * (k * n) as u64 * seq;
+            Exec::Gemv {
+                gemv,
+                w,
+                x: off(d.inputs[0]),
+                out: off(d.outputs[0]),
+                k,
+                n,
+            }
+        }
+        Op::Rope {
+            heads,
+            theta,
+            layout,
+        } => {
+            let k = table::rope(level);
+            acc.kernels.push(k.name);
+            let n = cols(d.outputs[0]);
+            flops = 3 * n as u64 * seq;
+            Exec::Rope {
+                f: k.f,
+                x: off(d.inputs[0]),
+                pos: off(d.inputs[1]),
+                out: off(d.outputs[0]),
+                n,
+                heads: *heads,
+                theta: *theta,
+                layout: *layout,
+            }
+        }
+        Op::KvWrite => {
+            acc.kernels.push("copy");
+            Exec::KvWrite {
+                k: off(d.inputs[0]),
+                v: off(d.inputs[1]),
+                pos: off(d.inputs[2]),
+                kc: off(d.outputs[0]),
+                vc: off(d.outputs[1]),
+                n: cols(d.inputs[0]),
+            }
+        }
+        Op::Attend { heads, kv_heads } => {
+            let k = table::attend(level);
+            acc.kernels.push(k.name);
+            let n = cols(d.outputs[0]);
+            // Counted at a full cache: an upper bound, the real cost grows with position.
+            flops = 4 * (n * opts.n_ctx) as u64 * seq;
+            Exec::Attend {
+                f: k.f,
+                q: off(d.inputs[0]),
+                kc: off(d.inputs[1]),
+                vc: off(d.inputs[2]),
+                pos: off(d.inputs[3]),
+                out: off(d.outputs[0]),
+                scores: d.scratch.map_or(0, off),
+                n,
+                heads: *heads,
+                kv_heads: *kv_heads,
+            }
+        }
+        Op::Proj { norm, outs } => {
+            let k = cols(d.inputs[0]);
+            let w0 = norm.is_some() as usize;
+            let norm = match norm {
+                Some(eps) => {
+                    let f = table::rmsnorm(level);
+                    acc.kernels.push(f.name);
+                    Some(Norm {
+                        gamma: wcx.gamma(node.weights[0], &mut acc)?,
+                        eps: *eps,
+                        rmsnorm: f.f,
+                        scratch: d.scratch.map_or(0, off),
+                    })
+                }
+                None => None,
+            };
+            let rope = table::rope(level);
+            let mut pouts = Vec::with_capacity(outs.len());
+            for (i, e) in outs.iter().enumerate() {
+                let (w, gemv) = wcx.matrix(node.weights[w0 + i], &mut acc)?;
+                let n = cols(d.outputs[i]);
+                flops += 2 * (k * n) as u64 * seq;
+                if !matches!(e, Epilogue::Store | Epilogue::ToCache)
+                    && !acc.kernels.contains(&rope.name)
+                {
+                    acc.kernels.push(rope.name);
+                }
+                pouts.push(ProjOut {
+                    gemv,
+                    w,
+                    n,
+                    dst: off(d.outputs[i]),
+                    epilogue: *e,
+                    rope: rope.f,
+                });
+            }
+            Exec::Proj {
+                x: off(d.inputs[0]),
+                pos: pos_of(1),
+                k,
+                norm,
+                outs: pouts,
+            }
+        }
+        Op::SwiGlu { norm } => {
+            let k = cols(d.inputs[0]);
+            let n = cols(d.outputs[0]);
+            let scratch = d.scratch.map_or(0, off);
+            let w0 = norm.is_some() as usize;
+            let norm = match norm {
+                Some(eps) => {
+                    let f = table::rmsnorm(level);
+                    acc.kernels.push(f.name);
+                    // The normed row sits after the up values in the scratch.
+                    Some(Norm {
+                        gamma: wcx.gamma(node.weights[0], &mut acc)?,
+                        eps: *eps,
+                        rmsnorm: f.f,
+                        scratch: scratch + 4 * n,
+                    })
+                }
+                None => None,
+            };
+            let (gw, gf) = wcx.matrix(node.weights[w0], &mut acc)?;
+            let (uw, uf) = wcx.matrix(node.weights[w0 + 1], &mut acc)?;
+            acc.kernels.push(table::silu(level).name);
+            flops = (4 * k * n + 4 * n) as u64 * seq;
+            Exec::SwiGlu {
+                x: off(d.inputs[0]),
+                out: off(d.outputs[0]),
+                k,
+                n,
+                norm,
+                gate: (gf, gw),
+                up: (uf, uw),
+                up_scratch: scratch,
+            }
+        }
+        Op::GemvAdd => {
+            let (w, gemv) = wcx.matrix(node.weights[0], &mut acc)?;
+            let accumulate = table::accumulate(level);
+            acc.kernels.push(accumulate.name);
+            let (k, n) = (cols(d.inputs[1]), cols(d.outputs[0]));
+            flops = (2 * k * n + n) as u64 * seq;
+            Exec::GemvAdd {
+                gemv,
+                acc: accumulate.f,
+                w,
+                x: off(d.inputs[0]),
+                a: off(d.inputs[1]),
+                k,
+                n,
+                scratch: d.scratch.map_or(0, off),
+            }
+        }
+        Op::Add | Op::Mul => {
+            let k = if node.op == Op::Add {
+                table::add(level)
+            } else {
+                table::mul(level)
+            };
+            acc.kernels.push(k.name);
+            let n = cols(d.outputs[0]);
+            flops = n as u64 * seq;
+            Exec::Binary {
+                f: k.f,
+                a: off(d.inputs[0]),
+                b: off(d.inputs[1]),
+                out: off(d.outputs[0]),
+                n,
+            }
+        }
+        Op::Silu | Op::Softmax => {
+            let k = if node.op == Op::Silu {
+                table::silu(level)
+            } else {
+                table::softmax(level)
+            };
+            acc.kernels.push(k.name);
+            let n = cols(d.outputs[0]);
+            flops = 4 * n as u64 * seq;
+            Exec::Unary {
+                f: k.f,
+                x: off(d.inputs[0]),
+                out: off(d.outputs[0]),
+                n,
+            }
+        }
+        Op::Attention { .. } | Op::Mlp => {
+            unreachable!("canonicalize lowers {} before planning", node.op.name())
+        }
+    };
+
+    // Activations in and out (caches: only the rows this step touches).
+    let act_bytes = |bs: &[BufId]| -> u64 {
+        bs.iter()
+            .map(|b| {
+                let buf = &buffers[b.0 as usize];
+                match buf.kind {
+                    BufKind::KvCache => 4 * (buf.fact.cols() as u64) * seq,
+                    _ => buf.bytes as u64,
+                }
+            })
+            .sum()
+    };
+    let mut bytes_read = acc.weight_bytes + act_bytes(&d.inputs);
+    if let Exec::Attend {
+        n, heads, kv_heads, ..
+    } = &exec
+    {
+        // Reads the K and V rows of every past position (counted at a full cache).
+        let kv = n / heads * kv_heads;
+        bytes_read += 2 * 4 * (kv * opts.n_ctx) as u64 * seq;
+    }
+    let _ = facts;
+    Ok(Step {
+        name: node.name.clone(),
+        op: node.op.clone(),
+        kernels: acc.kernels,
+        inputs: d.inputs.clone(),
+        outputs: d.outputs.clone(),
+        scratch: d.scratch,
+        weights: acc.weights,
+        weight_bytes: acc.weight_bytes,
+        bytes_read,
+        bytes_written: act_bytes(&d.outputs),
+        flops,
+        exec,
+    })
+}
+
+/// What a step has gathered while its kernels and weights were chosen.
+#[derive(Default)]
+struct Acc {
+    kernels: Vec<&'static str>,
+    weights: Vec<String>,
+    weight_bytes: u64,
+}
+
+struct WeightCx<'a> {
+    g: &'a Graph,
+    model: &'a GgufFile,
+    level: crate::kernels::KernelLevel,
+    node: &'a crate::graph::Node,
+}
+
+impl WeightCx<'_> {
+    fn tensor(&self, w: WeightId) -> Result<&crate::gguf::TensorInfo, PlanError> {
+        let bw = &self.g.weights[w.0 as usize];
+        self.model
+            .tensor(&bw.tensor)
+            .map_err(|source| PlanError::Weight {
+                tensor: bw.tensor.clone(),
+                source,
+            })
+    }
+
+    /// A matrix and the gemv kernel for its format.
+    fn matrix(&self, w: WeightId, acc: &mut Acc) -> Result<(WeightRef, GemvFn), PlanError> {
+        let t = self.tensor(w)?;
+        let chosen = table::gemv(t.dtype, self.level).ok_or_else(|| PlanError::WeightDtype {
+            at: self.node.at.clone(),
+            node: self.node.name.clone(),
+            op: self.node.op.name(),
+            weight: t.name.clone(),
+            dtype: t.dtype,
+            why: "no kernel for this format",
+        })?;
+        acc.kernels.push(chosen.name);
+        acc.weights.push(t.name.clone());
+        acc.weight_bytes += t.n_bytes;
+        // infer() checked the matrix is 2-D with whole blocks per row.
+        let row_bytes = t.dtype.bytes_for(t.dims[0]).unwrap_or(0) as usize;
+        let rows = (t.n_elements / t.dims[0].max(1)) as usize;
+        let w = WeightRef {
+            ptr: self.model.tensor_bytes(t).as_ptr(),
+            row_bytes,
+            rows,
+        };
+        Ok((w, chosen.f))
+    }
+
+    /// A norm's gamma (F32, checked by infer()).
+    fn gamma(&self, w: WeightId, acc: &mut Acc) -> Result<*const f32, PlanError> {
+        let t = self.tensor(w)?;
+        acc.weights.push(t.name.clone());
+        acc.weight_bytes += t.n_bytes;
+        Ok(self.model.tensor_bytes(t).as_ptr() as *const f32)
+    }
+}

@@ -1,0 +1,181 @@
+//! The planner: a bound graph → a static `Plan`. Everything that can fail or cost fails and
+//! costs here, once: shapes and dtypes (`infer`), fusions (`passes`), the schedule and the
+//! kernel of every step (`lower`), live intervals (`liveness`) and the arena (`arena`).
+//! The executor then only walks `Plan::steps`.
+
+// Plan errors carry the node, op, weight and both shapes as text. They are built at most
+// once per plan, on the cold path, so their size costs nothing; boxing them would only
+// make them harder to match on.
+#![allow(clippy::result_large_err)]
+
+pub mod arena;
+mod canonical;
+pub mod dump;
+mod error;
+pub mod infer;
+pub mod liveness;
+mod lower;
+pub mod passes;
+
+pub use error::PlanError;
+pub use infer::{DType, Fact, Storage};
+pub use lower::{Exec, Norm, ProjOut, WeightRef};
+pub use passes::{PassReport, PassSelection};
+
+use std::sync::Arc;
+
+use crate::gguf::GgufFile;
+use crate::graph::{Graph, Op};
+use crate::kernels::KernelLevel;
+use liveness::Interval;
+
+/// What a plan is made for.
+#[derive(Debug, Clone)]
+pub struct PlanOptions {
+    /// Tokens per forward step (1 for decode, N for prefill).
+    pub seq: usize,
+    /// Context length: rows of each KV cache.
+    pub n_ctx: usize,
+    pub passes: PassSelection,
+    pub level: KernelLevel,
+}
+
+impl Default for PlanOptions {
+    fn default() -> Self {
+        PlanOptions {
+            seq: 1,
+            n_ctx: 2048,
+            passes: PassSelection::All,
+            level: crate::kernels::table::detect(),
+        }
+    }
+}
+
+/// Index into `Plan::buffers`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+pub struct BufId(pub u32);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BufKind {
+    /// Written by the executor before the first step (token ids, positions).
+    Input,
+    /// An op's output.
+    Activation,
+    /// Working memory of one step.
+    Scratch,
+    /// A K or V cache: in the KV region, not the arena; lives as long as the session.
+    KvCache,
+}
+
+#[derive(Debug, Clone)]
+pub struct Buffer {
+    pub name: String,
+    pub kind: BufKind,
+    pub fact: Fact,
+    pub bytes: usize,
+    /// Byte offset in the session's memory (arena first, then the KV region).
+    pub offset: usize,
+    /// Steps from the first write to the last read (activations, inputs, scratch).
+    pub live: Option<Interval>,
+}
+
+/// One step of the schedule: what it is (for dumps) and what it runs (`exec`).
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub name: String,
+    pub op: Op,
+    pub kernels: Vec<&'static str>,
+    pub inputs: Vec<BufId>,
+    pub outputs: Vec<BufId>,
+    pub scratch: Option<BufId>,
+    /// GGUF tensors the step reads.
+    pub weights: Vec<String>,
+    pub weight_bytes: u64,
+    /// Bytes read and written per forward step of `seq` tokens (weights included).
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+    pub flops: u64,
+    pub exec: Exec,
+}
+
+/// A static execution plan. Holds the model so the weight pointers in its steps stay valid.
+pub struct Plan {
+    pub graph_name: String,
+    pub seq: usize,
+    pub n_ctx: usize,
+    pub level: KernelLevel,
+    pub steps: Vec<Step>,
+    pub buffers: Vec<Buffer>,
+    /// Size of the activation arena (what liveness-based packing achieves).
+    pub peak_bytes: usize,
+    /// Sum of every arena buffer's size: what the arena would be without reuse.
+    pub naive_bytes: usize,
+    /// Start of the KV region in session memory, and its size.
+    pub kv_offset: usize,
+    pub kv_bytes: usize,
+    pub tokens: Option<BufId>,
+    pub positions: Option<BufId>,
+    pub outputs: Vec<(String, BufId)>,
+    pub passes: Vec<PassReport>,
+    pub model: Arc<GgufFile>,
+}
+
+// SAFETY: the raw weight pointers in `steps` point into `model`'s read-only memory map,
+// which the plan keeps alive through its `Arc` and which nothing mutates; sharing or
+// sending the plan shares only those reads.
+unsafe impl Send for Plan {}
+// SAFETY: as above: every access through the pointers is a read of immutable memory.
+unsafe impl Sync for Plan {}
+
+impl Plan {
+    /// Plans `graph` (bound to `model`): canonical lowering, passes with inference after
+    /// each, schedule, kernels, liveness and arena.
+    pub fn new(graph: &Graph, model: Arc<GgufFile>, opts: &PlanOptions) -> Result<Plan, PlanError> {
+        if opts.seq == 0 || opts.n_ctx == 0 || opts.seq > opts.n_ctx {
+            return Err(PlanError::Options(format!(
+                "seq {} and n_ctx {} must be ≥ 1 with seq ≤ n_ctx",
+                opts.seq, opts.n_ctx
+            )));
+        }
+        let mut g = graph.clone();
+        canonical::canonicalize(&mut g);
+        infer::infer(&g, opts.seq, opts.n_ctx)?;
+        let passes = passes::run(&mut g, &opts.passes, opts.seq, opts.n_ctx)?;
+        let facts = infer::infer(&g, opts.seq, opts.n_ctx)?;
+        lower::lower(&g, &facts, model, opts, passes)
+    }
+
+    /// Total memory a session needs: the arena and the KV region.
+    pub fn session_bytes(&self) -> usize {
+        self.kv_offset + self.kv_bytes
+    }
+
+    /// Distinct weight bytes the steps read per forward step.
+    pub fn weight_bytes(&self) -> u64 {
+        let mut seen = std::collections::BTreeSet::new();
+        self.steps
+            .iter()
+            .flat_map(|s| s.weights.iter())
+            .filter(|w| seen.insert(w.as_str()))
+            .filter_map(|w| self.model.tensor(w).ok())
+            .map(|t| t.n_bytes)
+            .sum()
+    }
+
+    /// Bytes read and written by all steps for one token (`seq` tokens per forward step).
+    pub fn bytes_moved_per_token(&self) -> u64 {
+        self.steps
+            .iter()
+            .map(|s| s.bytes_read + s.bytes_written)
+            .sum::<u64>()
+            / self.seq as u64
+    }
+
+    pub fn output(&self, name: &str) -> Option<&Buffer> {
+        self.outputs
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, b)| &self.buffers[b.0 as usize])
+    }
+}
