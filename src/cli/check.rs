@@ -11,10 +11,10 @@ use super::model::{resolve_graph, resolve_model};
 #[derive(clap::Args)]
 pub struct CheckArgs {
     /// The graph definition (default: graphs/llama.toml).
-    graph: Option<PathBuf>,
+    pub graph: Option<PathBuf>,
     /// The model to bind it to (default: the fetched SmolLM2).
     #[arg(short, long)]
-    model: Option<PathBuf>,
+    pub model: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -51,15 +51,15 @@ pub fn bind(args: CheckArgs) -> anyhow::Result<Graph> {
 
 pub fn check(args: CheckArgs) -> anyhow::Result<()> {
     let graph = bind(args)?;
-    print!("{}", qgraph::graph::summary::summary(&graph));
+    super::out(&qgraph::graph::summary::summary(&graph))?;
     Ok(())
 }
 
 pub fn graph(args: GraphArgs) -> anyhow::Result<()> {
     let graph = bind(args.check)?;
     match args.format {
-        GraphFormat::Dot => print!("{}", qgraph::graph::dot::to_dot(&graph)),
-        GraphFormat::Text => print!("{}", qgraph::graph::summary::summary(&graph)),
+        GraphFormat::Dot => super::out(&qgraph::graph::dot::to_dot(&graph))?,
+        GraphFormat::Text => super::out(&qgraph::graph::summary::summary(&graph))?,
     }
     Ok(())
 }

@@ -31,7 +31,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     } else {
         to_text(&file, args.full_arrays)
     };
-    print!("{out}");
+    super::out(&out)?;
     Ok(())
 }
 

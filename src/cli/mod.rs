@@ -4,6 +4,7 @@
 mod check;
 mod inspect;
 mod model;
+mod plan;
 
 use std::process::ExitCode;
 
@@ -28,6 +29,18 @@ enum Command {
     Check(check::CheckArgs),
     /// Draw the unplanned graph (Graphviz DOT; layer 0 expanded, the rest folded).
     Graph(check::GraphArgs),
+    /// Plan a graph for a model and dump the plan (text, JSON, DOT or an SVG of the arena).
+    Plan(plan::PlanArgs),
+}
+
+/// Writes to stdout; a closed pipe (`qgraph plan | head`) ends the output quietly.
+pub fn out(s: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(s.as_bytes()).and_then(|_| stdout.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
 }
 
 pub fn main() -> ExitCode {
@@ -36,6 +49,7 @@ pub fn main() -> ExitCode {
         Command::Inspect(args) => inspect::run(args),
         Command::Check(args) => check::check(args),
         Command::Graph(args) => check::graph(args),
+        Command::Plan(args) => plan::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,105 @@
+//! `qgraph plan`: plan a graph for a model and dump the plan.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use qgraph::gguf::GgufFile;
+use qgraph::plan::dump::{self, LayerRange};
+use qgraph::plan::{PassSelection, Plan, PlanOptions};
+
+use super::check::CheckArgs;
+use super::model::{resolve_graph, resolve_model};
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum PlanFormat {
+    Text,
+    Json,
+    Dot,
+    Svg,
+}
+
+#[derive(clap::Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub target: CheckArgs,
+    #[command(flatten)]
+    pub plan: PlanFlags,
+    #[arg(long, value_enum, default_value = "text")]
+    format: PlanFormat,
+    /// Draw only these layers' steps in DOT (e.g. 0..2); the others fold into one box.
+    #[arg(long)]
+    layers: Option<LayerRange>,
+    /// Print what each pass changed instead of the plan.
+    #[arg(long)]
+    diff_passes: bool,
+}
+
+/// The options every command that plans takes.
+#[derive(clap::Args, Clone)]
+pub struct PlanFlags {
+    /// Tokens per forward step (1 = decode).
+    #[arg(long, default_value_t = 1)]
+    pub seq: usize,
+    /// Context length (rows of each KV cache).
+    #[arg(long = "ctx", default_value_t = 2048)]
+    pub n_ctx: usize,
+    /// Passes to run: all, none, or a comma-separated list (fuse-mlp, fuse-qkv,
+    /// fuse-rope-kv, fuse-rmsnorm, fuse-residual, dead-code).
+    #[arg(long, default_value = "all")]
+    pub passes: String,
+}
+
+impl PlanFlags {
+    pub fn options(&self) -> anyhow::Result<PlanOptions> {
+        Ok(PlanOptions {
+            seq: self.seq,
+            n_ctx: self.n_ctx,
+            passes: self.passes.parse::<PassSelection>()?,
+            ..PlanOptions::default()
+        })
+    }
+}
+
+/// Loads, binds and plans; returns the plan and the planning time (bind included).
+pub fn make_plan(target: CheckArgs, flags: &PlanFlags) -> anyhow::Result<(Plan, f64)> {
+    let graph_path = resolve_graph(target.graph);
+    let model_path = resolve_model(target.model)?;
+    let model = Arc::new(
+        GgufFile::open(&model_path).with_context(|| format!("reading {}", model_path.display()))?,
+    );
+    let started = Instant::now();
+    let def = qgraph::graph::load(&graph_path)?;
+    let graph = def.bind(&model).with_context(|| {
+        format!(
+            "binding {} to {}",
+            graph_path.display(),
+            model_path.display()
+        )
+    })?;
+    let plan = Plan::new(&graph, model, &flags.options()?)
+        .with_context(|| format!("planning {}", graph_path.display()))?;
+    Ok((plan, started.elapsed().as_secs_f64() * 1e3))
+}
+
+pub fn run(args: PlanArgs) -> anyhow::Result<()> {
+    let (plan, ms) = make_plan(args.target, &args.plan)?;
+    if args.diff_passes {
+        super::out(&dump::text::pass_diff(&plan))?;
+        return Ok(());
+    }
+    match args.format {
+        PlanFormat::Text => {
+            super::out(&format!(
+                "{}  plan time            {ms:.1} ms\n",
+                dump::text::to_text(&plan)
+            ))?;
+        }
+        PlanFormat::Json => {
+            super::out(&(serde_json::to_string_pretty(&dump::json::to_json(&plan))? + "\n"))?
+        }
+        PlanFormat::Dot => super::out(&dump::dot::to_dot(&plan, args.layers))?,
+        PlanFormat::Svg => super::out(&dump::svg::to_svg(&plan))?,
+    }
+    Ok(())
+}
