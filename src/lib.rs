@@ -10,3 +10,4 @@ pub mod graph;
 pub mod kernels;
 pub mod plan;
 pub mod quant;
+pub mod tokenizer;

@@ -1,0 +1,237 @@
+//! GPT-2 byte-level BPE, built in memory from a GGUF's `tokenizer.ggml.*` metadata with the
+//! `tokenizers` crate, plus a streaming decoder that holds bytes until a UTF-8 character is
+//! complete.
+//!
+//! The pre-tokenizer is the one `tokenizer.ggml.pre` names, as llama.cpp defines it
+//! (`llama-vocab.cpp`): `smollm` (also `starcoder`, `refact`) splits every digit on its own,
+//! then applies the GPT-2 regex; `gpt-2`/`default` apply the GPT-2 regex alone.
+
+mod bytes;
+
+pub use bytes::StreamDecoder;
+
+use std::collections::HashMap;
+
+use tokenizers::models::bpe::{Vocab, BPE};
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::pre_tokenizers::digits::Digits;
+use tokenizers::pre_tokenizers::sequence::Sequence;
+use tokenizers::{AddedToken, PreTokenizerWrapper};
+
+use crate::gguf::{GgufError, GgufFile};
+
+/// `tokenizer.ggml.token_type` values (llama.cpp's `llama_token_type`).
+pub mod token_type {
+    pub const NORMAL: i32 = 1;
+    pub const UNKNOWN: i32 = 2;
+    pub const CONTROL: i32 = 3;
+    pub const USER_DEFINED: i32 = 4;
+    pub const UNUSED: i32 = 5;
+    pub const BYTE: i32 = 6;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TokenizerError {
+    #[error(transparent)]
+    Gguf(#[from] GgufError),
+    #[error("tokenizer model `{0}` is not supported (qgraph reads GPT-2 byte-level BPE: `gpt2`)")]
+    UnsupportedModel(String),
+    #[error(
+        "pre-tokenizer `{0}` is not supported (known: smollm, starcoder, refact, gpt-2, default)"
+    )]
+    UnsupportedPre(String),
+    #[error(
+        "tokenizer.ggml.merges entry {index} `{merge}` is not two tokens separated by a space"
+    )]
+    BadMerge { index: usize, merge: String },
+    #[error("tokenizer.ggml.token_type has {types} entries for {tokens} tokens")]
+    TypeCount { types: usize, tokens: usize },
+    #[error("building the BPE model: {0}")]
+    Build(String),
+    #[error("encoding: {0}")]
+    Encode(String),
+}
+
+pub struct Tokenizer {
+    /// Recognises special tokens written in the text (`<|im_start|>`).
+    with_special: tokenizers::Tokenizer,
+    /// Treats everything as plain text.
+    plain: tokenizers::Tokenizer,
+    /// Each token's bytes (control tokens: their text), for decoding.
+    pieces: Vec<Vec<u8>>,
+    types: Vec<i32>,
+    pub bos: Option<u32>,
+    pub eos: Option<u32>,
+    pub add_bos: bool,
+    /// Tokens that end a generation: EOS, plus `<|im_end|>`/`<|endoftext|>`/`<|eot_id|>`
+    /// where the vocabulary has them.
+    pub end_of_generation: Vec<u32>,
+}
+
+impl Tokenizer {
+    pub fn from_gguf(f: &GgufFile) -> Result<Tokenizer, TokenizerError> {
+        let model = f.get_str("tokenizer.ggml.model")?;
+        if model != "gpt2" {
+            return Err(TokenizerError::UnsupportedModel(model.to_string()));
+        }
+        let pre = f.get_str("tokenizer.ggml.pre").unwrap_or("default");
+        let pre_tokenizer: PreTokenizerWrapper = match pre {
+            "smollm" | "starcoder" | "refact" => Sequence::new(vec![
+                Digits::new(true).into(),
+                ByteLevel::new(false, false, true).into(),
+            ])
+            .into(),
+            "gpt-2" | "gpt2" | "default" => ByteLevel::new(false, false, true).into(),
+            other => return Err(TokenizerError::UnsupportedPre(other.to_string())),
+        };
+        let tokens = f.get_str_array("tokenizer.ggml.tokens")?;
+        let types = match f.get_i32_array("tokenizer.ggml.token_type") {
+            Ok(t) => t,
+            Err(GgufError::MissingKey { .. }) => vec![token_type::NORMAL; tokens.len()],
+            Err(e) => return Err(e.into()),
+        };
+        if types.len() != tokens.len() {
+            return Err(TokenizerError::TypeCount {
+                types: types.len(),
+                tokens: tokens.len(),
+            });
+        }
+        let merges: Vec<(String, String)> = f
+            .get_str_array("tokenizer.ggml.merges")?
+            .iter()
+            .enumerate()
+            .map(|(index, m)| {
+                m.split_once(' ')
+                    .map(|(a, b)| (a.to_string(), b.to_string()))
+                    .ok_or_else(|| TokenizerError::BadMerge {
+                        index,
+                        merge: m.to_string(),
+                    })
+            })
+            .collect::<Result<_, _>>()?;
+        let vocab: Vocab = tokens
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.to_string(), i as u32))
+            .collect();
+        let build = || -> Result<tokenizers::Tokenizer, TokenizerError> {
+            let bpe = BPE::builder()
+                .vocab_and_merges(vocab.clone(), merges.clone())
+                .build()
+                .map_err(|e| TokenizerError::Build(e.to_string()))?;
+            let mut t = tokenizers::Tokenizer::new(bpe);
+            t.with_pre_tokenizer(Some(pre_tokenizer.clone()));
+            Ok(t)
+        };
+        let plain = build()?;
+        let mut with_special = build()?;
+        let specials: Vec<AddedToken> = tokens
+            .iter()
+            .zip(&types)
+            .filter(|(_, &ty)| ty == token_type::CONTROL || ty == token_type::USER_DEFINED)
+            .map(|(t, _)| AddedToken::from(t.to_string(), true))
+            .collect();
+        with_special.add_special_tokens(&specials);
+
+        let pieces = tokens
+            .iter()
+            .zip(&types)
+            .map(|(t, &ty)| match ty {
+                token_type::NORMAL | token_type::BYTE | token_type::UNKNOWN => {
+                    bytes::token_bytes(t)
+                }
+                _ => t.as_bytes().to_vec(),
+            })
+            .collect();
+        let id_of: HashMap<&str, u32> = tokens
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (*t, i as u32))
+            .collect();
+        let bos = f.get_u32("tokenizer.ggml.bos_token_id").ok();
+        let eos = f.get_u32("tokenizer.ggml.eos_token_id").ok();
+        let mut end_of_generation: Vec<u32> = eos.into_iter().collect();
+        for t in [
+            "<|im_end|>",
+            "<|endoftext|>",
+            "<|eot_id|>",
+            "<|end_of_text|>",
+        ] {
+            if let Some(&id) = id_of.get(t) {
+                if !end_of_generation.contains(&id) {
+                    end_of_generation.push(id);
+                }
+            }
+        }
+        Ok(Tokenizer {
+            with_special,
+            plain,
+            pieces,
+            types,
+            bos,
+            eos,
+            add_bos: f.get_bool("tokenizer.ggml.add_bos_token").unwrap_or(false),
+            end_of_generation,
+        })
+    }
+
+    pub fn n_vocab(&self) -> usize {
+        self.pieces.len()
+    }
+
+    /// Token ids for `text`; with `special`, special tokens written in the text (e.g.
+    /// `<|im_start|>`) become their ids, as in llama.cpp's tools. Adds BOS only when the
+    /// model's `tokenizer.ggml.add_bos_token` says so and `add_bos` asks for it.
+    pub fn encode(
+        &self,
+        text: &str,
+        special: bool,
+        add_bos: bool,
+    ) -> Result<Vec<u32>, TokenizerError> {
+        let t = if special {
+            &self.with_special
+        } else {
+            &self.plain
+        };
+        let enc = t
+            .encode_fast(text, false)
+            .map_err(|e| TokenizerError::Encode(e.to_string()))?;
+        let mut ids = Vec::with_capacity(enc.get_ids().len() + 1);
+        if add_bos && self.add_bos {
+            ids.extend(self.bos);
+        }
+        ids.extend_from_slice(enc.get_ids());
+        Ok(ids)
+    }
+
+    /// The bytes a token stands for. Control tokens give their text when `special`, else
+    /// nothing (they are not text).
+    pub fn token_bytes(&self, id: u32, special: bool) -> &[u8] {
+        let Some(p) = self.pieces.get(id as usize) else {
+            return &[];
+        };
+        let control = matches!(
+            self.types[id as usize],
+            token_type::CONTROL | token_type::UNUSED
+        );
+        if control && !special {
+            &[]
+        } else {
+            p
+        }
+    }
+
+    /// The text of a sequence of tokens (invalid UTF-8, which a cut sequence may hold, is
+    /// replaced by U+FFFD).
+    pub fn decode(&self, ids: &[u32], special: bool) -> String {
+        let bytes: Vec<u8> = ids
+            .iter()
+            .flat_map(|&id| self.token_bytes(id, special).iter().copied())
+            .collect();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    pub fn is_end_of_generation(&self, id: u32) -> bool {
+        self.end_of_generation.contains(&id)
+    }
+}
