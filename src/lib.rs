@@ -10,4 +10,5 @@ pub mod graph;
 pub mod kernels;
 pub mod plan;
 pub mod quant;
+pub mod sample;
 pub mod tokenizer;

@@ -5,6 +5,7 @@
 use super::value::{Value, ValueType};
 use super::write::GgufWriter;
 use crate::quant::{GgmlType, QuantError};
+use crate::sample::rng::SplitMix64;
 
 /// The shape of a tiny llama model. Row lengths (`n_embd`, `n_ff`) must be multiples of 32
 /// when `dtype` is a block format.
@@ -45,25 +46,6 @@ impl Default for TinyLlama {
             untied_output: false,
             seed: 0x5eed,
         }
-    }
-}
-
-/// SplitMix64: a small, well-mixed seeded generator (Steele et al., 2014), enough for
-/// test weights without pulling a random-number crate into the library.
-pub struct SplitMix64(pub u64);
-
-impl SplitMix64 {
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [-1, 1).
-    pub fn next_f32(&mut self) -> f32 {
-        (self.next_u64() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
     }
 }
 

@@ -1,0 +1,239 @@
+//! Choosing the next token from logits: greedy, or temperature sampling narrowed by top-k,
+//! top-p and min-p, after a repetition penalty — llama.cpp's default order (penalties,
+//! top-k, top-p, min-p, temperature, draw). A seed makes runs reproducible. The sampler
+//! keeps its candidate and history buffers between calls: nothing is allocated per token.
+
+pub mod rng;
+
+use rng::SplitMix64;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SamplerConfig {
+    /// 0 (or less) picks the most likely token.
+    pub temperature: f32,
+    /// Keep the k most likely tokens (0: all).
+    pub top_k: usize,
+    /// Keep the smallest set whose probability reaches p (1: all).
+    pub top_p: f32,
+    /// Drop tokens less likely than `min_p` times the most likely one (0: none).
+    pub min_p: f32,
+    /// Divide positive logits (multiply negative ones) of recently seen tokens by this
+    /// (1: off), as llama.cpp's `--repeat-penalty`.
+    pub repeat_penalty: f32,
+    /// How many recent tokens the penalty looks at.
+    pub repeat_last_n: usize,
+    pub seed: u64,
+}
+
+impl Default for SamplerConfig {
+    /// llama.cpp's defaults.
+    fn default() -> Self {
+        SamplerConfig {
+            temperature: 0.8,
+            top_k: 40,
+            top_p: 0.95,
+            min_p: 0.05,
+            repeat_penalty: 1.0,
+            repeat_last_n: 64,
+            seed: 0x5eed,
+        }
+    }
+}
+
+impl SamplerConfig {
+    pub fn greedy() -> Self {
+        SamplerConfig {
+            temperature: 0.0,
+            ..Self::default()
+        }
+    }
+}
+
+pub struct Sampler {
+    cfg: SamplerConfig,
+    rng: SplitMix64,
+    /// (logit, then probability; token id), one per vocabulary entry.
+    candidates: Vec<(f32, u32)>,
+    /// The last `repeat_last_n` tokens, a ring.
+    recent: Vec<u32>,
+    recent_at: usize,
+}
+
+impl Sampler {
+    pub fn new(cfg: SamplerConfig, n_vocab: usize) -> Sampler {
+        Sampler {
+            rng: SplitMix64(cfg.seed),
+            candidates: Vec::with_capacity(n_vocab),
+            recent: Vec::with_capacity(cfg.repeat_last_n),
+            recent_at: 0,
+            cfg,
+        }
+    }
+
+    /// Records a token as part of the context (prompt or generated) for the penalty.
+    pub fn accept(&mut self, token: u32) {
+        let n = self.cfg.repeat_last_n;
+        if n == 0 {
+            return;
+        }
+        if self.recent.len() < n {
+            self.recent.push(token);
+        } else {
+            self.recent[self.recent_at] = token;
+            self.recent_at = (self.recent_at + 1) % n;
+        }
+    }
+
+    pub fn sample(&mut self, logits: &[f32]) -> u32 {
+        self.candidates.clear();
+        self.candidates
+            .extend(logits.iter().enumerate().map(|(i, &l)| (l, i as u32)));
+        if self.cfg.repeat_penalty != 1.0 {
+            let p = self.cfg.repeat_penalty;
+            for &t in &self.recent {
+                if let Some(c) = self.candidates.get_mut(t as usize) {
+                    // Applied once per distinct token: skip if already penalised.
+                    let original = logits[t as usize];
+                    if c.0 == original {
+                        c.0 = if original > 0.0 {
+                            original / p
+                        } else {
+                            original * p
+                        };
+                    }
+                }
+            }
+        }
+        let by_logit = |a: &(f32, u32), b: &(f32, u32)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
+        if self.cfg.temperature <= 0.0 {
+            // infallible: the vocabulary is not empty (a plan's logits have n_vocab ≥ 1 rows)
+            return self
+                .candidates
+                .iter()
+                .min_by(|a, b| by_logit(a, b))
+                .map_or(0, |c| c.1);
+        }
+        let mut n = self.candidates.len();
+        if self.cfg.top_k > 0 && self.cfg.top_k < n {
+            self.candidates
+                .select_nth_unstable_by(self.cfg.top_k - 1, by_logit);
+            n = self.cfg.top_k;
+        }
+        let c = &mut self.candidates[..n];
+        c.sort_unstable_by(by_logit);
+        // top-p and min-p cut on the probabilities at temperature 1, as llama.cpp does;
+        // the temperature then reshapes what is left.
+        let max = c[0].0;
+        let total: f32 = c.iter().map(|x| (x.0 - max).exp()).sum();
+        let mut cut = n;
+        if self.cfg.top_p < 1.0 {
+            let mut acc = 0f32;
+            if let Some(i) = c.iter().position(|x| {
+                acc += (x.0 - max).exp() / total;
+                acc >= self.cfg.top_p
+            }) {
+                cut = i + 1;
+            }
+        }
+        if self.cfg.min_p > 0.0 {
+            // p / p_max = exp(logit - max) ≥ min_p
+            let floor = self.cfg.min_p.ln();
+            cut = c[..cut]
+                .iter()
+                .take_while(|x| x.0 - max >= floor)
+                .count()
+                .max(1);
+        }
+        let c = &mut c[..cut];
+        let t = self.cfg.temperature;
+        let mut sum = 0f32;
+        for x in c.iter_mut() {
+            x.0 = ((x.0 - max) / t).exp();
+            sum += x.0;
+        }
+        let mut r = self.rng.next_unit() as f32 * sum;
+        for x in c.iter() {
+            r -= x.0;
+            if r < 0.0 {
+                return x.1;
+            }
+        }
+        c[c.len() - 1].1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(temperature: f32, top_k: usize, top_p: f32, min_p: f32) -> SamplerConfig {
+        SamplerConfig {
+            temperature,
+            top_k,
+            top_p,
+            min_p,
+            repeat_penalty: 1.0,
+            repeat_last_n: 8,
+            seed: 7,
+        }
+    }
+
+    #[test]
+    fn greedy_picks_the_largest_lowest_id_on_ties() {
+        let mut s = Sampler::new(SamplerConfig::greedy(), 4);
+        assert_eq!(s.sample(&[0.1, 3.0, 3.0, -1.0]), 1);
+    }
+
+    #[test]
+    fn seeded_runs_repeat_and_follow_the_distribution() {
+        let logits = [0.0f32, 1.0, 2.0, 3.0];
+        let draw = |seed| {
+            let mut s = Sampler::new(
+                SamplerConfig {
+                    seed,
+                    ..cfg(1.0, 0, 1.0, 0.0)
+                },
+                4,
+            );
+            (0..4000).map(|_| s.sample(&logits)).collect::<Vec<_>>()
+        };
+        assert_eq!(draw(1), draw(1));
+        assert_ne!(draw(1), draw(2));
+        let counts = draw(3).iter().fold([0usize; 4], |mut c, &t| {
+            c[t as usize] += 1;
+            c
+        });
+        // softmax([0,1,2,3]) = [0.032, 0.087, 0.237, 0.644]
+        for (c, p) in counts.iter().zip([0.032, 0.087, 0.237, 0.644]) {
+            assert!((*c as f64 / 4000.0 - p).abs() < 0.03, "{counts:?}");
+        }
+    }
+
+    #[test]
+    fn top_k_top_p_min_p_cut_the_tail() {
+        let logits = [0.0f32, 1.0, 2.0, 3.0];
+        let seen = |c: SamplerConfig| {
+            let mut s = Sampler::new(c, 4);
+            let mut seen = [false; 4];
+            for _ in 0..2000 {
+                seen[s.sample(&logits) as usize] = true;
+            }
+            seen
+        };
+        assert_eq!(seen(cfg(1.0, 2, 1.0, 0.0)), [false, false, true, true]);
+        // top-p 0.7: 0.644 alone is below 0.7, with 0.237 it reaches it.
+        assert_eq!(seen(cfg(1.0, 0, 0.7, 0.0)), [false, false, true, true]);
+        // min-p 0.2: 0.237/0.644 = 0.37 stays, 0.087/0.644 = 0.14 goes.
+        assert_eq!(seen(cfg(1.0, 0, 1.0, 0.2)), [false, false, true, true]);
+    }
+
+    #[test]
+    fn repetition_penalty_discourages_recent_tokens() {
+        let mut c = SamplerConfig::greedy();
+        c.repeat_penalty = 2.0;
+        let mut s = Sampler::new(c, 3);
+        assert_eq!(s.sample(&[1.0, 1.5, -1.0]), 1);
+        s.accept(1);
+        assert_eq!(s.sample(&[1.0, 1.5, -1.0]), 0, "1.5 / 2 < 1.0");
+    }
+}
