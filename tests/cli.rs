@@ -125,3 +125,234 @@ fn graph_dot() {
     assert!(ok, "{err}");
     assert!(out.starts_with("digraph") && out.contains("(× 29)"));
 }
+
+const CHAT_PROMPT: &str =
+    "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n";
+
+#[test]
+fn run_generates_greedily_and_reports_timings() {
+    let model = common::real_model();
+    let m = model.to_str().unwrap();
+    let (ok, out, err) = qgraph(&[
+        "run",
+        "-m",
+        m,
+        "-p",
+        CHAT_PROMPT,
+        "-n",
+        "12",
+        "--temp",
+        "0",
+        "--ctx",
+        "128",
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("Paris"), "{out}");
+    for field in [
+        "load",
+        "plan",
+        "prompt",
+        "generation",
+        "t/s",
+        "arena",
+        "kv cache",
+    ] {
+        assert!(err.contains(field), "stderr lacks `{field}`: {err}");
+    }
+    // The same seed gives the same text when sampling.
+    let args = [
+        "run",
+        "-m",
+        m,
+        "-p",
+        "Once upon a time",
+        "-n",
+        "8",
+        "--seed",
+        "42",
+        "--ctx",
+        "64",
+    ];
+    assert_eq!(qgraph(&args).1, qgraph(&args).1);
+}
+
+#[test]
+fn run_json_lines() {
+    let model = common::real_model();
+    let (ok, out, err) = qgraph(&[
+        "run",
+        "-m",
+        model.to_str().unwrap(),
+        "-p",
+        "1, 2, 3,",
+        "-n",
+        "4",
+        "--temp",
+        "0",
+        "--json",
+        "--ctx",
+        "64",
+    ]);
+    assert!(ok, "{err}");
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(lines.len() >= 2);
+    assert!(lines[0]["token"].is_u64() && lines[0]["text"].is_string());
+    // "1", ",", " ", "2", ",", " ", "3", ",": smollm splits digits and the spaces before them.
+    assert_eq!(lines.last().unwrap()["stats"]["prompt_tokens"], 8);
+}
+
+#[test]
+fn run_stops_at_a_full_context_and_rejects_a_long_prompt() {
+    let model = common::real_model();
+    let m = model.to_str().unwrap();
+    let (ok, out, err) = qgraph(&[
+        "run",
+        "-m",
+        m,
+        "-p",
+        "Once upon a time",
+        "-n",
+        "50",
+        "--temp",
+        "0",
+        "--ctx",
+        "8",
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("context is full (8 tokens)") && err.contains("stopped: context full"),
+        "{err}"
+    );
+    assert!(!out.trim().is_empty(), "what was generated is kept");
+    let (ok, _, err) = qgraph(&[
+        "run",
+        "-m",
+        m,
+        "-p",
+        "one two three four five six",
+        "--ctx",
+        "4",
+    ]);
+    assert!(!ok);
+    assert!(
+        err.contains("the prompt is 6 tokens but the context holds 4"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"));
+}
+
+#[test]
+fn missing_model_and_mismatched_graph() {
+    let (ok, _, err) = qgraph(&["run", "-m", "/no/such/model.gguf", "-p", "hi"]);
+    assert!(
+        !ok && err.contains("/no/such/model.gguf") && !err.contains("panicked"),
+        "{err}"
+    );
+    // A graph whose dimensions the model does not have.
+    let dir = tempfile::tempdir().unwrap();
+    let graph = dir.path().join("g.toml");
+    std::fs::write(
+        &graph,
+        include_str!("../graphs/llama.toml")
+            .replace("{arch}.feed_forward_length", "{arch}.ffn_size"),
+    )
+    .unwrap();
+    let model = common::real_model();
+    let (ok, _, err) = qgraph(&[
+        "run",
+        "-m",
+        model.to_str().unwrap(),
+        "-g",
+        graph.to_str().unwrap(),
+        "-p",
+        "hi",
+    ]);
+    assert!(
+        !ok && err.contains("g.toml") && err.contains("llama.ffn_size"),
+        "{err}"
+    );
+}
+
+#[test]
+fn tokenize_parses_special_tokens_unless_told() {
+    let model = common::real_model();
+    let m = model.to_str().unwrap();
+    let (ok, out, _) = qgraph(&["tokenize", "-m", m, "Hello <|im_end|> world"]);
+    assert!(ok);
+    assert_eq!(out.trim(), "[19556,216,2,905]");
+    let (_, plain, _) = qgraph(&["tokenize", "-m", m, "--no-special", "<|im_end|>"]);
+    assert!(!plain.contains("[2]") && plain.trim().starts_with('['));
+}
+
+#[test]
+fn logits_npy_has_the_right_header_and_size() {
+    let model = common::real_model();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l.npy");
+    let (ok, _, err) = qgraph(&[
+        "logits",
+        "-m",
+        model.to_str().unwrap(),
+        "-p",
+        "The sky is",
+        "-o",
+        path.to_str().unwrap(),
+        "--ctx",
+        "32",
+    ]);
+    assert!(ok, "{err}");
+    let bytes = std::fs::read(&path).unwrap();
+    assert_eq!(&bytes[..8], b"\x93NUMPY\x01\x00");
+    let hlen = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    let header = std::str::from_utf8(&bytes[10..10 + hlen]).unwrap();
+    assert!(
+        header.contains("'descr': '<f4'") && header.contains("'shape': (3, 49152)"),
+        "{header}"
+    );
+    assert_eq!((10 + hlen) % 64, 0);
+    assert_eq!(bytes.len(), 10 + hlen + 3 * 49152 * 4);
+}
+
+#[test]
+fn chat_keeps_the_conversation() {
+    use std::io::Write;
+    let model = common::real_model();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_qgraph"))
+        .args([
+            "chat",
+            "-m",
+            model.to_str().unwrap(),
+            "--temp",
+            "0",
+            "-n",
+            "16",
+            "--ctx",
+            "512",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"What is the capital of France?\nAnd of Italy?\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("Paris"), "{text}");
+    assert!(
+        text.lines().filter(|l| !l.trim().is_empty()).count() >= 2,
+        "two answers: {text}"
+    );
+}

@@ -1,10 +1,14 @@
 //! The `qgraph` command line. The only module that uses `clap` and `anyhow`: library errors
 //! get their file/command context here.
 
+mod chat;
 mod check;
+mod engine;
 mod inspect;
 mod model;
 mod plan;
+mod run;
+mod tools;
 
 use std::process::ExitCode;
 
@@ -31,6 +35,16 @@ enum Command {
     Graph(check::GraphArgs),
     /// Plan a graph for a model and dump the plan (text, JSON, DOT or an SVG of the arena).
     Plan(plan::PlanArgs),
+    /// Generate text from a prompt, streamed to stdout; timings to stderr.
+    Run(run::RunArgs),
+    /// Talk to the model: renders its chat template, keeps the KV cache across turns.
+    Chat(chat::ChatArgs),
+    /// Print the token ids of a text as a JSON array.
+    Tokenize(tools::TokenizeArgs),
+    /// Write the logits of every position as a NumPy .npy file.
+    Logits(tools::LogitsArgs),
+    /// Perplexity of a text file, computed as llama-perplexity does.
+    Perplexity(tools::PerplexityArgs),
 }
 
 /// Writes to stdout; a closed pipe (`qgraph plan | head`) ends the output quietly.
@@ -50,6 +64,11 @@ pub fn main() -> ExitCode {
         Command::Check(args) => check::check(args),
         Command::Graph(args) => check::graph(args),
         Command::Plan(args) => plan::run(args),
+        Command::Run(args) => run::run(args),
+        Command::Chat(args) => chat::run(args),
+        Command::Tokenize(args) => tools::tokenize(args),
+        Command::Logits(args) => tools::logits(args),
+        Command::Perplexity(args) => tools::perplexity_cmd(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,98 @@
+//! What every command that runs the model shares: loading, planning, and a session.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use qgraph::exec::Session;
+use qgraph::gguf::GgufFile;
+use qgraph::plan::{PassSelection, Plan, PlanOptions};
+use qgraph::tokenizer::Tokenizer;
+
+use super::model::{resolve_graph, resolve_model};
+
+#[derive(clap::Args, Clone)]
+pub struct EngineArgs {
+    /// The model (default: the fetched SmolLM2, fetched if missing).
+    #[arg(short, long)]
+    pub model: Option<PathBuf>,
+    /// The graph definition (default: graphs/llama.toml).
+    #[arg(short, long)]
+    pub graph: Option<PathBuf>,
+    /// Context length in tokens.
+    #[arg(long = "ctx", default_value_t = 2048)]
+    pub n_ctx: usize,
+    /// Planner passes: all, none, or a comma-separated list.
+    #[arg(long, default_value = "all")]
+    pub passes: String,
+}
+
+pub struct Engine {
+    pub model: Arc<GgufFile>,
+    pub tokenizer: Tokenizer,
+    pub session: Session,
+    pub load_ms: f64,
+    pub plan_ms: f64,
+}
+
+impl Engine {
+    /// Loads the model and tokenizer and plans for `seq` tokens per step.
+    pub fn new(args: &EngineArgs, seq: usize) -> anyhow::Result<Engine> {
+        let model_path = resolve_model(args.model.clone())?;
+        let graph_path = resolve_graph(args.graph.clone());
+        let t0 = Instant::now();
+        let model = Arc::new(
+            GgufFile::open(&model_path)
+                .with_context(|| format!("reading {}", model_path.display()))?,
+        );
+        let tokenizer = Tokenizer::from_gguf(&model)
+            .with_context(|| format!("tokenizer of {}", model_path.display()))?;
+        let load_ms = t0.elapsed().as_secs_f64() * 1e3;
+        let t1 = Instant::now();
+        let graph = qgraph::graph::load(&graph_path)?
+            .bind(&model)
+            .with_context(|| {
+                format!(
+                    "binding {} to {}",
+                    graph_path.display(),
+                    model_path.display()
+                )
+            })?;
+        if args.n_ctx == 0 {
+            bail!("--ctx must be at least 1");
+        }
+        let opts = PlanOptions {
+            seq: seq.min(args.n_ctx),
+            n_ctx: args.n_ctx,
+            passes: args.passes.parse::<PassSelection>()?,
+            ..PlanOptions::default()
+        };
+        let plan = Plan::new(&graph, model.clone(), &opts)
+            .with_context(|| format!("planning {}", graph_path.display()))?;
+        let session = Session::new(Arc::new(plan))?;
+        Ok(Engine {
+            model,
+            tokenizer,
+            session,
+            load_ms,
+            plan_ms: t1.elapsed().as_secs_f64() * 1e3,
+        })
+    }
+
+    pub fn n_ctx(&self) -> usize {
+        self.session.plan().n_ctx
+    }
+
+    /// Fails with a clear message when `n` more tokens do not fit in the context.
+    pub fn check_room(&self, n: usize, what: &str) -> anyhow::Result<()> {
+        let needed = self.session.position() + n;
+        if needed > self.n_ctx() {
+            bail!(
+                "{what} needs {needed} positions but the context holds {} (raise --ctx)",
+                self.n_ctx()
+            );
+        }
+        Ok(())
+    }
+}
