@@ -148,6 +148,18 @@ fn logits_agree_with_llama_cpp_scalar() {
     check_logits(KernelLevel::Scalar);
 }
 
+/// The SIMD path quantizes activations to 8-bit blocks (as llama.cpp does): it must meet the
+/// same bar. Fails loudly on a CPU without AVX2 rather than skipping.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn logits_agree_with_llama_cpp_avx2() {
+    assert!(
+        qgraph::kernels::table::supports(KernelLevel::Avx2),
+        "this CPU lacks AVX2"
+    );
+    check_logits(KernelLevel::Avx2);
+}
+
 #[test]
 fn greedy_continuations_agree_until_a_low_margin_step() {
     let golden: GreedyGolden = serde_json::from_str(include_str!("golden/greedy.json")).unwrap();

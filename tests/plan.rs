@@ -28,6 +28,13 @@ fn opts(passes: &str, seq: usize, n_ctx: usize) -> PlanOptions {
     }
 }
 
+fn opts_at(passes: &str, level: KernelLevel) -> PlanOptions {
+    PlanOptions {
+        level,
+        ..opts(passes, 1, 32)
+    }
+}
+
 fn tiny_model(m: TinyLlama) -> Arc<GgufFile> {
     Arc::new(GgufFile::from_bytes(&m.writer().unwrap().to_bytes()).unwrap())
 }
@@ -148,27 +155,39 @@ fn dot_and_svg_dumps() {
 #[test]
 fn every_pass_preserves_the_logits() {
     let tokens = [3u32, 17, 42, 5, 88, 1];
-    for dtype in [
+    let mut levels = vec![KernelLevel::Scalar];
+    if cfg!(target_arch = "x86_64") {
+        assert!(
+            qgraph::kernels::table::supports(KernelLevel::Avx2),
+            "this CPU lacks AVX2"
+        );
+        levels.push(KernelLevel::Avx2);
+    }
+    let dtypes = [
         GgmlType::Q4_1,
         GgmlType::Q4_0,
         GgmlType::Q8_0,
         GgmlType::F16,
         GgmlType::F32,
-    ] {
+    ];
+    for (dtype, &level) in dtypes
+        .into_iter()
+        .flat_map(|d| levels.iter().map(move |l| (d, l)))
+    {
         let model = tiny_model(TinyLlama {
             dtype,
             ..TinyLlama::default()
         });
-        let reference = decode(plan(LLAMA, &model, &opts("none", 1, 32)), &tokens);
+        let reference = decode(plan(LLAMA, &model, &opts_at("none", level)), &tokens);
         let mut selections: Vec<String> = ALL.iter().map(|p| p.name().to_string()).collect();
         selections.push("all".into());
         for sel in selections {
-            let got = decode(plan(LLAMA, &model, &opts(&sel, 1, 32)), &tokens);
+            let got = decode(plan(LLAMA, &model, &opts_at(&sel, level)), &tokens);
             for (t, (a, b)) in reference.iter().zip(&got).enumerate() {
                 for (x, y) in a.iter().zip(b) {
                     assert!(
                         (x - y).abs() <= 1e-5 * (1.0 + x.abs()),
-                        "{dtype} {sel} token {t}: {x} vs {y}"
+                        "{dtype} {level:?} {sel} token {t}: {x} vs {y}"
                     );
                 }
             }

@@ -26,6 +26,9 @@ pub struct EngineArgs {
     /// Planner passes: all, none, or a comma-separated list.
     #[arg(long, default_value = "all")]
     pub passes: String,
+    /// Kernel level: auto (the best this CPU runs), scalar (the reference), avx2.
+    #[arg(long, default_value = "auto")]
+    pub kernels: qgraph::kernels::KernelLevel,
 }
 
 pub struct Engine {
@@ -66,7 +69,7 @@ impl Engine {
             seq: seq.min(args.n_ctx),
             n_ctx: args.n_ctx,
             passes: args.passes.parse::<PassSelection>()?,
-            ..PlanOptions::default()
+            level: args.kernels,
         };
         let plan = Plan::new(&graph, model.clone(), &opts)
             .with_context(|| format!("planning {}", graph_path.display()))?;

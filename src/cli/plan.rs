@@ -48,6 +48,9 @@ pub struct PlanFlags {
     /// fuse-rope-kv, fuse-rmsnorm, fuse-residual, dead-code).
     #[arg(long, default_value = "all")]
     pub passes: String,
+    /// Kernel level: auto (the best this CPU runs), scalar (the reference), avx2.
+    #[arg(long, default_value = "auto")]
+    pub kernels: qgraph::kernels::KernelLevel,
 }
 
 impl PlanFlags {
@@ -56,7 +59,7 @@ impl PlanFlags {
             seq: self.seq,
             n_ctx: self.n_ctx,
             passes: self.passes.parse::<PassSelection>()?,
-            ..PlanOptions::default()
+            level: self.kernels,
         })
     }
 }

@@ -119,6 +119,9 @@ pub struct PerplexityArgs {
     n_ctx: usize,
     #[arg(long, default_value = "all")]
     passes: String,
+    /// Kernel level: auto, scalar, avx2.
+    #[arg(long, default_value = "auto")]
+    kernels: qgraph::kernels::KernelLevel,
     #[arg(long)]
     json: bool,
 }
@@ -129,6 +132,7 @@ pub fn perplexity_cmd(args: PerplexityArgs) -> anyhow::Result<()> {
         graph: args.graph,
         n_ctx: args.n_ctx,
         passes: args.passes,
+        kernels: args.kernels,
     };
     let mut e = Engine::new(&engine_args, 64)?;
     let text = std::fs::read_to_string(&args.file)

@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use crate::plan::{Exec, Plan, WeightRef};
+use crate::kernels::BlockQ8Act;
+use crate::plan::{Exec, Plan, Quant, WeightRef};
 
 /// The checks made once per call, before the step loop.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -178,6 +179,25 @@ unsafe fn i32_at(mem: *mut u8, off: usize, t: usize) -> i32 {
     unsafe { *(mem.add(off) as *const i32).add(t) }
 }
 
+/// Quantizes `x` into the step's 8-bit scratch when the step has one; returns the blocks.
+///
+/// # Safety
+/// `q.at` holds `q.blocks` blocks in the session memory, disjoint from `x`.
+unsafe fn quantize<'a>(mem: *mut u8, q: &Option<Quant>, x: &[f32]) -> &'a [BlockQ8Act] {
+    match q {
+        None => &[],
+        Some(q) => {
+            // SAFETY: forwarded from the caller.
+            let blocks = unsafe {
+                std::slice::from_raw_parts_mut(mem.add(q.at) as *mut BlockQ8Act, q.blocks)
+            };
+            // SAFETY: the planner chose `q.f` for this CPU; x.len() == 32 * q.blocks.
+            unsafe { (q.f)(x, blocks) };
+            blocks
+        }
+    }
+}
+
 /// # Safety
 /// `w` is a weight matrix of the plan; `row < w.rows`.
 unsafe fn weight_row(w: &WeightRef, row: usize) -> *const u8 {
@@ -189,9 +209,11 @@ unsafe fn weight_row(w: &WeightRef, row: usize) -> *const u8 {
 ///
 /// # Safety
 /// See `run_steps`. Every offset, row length and row count below comes from the planner,
-/// which sized each buffer for `seq ≥ n` rows (plan/lower.rs) and checked each weight's
-/// shape and format against its kernel (plan/infer.rs).
+/// which sized each buffer for `seq ≥ n` rows (plan/lower.rs), checked each weight's shape
+/// and format against its kernel (plan/infer.rs), and chose kernels this CPU can run
+/// (kernels/table.rs).
 unsafe fn run_step(exec: &Exec, mem: *mut u8, n: usize) {
+    use crate::graph::Epilogue;
     // SAFETY (for every block below): as stated in this function's contract; the input,
     // output and scratch ranges of one step never overlap (gemv_add accumulates into x
     // through one `&mut`, from a product kept in its scratch).
@@ -222,27 +244,27 @@ unsafe fn run_step(exec: &Exec, mem: *mut u8, n: usize) {
             } => {
                 let gamma = std::slice::from_raw_parts(*gamma, *width);
                 for t in 0..n {
-                    f(
-                        f32s(mem, x + 4 * t * width, *width),
-                        gamma,
-                        *eps,
-                        f32s_mut(mem, out + 4 * t * width, *width),
-                    );
+                    let o = f32s_mut(mem, out + 4 * t * width, *width);
+                    f(f32s(mem, x + 4 * t * width, *width), gamma, *eps, o);
                 }
             }
             Exec::Gemv {
                 gemv,
                 w,
                 x,
+                xq,
                 out,
                 k,
                 n: rows,
             } => {
                 for t in 0..n {
+                    let row = f32s(mem, x + 4 * t * k, *k);
+                    let q = quantize(mem, xq, row);
                     gemv(
                         w.ptr,
                         w.row_bytes,
-                        f32s(mem, x + 4 * t * k, *k),
+                        row,
+                        q,
                         f32s_mut(mem, out + 4 * t * rows, *rows),
                     );
                 }
@@ -254,13 +276,13 @@ unsafe fn run_step(exec: &Exec, mem: *mut u8, n: usize) {
                 out,
                 n: width,
                 heads,
-                theta,
+                freqs,
                 layout,
             } => {
                 for t in 0..n {
                     let dst = f32s_mut(mem, out + 4 * t * width, *width);
                     dst.copy_from_slice(f32s(mem, x + 4 * t * width, *width));
-                    f(dst, *heads, i32_at(mem, *pos, t), *theta, *layout);
+                    f(dst, *heads, i32_at(mem, *pos, t), freqs, *layout);
                 }
             }
             Exec::KvWrite {
@@ -317,6 +339,7 @@ unsafe fn run_step(exec: &Exec, mem: *mut u8, n: usize) {
                 pos,
                 k,
                 norm,
+                xq,
                 outs,
             } => {
                 for t in 0..n {
@@ -331,8 +354,8 @@ unsafe fn run_step(exec: &Exec, mem: *mut u8, n: usize) {
                         );
                         row = normed;
                     }
+                    let q = quantize(mem, xq, row);
                     for o in outs {
-                        use crate::graph::Epilogue;
                         let dst_row = match o.epilogue {
                             Epilogue::Store | Epilogue::Rope { .. } => t,
                             Epilogue::RopeToCache { .. } | Epilogue::ToCache => {
@@ -340,19 +363,11 @@ unsafe fn run_step(exec: &Exec, mem: *mut u8, n: usize) {
                             }
                         };
                         let dst = f32s_mut(mem, o.dst + 4 * dst_row * o.n, o.n);
-                        (o.gemv)(o.w.ptr, o.w.row_bytes, row, dst);
-                        if let Epilogue::Rope {
-                            heads,
-                            theta,
-                            layout,
-                        }
-                        | Epilogue::RopeToCache {
-                            heads,
-                            theta,
-                            layout,
-                        } = o.epilogue
+                        (o.gemv)(o.w.ptr, o.w.row_bytes, row, q, dst);
+                        if let Epilogue::Rope { heads, layout, .. }
+                        | Epilogue::RopeToCache { heads, layout, .. } = o.epilogue
                         {
-                            (o.rope)(dst, heads, i32_at(mem, *pos, t), theta, layout);
+                            (o.rope)(dst, heads, i32_at(mem, *pos, t), &o.freqs, layout);
                         }
                     }
                 }
@@ -363,8 +378,10 @@ unsafe fn run_step(exec: &Exec, mem: *mut u8, n: usize) {
                 k,
                 n: width,
                 norm,
+                xq,
                 gate,
                 up,
+                silu_mul,
                 up_scratch,
             } => {
                 for t in 0..n {
@@ -379,13 +396,12 @@ unsafe fn run_step(exec: &Exec, mem: *mut u8, n: usize) {
                         );
                         row = normed;
                     }
+                    let q = quantize(mem, xq, row);
                     let g = f32s_mut(mem, out + 4 * t * width, *width);
                     let u = f32s_mut(mem, *up_scratch, *width);
-                    (gate.0)(gate.1.ptr, gate.1.row_bytes, row, g);
-                    (up.0)(up.1.ptr, up.1.row_bytes, row, u);
-                    for (gv, uv) in g.iter_mut().zip(u.iter()) {
-                        *gv = crate::kernels::scalar::elementwise::silu(*gv) * uv;
-                    }
+                    (gate.0)(gate.1.ptr, gate.1.row_bytes, row, q, g);
+                    (up.0)(up.1.ptr, up.1.row_bytes, row, q, u);
+                    silu_mul(g, u);
                 }
             }
             Exec::GemvAdd {
@@ -394,13 +410,16 @@ unsafe fn run_step(exec: &Exec, mem: *mut u8, n: usize) {
                 w,
                 x,
                 a,
+                xq,
                 k,
                 n: width,
                 scratch,
             } => {
                 for t in 0..n {
                     let prod = f32s_mut(mem, *scratch, *width);
-                    gemv(w.ptr, w.row_bytes, f32s(mem, a + 4 * t * k, *k), prod);
+                    let row = f32s(mem, a + 4 * t * k, *k);
+                    let q = quantize(mem, xq, row);
+                    gemv(w.ptr, w.row_bytes, row, q, prod);
                     acc(f32s_mut(mem, x + 4 * t * width, *width), prod);
                 }
             }
@@ -412,10 +431,11 @@ unsafe fn run_step(exec: &Exec, mem: *mut u8, n: usize) {
                 n: width,
             } => {
                 for t in 0..n {
+                    let o = f32s_mut(mem, out + 4 * t * width, *width);
                     f(
                         f32s(mem, a + 4 * t * width, *width),
                         f32s(mem, b + 4 * t * width, *width),
-                        f32s_mut(mem, out + 4 * t * width, *width),
+                        o,
                     );
                 }
             }

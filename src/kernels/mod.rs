@@ -3,6 +3,10 @@
 
 pub mod scalar;
 pub mod table;
+#[cfg(target_arch = "x86_64")]
+pub mod x86_64;
+
+pub use scalar::act::BlockQ8Act;
 
 use serde::Serialize;
 
@@ -10,25 +14,53 @@ use serde::Serialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum KernelLevel {
+    /// Plain Rust, f32 throughout: the reference every other level is tested against.
     Scalar,
+    /// AVX2 + FMA + F16C, activations quantized to 8-bit blocks for quantized weights.
+    Avx2,
 }
 
 impl KernelLevel {
     pub fn name(self) -> &'static str {
         match self {
             KernelLevel::Scalar => "scalar",
+            KernelLevel::Avx2 => "avx2",
+        }
+    }
+}
+
+impl std::str::FromStr for KernelLevel {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "scalar" => Ok(KernelLevel::Scalar),
+            "avx2" => Ok(KernelLevel::Avx2),
+            "auto" => Ok(table::detect()),
+            other => Err(format!(
+                "unknown kernel level `{other}` (scalar, avx2, auto)"
+            )),
         }
     }
 }
 
 /// `out[r] = Σ_c W[r][c] · x[c]` for every row `r < out.len()` of a row-major matrix whose
-/// rows are `x.len()` elements stored in one format, `row_bytes` bytes each.
+/// rows are `x.len()` elements stored in one format, `row_bytes` bytes each. Kernels that
+/// multiply 8-bit activations (`Chosen::wants_q8`) read `xq`, `x` quantized by the step;
+/// the others read `x` (and `xq` may be empty).
 ///
 /// # Safety
 /// `w` points to `out.len() * row_bytes` readable bytes, aligned for the format's blocks,
-/// and `x.len()` is the row length in elements (a whole number of blocks). The planner
-/// checks both for every step (`plan/infer.rs`, `plan/lower.rs`).
-pub type GemvFn = unsafe fn(w: *const u8, row_bytes: usize, x: &[f32], out: &mut [f32]);
+/// `x.len()` is the row length in elements (a whole number of blocks), `xq` holds
+/// `x.len() / 32` blocks for a `wants_q8` kernel, and the CPU has the kernel's features. The
+/// planner checks all of it for every step (`plan/infer.rs`, `plan/lower.rs`, `table.rs`).
+pub type GemvFn =
+    unsafe fn(w: *const u8, row_bytes: usize, x: &[f32], xq: &[BlockQ8Act], out: &mut [f32]);
+
+/// Quantizes a row to 8-bit blocks (`x.len() == 32 * out.len()`).
+pub type QuantizeActFn = unsafe fn(x: &[f32], out: &mut [BlockQ8Act]);
+/// `g = silu(g) · u` over one row.
+pub type SiluMulFn = unsafe fn(g: &mut [f32], u: &[f32]);
 
 /// Converts one row of `out.len()` elements stored in a format to f32.
 ///
@@ -41,6 +73,8 @@ pub type RowFn = unsafe fn(w: *const u8, out: &mut [f32]);
 pub struct Chosen<F> {
     pub f: F,
     pub name: &'static str,
+    /// Whether it reads the step's input quantized to 8-bit blocks (gemv only).
+    pub wants_q8: bool,
 }
 
 impl<F> std::fmt::Debug for Chosen<F> {
@@ -50,12 +84,18 @@ impl<F> std::fmt::Debug for Chosen<F> {
 }
 
 /// `out = x / sqrt(mean(x²) + eps) * gamma` for one row.
-pub type RmsNormFn = fn(x: &[f32], gamma: &[f32], eps: f32, out: &mut [f32]);
-/// Rotates each of `heads` heads of one row in place, for position `pos`.
-pub type RopeFn =
-    fn(x: &mut [f32], heads: usize, pos: i32, theta: f32, layout: crate::graph::RopeLayout);
+pub type RmsNormFn = unsafe fn(x: &[f32], gamma: &[f32], eps: f32, out: &mut [f32]);
+/// Rotates each of `heads` heads of one row in place, for position `pos`. `freqs[i]` is
+/// pair i's angle per position, `theta^(-2i / head_dim)`, tabled at plan time.
+pub type RopeFn = unsafe fn(
+    x: &mut [f32],
+    heads: usize,
+    pos: i32,
+    freqs: &[f32],
+    layout: crate::graph::RopeLayout,
+);
 /// Attention of one query row over the first `n_past` rows of a K and a V cache.
-pub type AttendFn = fn(
+pub type AttendFn = unsafe fn(
     q: &[f32],
     k: &[f32],
     v: &[f32],
@@ -66,8 +106,8 @@ pub type AttendFn = fn(
     out: &mut [f32],
 );
 /// `out[i] = f(a[i], b[i])` over one row.
-pub type BinaryFn = fn(a: &[f32], b: &[f32], out: &mut [f32]);
+pub type BinaryFn = unsafe fn(a: &[f32], b: &[f32], out: &mut [f32]);
 /// `acc[i] += x[i]` over one row, in place.
-pub type AccumulateFn = fn(acc: &mut [f32], x: &[f32]);
+pub type AccumulateFn = unsafe fn(acc: &mut [f32], x: &[f32]);
 /// `out = f(x)` over one row.
-pub type UnaryFn = fn(x: &[f32], out: &mut [f32]);
+pub type UnaryFn = unsafe fn(x: &[f32], out: &mut [f32]);

@@ -1,95 +1,169 @@
-//! Picks a kernel for each step, once, at plan time.
+//! Picks a kernel for each step, once, at plan time (the role of ggml's `type_traits_cpu`
+//! table and tract's `linalg` plugs): the CPU's features are detected once, each step gets
+//! a fn pointer, and no kernel tests a feature itself.
 
-use super::scalar::gemv::*;
-use super::{Chosen, GemvFn, KernelLevel, RowFn};
+use super::scalar::{act, attention, elementwise, gemv as sg, norm, rope as srope};
+use super::{
+    AccumulateFn, AttendFn, BinaryFn, Chosen, GemvFn, KernelLevel, QuantizeActFn, RmsNormFn,
+    RopeFn, RowFn, SiluMulFn, UnaryFn,
+};
 use crate::quant::GgmlType;
 
-/// The gemv kernel for weights of `dtype` at `level`, or `None` when qgraph has none.
-pub fn gemv(dtype: GgmlType, level: KernelLevel) -> Option<Chosen<GemvFn>> {
-    let (f, name): (GemvFn, &'static str) = match (dtype, level) {
-        (GgmlType::F32, KernelLevel::Scalar) => (gemv_f32_scalar, "gemv_f32_scalar"),
-        (GgmlType::F16, KernelLevel::Scalar) => (gemv_f16_scalar, "gemv_f16_scalar"),
-        (GgmlType::Q8_0, KernelLevel::Scalar) => (gemv_q8_0_scalar, "gemv_q8_0_scalar"),
-        (GgmlType::Q4_0, KernelLevel::Scalar) => (gemv_q4_0_scalar, "gemv_q4_0_scalar"),
-        (GgmlType::Q4_1, KernelLevel::Scalar) => (gemv_q4_1_scalar, "gemv_q4_1_scalar"),
-        _ => return None,
-    };
-    Some(Chosen { f, name })
-}
-
-/// The row-conversion kernel (embedding lookup) for `dtype` at `level`.
-pub fn row(dtype: GgmlType, level: KernelLevel) -> Option<Chosen<RowFn>> {
-    let (f, name): (RowFn, &'static str) = match (dtype, level) {
-        (GgmlType::F32, KernelLevel::Scalar) => (row_f32_scalar, "embed_f32_scalar"),
-        (GgmlType::F16, KernelLevel::Scalar) => (row_f16_scalar, "embed_f16_scalar"),
-        (GgmlType::Q8_0, KernelLevel::Scalar) => (row_q8_0_scalar, "embed_q8_0_scalar"),
-        (GgmlType::Q4_0, KernelLevel::Scalar) => (row_q4_0_scalar, "embed_q4_0_scalar"),
-        (GgmlType::Q4_1, KernelLevel::Scalar) => (row_q4_1_scalar, "embed_q4_1_scalar"),
-        _ => return None,
-    };
-    Some(Chosen { f, name })
-}
-
-/// The best level this CPU supports, detected once.
+/// The best level this CPU supports, detected once per process.
 pub fn detect() -> KernelLevel {
-    KernelLevel::Scalar
+    static LEVEL: std::sync::OnceLock<KernelLevel> = std::sync::OnceLock::new();
+    *LEVEL.get_or_init(|| {
+        if supports(KernelLevel::Avx2) {
+            KernelLevel::Avx2
+        } else {
+            KernelLevel::Scalar
+        }
+    })
 }
 
-use super::scalar::{attention, elementwise, norm, rope};
-use super::{AccumulateFn, AttendFn, BinaryFn, RmsNormFn, RopeFn, UnaryFn};
-
-pub fn accumulate(_level: KernelLevel) -> Chosen<AccumulateFn> {
-    Chosen {
-        f: elementwise::accumulate_scalar,
-        name: "accumulate_scalar",
+/// Whether this CPU can run `level`'s kernels.
+pub fn supports(level: KernelLevel) -> bool {
+    match level {
+        KernelLevel::Scalar => true,
+        #[cfg(target_arch = "x86_64")]
+        KernelLevel::Avx2 => {
+            is_x86_feature_detected!("avx2")
+                && is_x86_feature_detected!("fma")
+                && is_x86_feature_detected!("f16c")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        KernelLevel::Avx2 => false,
     }
 }
 
-pub fn rmsnorm(_level: KernelLevel) -> Chosen<RmsNormFn> {
+fn chosen<F>(f: F, name: &'static str) -> Chosen<F> {
     Chosen {
-        f: norm::rmsnorm_scalar,
-        name: "rmsnorm_scalar",
+        f,
+        name,
+        wants_q8: false,
     }
 }
 
+/// The gemv kernel for rows of `k` elements of `dtype` at `level`, or `None` when qgraph
+/// has none for the format.
+pub fn gemv(dtype: GgmlType, level: KernelLevel, k: usize) -> Option<Chosen<GemvFn>> {
+    #[cfg(target_arch = "x86_64")]
+    if level == KernelLevel::Avx2 {
+        use super::x86_64::gemv::*;
+        let q8 = |f: GemvFn, name| {
+            Some(Chosen {
+                f,
+                name,
+                wants_q8: true,
+            })
+        };
+        match dtype {
+            GgmlType::Q4_1 => return q8(gemv_q4_1_avx2, "gemv_q4_1_avx2"),
+            GgmlType::Q4_0 => return q8(gemv_q4_0_avx2, "gemv_q4_0_avx2"),
+            GgmlType::Q8_0 => return q8(gemv_q8_0_avx2, "gemv_q8_0_avx2"),
+            GgmlType::F16 if k % 8 == 0 => {
+                return Some(chosen(gemv_f16_avx2 as GemvFn, "gemv_f16_avx2"))
+            }
+            GgmlType::F32 if k % 8 == 0 => {
+                return Some(chosen(gemv_f32_avx2 as GemvFn, "gemv_f32_avx2"))
+            }
+            _ => {}
+        }
+    }
+    let _ = k;
+    let (f, name): (GemvFn, &'static str) = match dtype {
+        GgmlType::F32 => (sg::gemv_f32_scalar, "gemv_f32_scalar"),
+        GgmlType::F16 => (sg::gemv_f16_scalar, "gemv_f16_scalar"),
+        GgmlType::Q8_0 => (sg::gemv_q8_0_scalar, "gemv_q8_0_scalar"),
+        GgmlType::Q4_0 => (sg::gemv_q4_0_scalar, "gemv_q4_0_scalar"),
+        GgmlType::Q4_1 => (sg::gemv_q4_1_scalar, "gemv_q4_1_scalar"),
+        _ => return None,
+    };
+    Some(chosen(f, name))
+}
+
+/// The scalar twin of each 8-bit-activation gemv (same arithmetic), for tests and benches.
+pub fn gemv_q8_twin(dtype: GgmlType) -> Option<GemvFn> {
+    match dtype {
+        GgmlType::Q4_1 => Some(act::gemv_q4_1_q8_scalar),
+        GgmlType::Q4_0 => Some(act::gemv_q4_0_q8_scalar),
+        GgmlType::Q8_0 => Some(act::gemv_q8_0_q8_scalar),
+        _ => None,
+    }
+}
+
+pub fn quantize_act(level: KernelLevel) -> Chosen<QuantizeActFn> {
+    #[cfg(target_arch = "x86_64")]
+    if level == KernelLevel::Avx2 {
+        return chosen(super::x86_64::math::quantize_act_avx2, "quantize_q8_avx2");
+    }
+    let _ = level;
+    chosen(act::quantize_act_scalar, "quantize_q8_scalar")
+}
+
+/// The row-conversion kernel (embedding lookup) for `dtype`. One row per token: scalar at
+/// every level.
+pub fn row(dtype: GgmlType, _level: KernelLevel) -> Option<Chosen<RowFn>> {
+    let (f, name): (RowFn, &'static str) = match dtype {
+        GgmlType::F32 => (sg::row_f32_scalar, "embed_f32_scalar"),
+        GgmlType::F16 => (sg::row_f16_scalar, "embed_f16_scalar"),
+        GgmlType::Q8_0 => (sg::row_q8_0_scalar, "embed_q8_0_scalar"),
+        GgmlType::Q4_0 => (sg::row_q4_0_scalar, "embed_q4_0_scalar"),
+        GgmlType::Q4_1 => (sg::row_q4_1_scalar, "embed_q4_1_scalar"),
+        _ => return None,
+    };
+    Some(chosen(f, name))
+}
+
+pub fn rmsnorm(level: KernelLevel) -> Chosen<RmsNormFn> {
+    #[cfg(target_arch = "x86_64")]
+    if level == KernelLevel::Avx2 {
+        return chosen(super::x86_64::math::rmsnorm_avx2, "rmsnorm_avx2");
+    }
+    let _ = level;
+    chosen(norm::rmsnorm_scalar, "rmsnorm_scalar")
+}
+
+/// Rope: 32 angles per call, shared by every head; scalar at every level.
 pub fn rope(_level: KernelLevel) -> Chosen<RopeFn> {
-    Chosen {
-        f: rope::rope_scalar,
-        name: "rope_scalar",
-    }
+    chosen(srope::rope_scalar, "rope_scalar")
 }
 
-pub fn attend(_level: KernelLevel) -> Chosen<AttendFn> {
-    Chosen {
-        f: attention::attend_scalar,
-        name: "attend_scalar",
+pub fn attend(level: KernelLevel, head_dim: usize) -> Chosen<AttendFn> {
+    #[cfg(target_arch = "x86_64")]
+    if level == KernelLevel::Avx2 && head_dim % 8 == 0 {
+        return chosen(super::x86_64::math::attend_avx2, "attend_avx2");
     }
+    let _ = (level, head_dim);
+    chosen(attention::attend_scalar, "attend_scalar")
+}
+
+pub fn silu_mul(level: KernelLevel) -> Chosen<SiluMulFn> {
+    #[cfg(target_arch = "x86_64")]
+    if level == KernelLevel::Avx2 {
+        return chosen(super::x86_64::math::silu_mul_avx2, "silu_mul_avx2");
+    }
+    let _ = level;
+    chosen(elementwise::silu_mul_scalar, "silu_mul_scalar")
+}
+
+/// The elementwise kernels are simple loops the compiler vectorizes at every level.
+pub fn accumulate(_level: KernelLevel) -> Chosen<AccumulateFn> {
+    chosen(elementwise::accumulate_scalar, "accumulate_scalar")
 }
 
 pub fn add(_level: KernelLevel) -> Chosen<BinaryFn> {
-    Chosen {
-        f: elementwise::add_scalar,
-        name: "add_scalar",
-    }
+    chosen(elementwise::add_scalar, "add_scalar")
 }
 
 pub fn mul(_level: KernelLevel) -> Chosen<BinaryFn> {
-    Chosen {
-        f: elementwise::mul_scalar,
-        name: "mul_scalar",
-    }
+    chosen(elementwise::mul_scalar, "mul_scalar")
 }
 
 pub fn silu(_level: KernelLevel) -> Chosen<UnaryFn> {
-    Chosen {
-        f: elementwise::silu_scalar,
-        name: "silu_scalar",
-    }
+    chosen(elementwise::silu_scalar, "silu_scalar")
 }
 
 pub fn softmax(_level: KernelLevel) -> Chosen<UnaryFn> {
-    Chosen {
-        f: elementwise::softmax_scalar,
-        name: "softmax_scalar",
-    }
+    chosen(elementwise::softmax_scalar, "softmax_scalar")
 }

@@ -15,6 +15,8 @@ use crate::quant::GgmlType;
 pub enum DType {
     F32,
     I32,
+    /// Activations quantized to 8-bit blocks (`kernels::BlockQ8Act`, 40 bytes per 32).
+    Q8Act,
 }
 
 /// Where a value lives once planned.
@@ -51,7 +53,12 @@ impl Fact {
     }
 
     pub fn bytes(&self) -> usize {
-        self.elements() * 4
+        match self.dtype {
+            DType::F32 | DType::I32 => self.elements() * 4,
+            DType::Q8Act => {
+                self.elements().div_ceil(32) * std::mem::size_of::<crate::kernels::BlockQ8Act>()
+            }
+        }
     }
 
     /// The row length (last dimension).
@@ -66,6 +73,7 @@ impl fmt::Display for Fact {
         let dtype = match self.dtype {
             DType::F32 => "f32",
             DType::I32 => "i32",
+            DType::Q8Act => "q8",
         };
         write!(f, "[{}] {dtype}", dims.join(", "))
     }

@@ -12,8 +12,10 @@ use super::passes::PassReport;
 use super::{BufId, BufKind, Buffer, Plan, PlanError, PlanOptions, Step};
 use crate::gguf::GgufFile;
 use crate::graph::{Epilogue, Graph, InputKind, NodeId, Op, RopeLayout, ValueId, WeightId};
+use crate::kernels::scalar::rope::rope_freqs;
 use crate::kernels::{
-    table, AccumulateFn, AttendFn, BinaryFn, GemvFn, RmsNormFn, RopeFn, RowFn, UnaryFn,
+    table, AccumulateFn, AttendFn, BinaryFn, GemvFn, KernelLevel, QuantizeActFn, RmsNormFn, RopeFn,
+    RowFn, SiluMulFn, UnaryFn,
 };
 
 /// A weight matrix in the model's memory map: `rows` rows of `row_bytes` bytes.
@@ -33,8 +35,17 @@ pub struct Norm {
     pub scratch: usize,
 }
 
-/// One output of a fused projection.
+/// Quantizing a step's input row to 8-bit blocks, once, for the products that want it.
 #[derive(Debug, Clone, Copy)]
+pub struct Quant {
+    pub f: QuantizeActFn,
+    /// Byte offset of the blocks (`k / 32` of them).
+    pub at: usize,
+    pub blocks: usize,
+}
+
+/// One output of a fused projection.
+#[derive(Debug, Clone)]
 pub struct ProjOut {
     pub gemv: GemvFn,
     pub w: WeightRef,
@@ -45,6 +56,8 @@ pub struct ProjOut {
     pub dst: usize,
     pub epilogue: Epilogue,
     pub rope: RopeFn,
+    /// Rope's angle per position for each pair (empty without rope).
+    pub freqs: Box<[f32]>,
 }
 
 /// What a step runs. Offsets are bytes from the start of the session's memory; sizes are
@@ -70,6 +83,7 @@ pub enum Exec {
         gemv: GemvFn,
         w: WeightRef,
         x: usize,
+        xq: Option<Quant>,
         out: usize,
         k: usize,
         n: usize,
@@ -81,7 +95,7 @@ pub enum Exec {
         out: usize,
         n: usize,
         heads: usize,
-        theta: f32,
+        freqs: Box<[f32]>,
         layout: RopeLayout,
     },
     KvWrite {
@@ -109,6 +123,7 @@ pub enum Exec {
         pos: usize,
         k: usize,
         norm: Option<Norm>,
+        xq: Option<Quant>,
         outs: Vec<ProjOut>,
     },
     SwiGlu {
@@ -117,8 +132,10 @@ pub enum Exec {
         k: usize,
         n: usize,
         norm: Option<Norm>,
+        xq: Option<Quant>,
         gate: (GemvFn, WeightRef),
         up: (GemvFn, WeightRef),
+        silu_mul: SiluMulFn,
         up_scratch: usize,
     },
     GemvAdd {
@@ -127,6 +144,7 @@ pub enum Exec {
         w: WeightRef,
         x: usize,
         a: usize,
+        xq: Option<Quant>,
         k: usize,
         n: usize,
         scratch: usize,
@@ -151,6 +169,7 @@ struct Draft {
     inputs: Vec<BufId>,
     outputs: Vec<BufId>,
     scratch: Option<BufId>,
+    qscratch: Option<BufId>,
 }
 
 pub fn lower(
@@ -232,11 +251,26 @@ pub fn lower(
                 &fact,
             )
         });
+        let q_len = q8_elements(g, facts, id, opts.level);
+        let qscratch = (q_len > 0).then(|| {
+            let fact = super::Fact {
+                dtype: super::DType::Q8Act,
+                shape: vec![q_len],
+                storage: Storage::Activation,
+            };
+            new_buf(
+                &mut buffers,
+                format!("{}.q8", node.name),
+                BufKind::Scratch,
+                &fact,
+            )
+        });
         drafts.push(Draft {
             node: id,
             inputs,
             outputs,
             scratch,
+            qscratch,
         });
     }
 
@@ -249,7 +283,13 @@ pub fn lower(
         }
     }
     for (s, d) in drafts.iter().enumerate() {
-        for b in d.inputs.iter().chain(&d.outputs).chain(&d.scratch) {
+        for b in d
+            .inputs
+            .iter()
+            .chain(&d.outputs)
+            .chain(&d.scratch)
+            .chain(&d.qscratch)
+        {
             liveness::touch(&mut live[b.0 as usize], s);
         }
     }
@@ -312,6 +352,28 @@ pub fn lower(
     })
 }
 
+/// Elements of the step's input to quantize to 8-bit blocks: the product's row length when
+/// one of its kernels multiplies 8-bit activations, else 0.
+fn q8_elements(g: &Graph, facts: &Facts, id: NodeId, level: KernelLevel) -> usize {
+    let node = &g.g[id];
+    let (slot, first_matrix) = match &node.op {
+        Op::Gemv => (0, 0),
+        Op::Proj { norm, .. } | Op::SwiGlu { norm } => (0, norm.is_some() as usize),
+        Op::GemvAdd => (1, 0),
+        _ => return 0,
+    };
+    let k = facts.get(g.input_values(id)[slot]).cols();
+    let wants = node.weights[first_matrix..].iter().any(|w| {
+        let dtype = g.weights[w.0 as usize].dtype;
+        table::gemv(dtype, level, k).is_some_and(|c| c.wants_q8)
+    });
+    if wants {
+        k
+    } else {
+        0
+    }
+}
+
 /// Scratch a step needs, in f32 elements.
 fn scratch_elements(g: &Graph, facts: &Facts, id: NodeId) -> usize {
     let x = |slot: usize| facts.get(g.input_values(id)[slot]).cols();
@@ -351,6 +413,17 @@ fn make_step(
         node,
     };
     let pos_of = |slot: usize| d.inputs.get(slot).map_or(usize::MAX, |&b| off(b));
+    let quant = |acc: &mut Acc| -> Option<Quant> {
+        d.qscratch.map(|b| {
+            let q = table::quantize_act(level);
+            acc.kernels.insert(0, q.name);
+            Quant {
+                f: q.f,
+                at: off(b),
+                blocks: buffers[b.0 as usize].fact.elements() / 32,
+            }
+        })
+    };
 
     let exec = match &node.op {
         Op::Input { .. } => unreachable!("inputs are buffers, not steps"),
@@ -398,6 +471,7 @@ fn make_step(
                 gemv,
                 w,
                 x: off(d.inputs[0]),
+                xq: quant(&mut acc),
                 out: off(d.outputs[0]),
                 k,
                 n,
@@ -419,7 +493,7 @@ fn make_step(
                 out: off(d.outputs[0]),
                 n,
                 heads: *heads,
-                theta: *theta,
+                freqs: rope_freqs(n / heads, *theta).into_boxed_slice(),
                 layout: *layout,
             }
         }
@@ -435,9 +509,9 @@ fn make_step(
             }
         }
         Op::Attend { heads, kv_heads } => {
-            let k = table::attend(level);
-            acc.kernels.push(k.name);
             let n = cols(d.outputs[0]);
+            let k = table::attend(level, n / heads);
+            acc.kernels.push(k.name);
             // Counted at a full cache: an upper bound, the real cost grows with position.
             flops = 4 * (n * opts.n_ctx) as u64 * seq;
             Exec::Attend {
@@ -475,11 +549,16 @@ fn make_step(
                 let (w, gemv) = wcx.matrix(node.weights[w0 + i], &mut acc)?;
                 let n = cols(d.outputs[i]);
                 flops += 2 * (k * n) as u64 * seq;
-                if !matches!(e, Epilogue::Store | Epilogue::ToCache)
-                    && !acc.kernels.contains(&rope.name)
-                {
-                    acc.kernels.push(rope.name);
-                }
+                let freqs = match e {
+                    Epilogue::Rope { heads, theta, .. }
+                    | Epilogue::RopeToCache { heads, theta, .. } => {
+                        if !acc.kernels.contains(&rope.name) {
+                            acc.kernels.push(rope.name);
+                        }
+                        rope_freqs(n / heads, *theta)
+                    }
+                    Epilogue::Store | Epilogue::ToCache => Vec::new(),
+                };
                 pouts.push(ProjOut {
                     gemv,
                     w,
@@ -487,6 +566,7 @@ fn make_step(
                     dst: off(d.outputs[i]),
                     epilogue: *e,
                     rope: rope.f,
+                    freqs: freqs.into_boxed_slice(),
                 });
             }
             Exec::Proj {
@@ -494,6 +574,7 @@ fn make_step(
                 pos: pos_of(1),
                 k,
                 norm,
+                xq: quant(&mut acc),
                 outs: pouts,
             }
         }
@@ -518,7 +599,8 @@ fn make_step(
             };
             let (gw, gf) = wcx.matrix(node.weights[w0], &mut acc)?;
             let (uw, uf) = wcx.matrix(node.weights[w0 + 1], &mut acc)?;
-            acc.kernels.push(table::silu(level).name);
+            let silu_mul = table::silu_mul(level);
+            acc.kernels.push(silu_mul.name);
             flops = (4 * k * n + 4 * n) as u64 * seq;
             Exec::SwiGlu {
                 x: off(d.inputs[0]),
@@ -526,8 +608,10 @@ fn make_step(
                 k,
                 n,
                 norm,
+                xq: quant(&mut acc),
                 gate: (gf, gw),
                 up: (uf, uw),
+                silu_mul: silu_mul.f,
                 up_scratch: scratch,
             }
         }
@@ -543,6 +627,7 @@ fn make_step(
                 w,
                 x: off(d.inputs[0]),
                 a: off(d.inputs[1]),
+                xq: quant(&mut acc),
                 k,
                 n,
                 scratch: d.scratch.map_or(0, off),
@@ -615,6 +700,7 @@ fn make_step(
         inputs: d.inputs.clone(),
         outputs: d.outputs.clone(),
         scratch: d.scratch,
+        qscratch: d.qscratch,
         weights: acc.weights,
         weight_bytes: acc.weight_bytes,
         bytes_read,
@@ -653,7 +739,8 @@ impl WeightCx<'_> {
     /// A matrix and the gemv kernel for its format.
     fn matrix(&self, w: WeightId, acc: &mut Acc) -> Result<(WeightRef, GemvFn), PlanError> {
         let t = self.tensor(w)?;
-        let chosen = table::gemv(t.dtype, self.level).ok_or_else(|| PlanError::WeightDtype {
+        let k = t.dims[0] as usize;
+        let chosen = table::gemv(t.dtype, self.level, k).ok_or_else(|| PlanError::WeightDtype {
             at: self.node.at.clone(),
             node: self.node.name.clone(),
             op: self.node.op.name(),

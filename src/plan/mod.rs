@@ -19,7 +19,7 @@ pub mod passes;
 
 pub use error::PlanError;
 pub use infer::{DType, Fact, Storage};
-pub use lower::{Exec, Norm, ProjOut, WeightRef};
+pub use lower::{Exec, Norm, ProjOut, Quant, WeightRef};
 pub use passes::{PassReport, PassSelection};
 
 use std::sync::Arc;
@@ -89,6 +89,8 @@ pub struct Step {
     pub inputs: Vec<BufId>,
     pub outputs: Vec<BufId>,
     pub scratch: Option<BufId>,
+    /// Where the step quantizes its input to 8-bit blocks, if its kernels want that.
+    pub qscratch: Option<BufId>,
     /// GGUF tensors the step reads.
     pub weights: Vec<String>,
     pub weight_bytes: u64,
@@ -136,6 +138,12 @@ impl Plan {
             return Err(PlanError::Options(format!(
                 "seq {} and n_ctx {} must be ≥ 1 with seq ≤ n_ctx",
                 opts.seq, opts.n_ctx
+            )));
+        }
+        if !crate::kernels::table::supports(opts.level) {
+            return Err(PlanError::Options(format!(
+                "this CPU cannot run the {} kernels (use --kernels scalar or auto)",
+                opts.level.name()
             )));
         }
         let mut g = graph.clone();

@@ -22,6 +22,13 @@ pub fn silu(v: f32) -> f32 {
     v / (1.0 + (-v).exp())
 }
 
+/// `g = silu(g) · u`, the SwiGLU activation.
+pub fn silu_mul_scalar(g: &mut [f32], u: &[f32]) {
+    for (a, b) in g.iter_mut().zip(u) {
+        *a = silu(*a) * b;
+    }
+}
+
 pub fn silu_scalar(x: &[f32], out: &mut [f32]) {
     for (o, v) in out.iter_mut().zip(x) {
         *o = silu(*v);

@@ -2,6 +2,7 @@
 
 use half::f16;
 
+use super::act::BlockQ8Act;
 use crate::quant::{blocks, BlockQ4_0, BlockQ4_1, BlockQ8_0, QK};
 
 /// # Safety
@@ -20,7 +21,13 @@ macro_rules! block_gemv {
     ($gemv:ident, $dequant_row:ident, $block:ty, $dequant:path) => {
         /// # Safety
         /// See `kernels::GemvFn`.
-        pub unsafe fn $gemv(w: *const u8, row_bytes: usize, x: &[f32], out: &mut [f32]) {
+        pub unsafe fn $gemv(
+            w: *const u8,
+            row_bytes: usize,
+            x: &[f32],
+            _xq: &[BlockQ8Act],
+            out: &mut [f32],
+        ) {
             let n_blocks = x.len() / QK;
             let mut tmp = [0f32; QK];
             for (r, o) in out.iter_mut().enumerate() {
@@ -70,7 +77,13 @@ block_gemv!(
 
 /// # Safety
 /// See `kernels::GemvFn`.
-pub unsafe fn gemv_f32_scalar(w: *const u8, row_bytes: usize, x: &[f32], out: &mut [f32]) {
+pub unsafe fn gemv_f32_scalar(
+    w: *const u8,
+    row_bytes: usize,
+    x: &[f32],
+    _xq: &[BlockQ8Act],
+    out: &mut [f32],
+) {
     for (r, o) in out.iter_mut().enumerate() {
         // SAFETY: row r lies within the matrix the caller vouched for.
         let wr: &[f32] = unsafe { row(w.add(r * row_bytes), x.len()) };
@@ -80,7 +93,13 @@ pub unsafe fn gemv_f32_scalar(w: *const u8, row_bytes: usize, x: &[f32], out: &m
 
 /// # Safety
 /// See `kernels::GemvFn`.
-pub unsafe fn gemv_f16_scalar(w: *const u8, row_bytes: usize, x: &[f32], out: &mut [f32]) {
+pub unsafe fn gemv_f16_scalar(
+    w: *const u8,
+    row_bytes: usize,
+    x: &[f32],
+    _xq: &[BlockQ8Act],
+    out: &mut [f32],
+) {
     for (r, o) in out.iter_mut().enumerate() {
         // SAFETY: row r lies within the matrix the caller vouched for.
         let wr: &[f16] = unsafe { row(w.add(r * row_bytes), x.len()) };
@@ -138,7 +157,7 @@ mod tests {
             let mut out = vec![0f32; rows];
             let row_bytes = bytes.len() / rows;
             // SAFETY: `aligned` holds rows * row_bytes bytes, 4-aligned.
-            unsafe { f(aligned.as_ptr() as *const u8, row_bytes, &x, &mut out) };
+            unsafe { f(aligned.as_ptr() as *const u8, row_bytes, &x, &[], &mut out) };
             for r in 0..rows {
                 let want: f32 = deq[r * cols..(r + 1) * cols]
                     .iter()

@@ -1,0 +1,262 @@
+//! Vector helpers and the non-product kernels: activation quantization, RMS norm, exp,
+//! silu·mul and attention.
+
+use std::arch::x86_64::*;
+
+use crate::kernels::scalar::act::BlockQ8Act;
+use crate::quant::QK;
+
+/// Sum of the 8 lanes.
+///
+/// # Safety
+/// Callers outside an AVX2 + FMA + F16C function must have checked the CPU has them.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub fn hsum(v: __m256) -> f32 {
+    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
+}
+
+/// Largest of the 8 lanes.
+///
+/// # Safety
+/// Callers outside an AVX2 + FMA + F16C function must have checked the CPU has them.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub fn hmax(v: __m256) -> f32 {
+    let s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+    let s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    _mm_cvtss_f32(_mm_max_ss(s, _mm_movehdup_ps(s)))
+}
+
+/// One f16 (as bits) to f32.
+///
+/// # Safety
+/// Callers outside an AVX2 + FMA + F16C function must have checked the CPU has them.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub fn f16_to_f32(bits: u16) -> f32 {
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
+}
+
+/// `e^x` for 8 lanes: Cephes' `expf` (range reduction by ln 2 split in two parts, a degree-5
+/// polynomial, the exponent set directly); relative error about 2e-7 over [-87, 88], inputs
+/// clamped there.
+///
+/// # Safety
+/// Callers outside an AVX2 + FMA + F16C function must have checked the CPU has them.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub fn exp(x: __m256) -> __m256 {
+    let x = _mm256_min_ps(
+        _mm256_max_ps(x, _mm256_set1_ps(-87.3)),
+        _mm256_set1_ps(88.3),
+    );
+    let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm256_mul_ps(
+        x,
+        _mm256_set1_ps(std::f32::consts::LOG2_E),
+    ));
+    let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693_359_4), x);
+    let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.121_944_4e-4), r);
+    let mut p = _mm256_set1_ps(1.987_569_1e-4);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.398_2e-3));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.333_452e-3));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.166_579_6e-2));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.666_666_5e-1));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5));
+    let y = _mm256_add_ps(
+        _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r),
+        _mm256_set1_ps(1.0),
+    );
+    let pow2n = _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(
+        _mm256_cvtps_epi32(n),
+        _mm256_set1_epi32(127),
+    )));
+    _mm256_mul_ps(y, pow2n)
+}
+
+/// Twin of `scalar::act::quantize_act_scalar`.
+///
+/// # Safety
+/// The CPU has AVX2, FMA and F16C; `x.len()` is `32 * out.len()`.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn quantize_act_avx2(x: &[f32], out: &mut [BlockQ8Act]) {
+    let sign = _mm256_set1_ps(-0.0);
+    for (xs, b) in x.chunks_exact(QK).zip(out.iter_mut()) {
+        let p = xs.as_ptr();
+        // SAFETY: xs holds 32 f32.
+        let v = unsafe {
+            [
+                _mm256_loadu_ps(p),
+                _mm256_loadu_ps(p.add(8)),
+                _mm256_loadu_ps(p.add(16)),
+                _mm256_loadu_ps(p.add(24)),
+            ]
+        };
+        let a = _mm256_max_ps(
+            _mm256_max_ps(_mm256_andnot_ps(sign, v[0]), _mm256_andnot_ps(sign, v[1])),
+            _mm256_max_ps(_mm256_andnot_ps(sign, v[2]), _mm256_andnot_ps(sign, v[3])),
+        );
+        let d = hmax(a) / 127.0;
+        let id = _mm256_set1_ps(if d != 0.0 { 1.0 / d } else { 0.0 });
+        let q = v.map(|vi| {
+            _mm256_cvtps_epi32(_mm256_round_ps::<
+                { _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC },
+            >(_mm256_mul_ps(vi, id)))
+        });
+        let sum = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+        let sum = hsum(_mm256_cvtepi32_ps(sum));
+        // i32 → i16 → i8 packs interleave 128-bit lanes; the permute restores element order.
+        let q16a = _mm256_packs_epi32(q[0], q[1]);
+        let q16b = _mm256_packs_epi32(q[2], q[3]);
+        let q8 = _mm256_packs_epi16(q16a, q16b);
+        let q8 = _mm256_permutevar8x32_epi32(q8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        // SAFETY: b.qs holds 32 bytes.
+        unsafe { _mm256_storeu_si256(b.qs.as_mut_ptr() as *mut __m256i, q8) };
+        b.d = d;
+        b.s = d * sum;
+    }
+}
+
+/// Twin of `scalar::norm::rmsnorm_scalar`.
+///
+/// # Safety
+/// The CPU has AVX2, FMA and F16C; `x`, `gamma` and `out` have the same length.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn rmsnorm_avx2(x: &[f32], gamma: &[f32], eps: f32, out: &mut [f32]) {
+    let n = x.len();
+    let body = n - n % 8;
+    let mut acc = _mm256_setzero_ps();
+    for i in (0..body).step_by(8) {
+        // SAFETY: i + 8 <= n.
+        let v = unsafe { _mm256_loadu_ps(x.as_ptr().add(i)) };
+        acc = _mm256_fmadd_ps(v, v, acc);
+    }
+    let ss = hsum(acc) + x[body..].iter().map(|v| v * v).sum::<f32>();
+    let scale = 1.0 / (ss / n as f32 + eps).sqrt();
+    let s = _mm256_set1_ps(scale);
+    for i in (0..body).step_by(8) {
+        // SAFETY: i + 8 <= n for all three slices.
+        unsafe {
+            let v = _mm256_mul_ps(_mm256_loadu_ps(x.as_ptr().add(i)), s);
+            _mm256_storeu_ps(
+                out.as_mut_ptr().add(i),
+                _mm256_mul_ps(v, _mm256_loadu_ps(gamma.as_ptr().add(i))),
+            );
+        }
+    }
+    for i in body..n {
+        out[i] = x[i] * scale * gamma[i];
+    }
+}
+
+/// `g = silu(g) · u`, the SwiGLU activation. Twin of `scalar::elementwise::silu_mul_scalar`.
+///
+/// # Safety
+/// The CPU has AVX2, FMA and F16C; `g` and `u` have the same length.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn silu_mul_avx2(g: &mut [f32], u: &[f32]) {
+    let n = g.len();
+    let body = n - n % 8;
+    let one = _mm256_set1_ps(1.0);
+    let neg = _mm256_set1_ps(-0.0);
+    for i in (0..body).step_by(8) {
+        // SAFETY: i + 8 <= n for both slices.
+        unsafe {
+            let x = _mm256_loadu_ps(g.as_ptr().add(i));
+            let e = exp(_mm256_xor_ps(x, neg));
+            let silu = _mm256_div_ps(x, _mm256_add_ps(one, e));
+            _mm256_storeu_ps(
+                g.as_mut_ptr().add(i),
+                _mm256_mul_ps(silu, _mm256_loadu_ps(u.as_ptr().add(i))),
+            );
+        }
+    }
+    for i in body..n {
+        g[i] = crate::kernels::scalar::elementwise::silu(g[i]) * u[i];
+    }
+}
+
+/// Twin of `scalar::attention::attend_scalar`; `head_dim` must be a multiple of 8 (the
+/// planner picks the scalar kernel otherwise).
+///
+/// # Safety
+/// The CPU has AVX2, FMA and F16C; the slices are as `attend_scalar` describes.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn attend_avx2(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    n_past: usize,
+    heads: usize,
+    kv_heads: usize,
+    scores: &mut [f32],
+    out: &mut [f32],
+) {
+    let head_dim = q.len() / heads;
+    let kv_dim = kv_heads * head_dim;
+    let group = heads / kv_heads;
+    let scale = 1.0 / (head_dim as f32).sqrt();
+    let scores = &mut scores[..n_past];
+    for h in 0..heads {
+        let qh = &q[h * head_dim..(h + 1) * head_dim];
+        let kv_off = (h / group) * head_dim;
+        let mut max = f32::NEG_INFINITY;
+        for (j, s) in scores.iter_mut().enumerate() {
+            let kj = &k[j * kv_dim + kv_off..j * kv_dim + kv_off + head_dim];
+            let mut acc = _mm256_setzero_ps();
+            for i in (0..head_dim).step_by(8) {
+                // SAFETY: head_dim is a multiple of 8, so i + 8 <= head_dim.
+                unsafe {
+                    acc = _mm256_fmadd_ps(
+                        _mm256_loadu_ps(qh.as_ptr().add(i)),
+                        _mm256_loadu_ps(kj.as_ptr().add(i)),
+                        acc,
+                    )
+                };
+            }
+            *s = hsum(acc) * scale;
+            max = max.max(*s);
+        }
+        // Softmax: exp 8 at a time, the tail one by one.
+        let mut sum = 0f32;
+        let body = n_past - n_past % 8;
+        let m = _mm256_set1_ps(max);
+        let mut vsum = _mm256_setzero_ps();
+        for j in (0..body).step_by(8) {
+            // SAFETY: j + 8 <= n_past = scores.len().
+            unsafe {
+                let e = exp(_mm256_sub_ps(_mm256_loadu_ps(scores.as_ptr().add(j)), m));
+                _mm256_storeu_ps(scores.as_mut_ptr().add(j), e);
+                vsum = _mm256_add_ps(vsum, e);
+            }
+        }
+        for s in &mut scores[body..] {
+            *s = (*s - max).exp();
+            sum += *s;
+        }
+        sum += hsum(vsum);
+        let inv = 1.0 / sum;
+        let oh = &mut out[h * head_dim..(h + 1) * head_dim];
+        for i in (0..head_dim).step_by(8) {
+            let mut acc = _mm256_setzero_ps();
+            for (j, &s) in scores.iter().enumerate() {
+                let vj = &v[j * kv_dim + kv_off..];
+                // SAFETY: i + 8 <= head_dim ≤ what is left of row j.
+                unsafe {
+                    acc =
+                        _mm256_fmadd_ps(_mm256_set1_ps(s), _mm256_loadu_ps(vj.as_ptr().add(i)), acc)
+                };
+            }
+            // SAFETY: i + 8 <= head_dim = oh.len().
+            unsafe {
+                _mm256_storeu_ps(
+                    oh.as_mut_ptr().add(i),
+                    _mm256_mul_ps(acc, _mm256_set1_ps(inv)),
+                )
+            };
+        }
+    }
+}

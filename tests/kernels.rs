@@ -1,0 +1,202 @@
+//! Every SIMD kernel against its scalar twin, on random shapes (row lengths that are not a
+//! multiple of the vector width where the kernel allows them) and random data. Tolerances
+//! come from the magnitudes summed (Σ|terms|), not from fixed epsilons.
+#![cfg(target_arch = "x86_64")]
+
+use proptest::prelude::*;
+use qgraph::kernels::scalar::{act, attention, elementwise, norm};
+use qgraph::kernels::x86_64::{gemv, math};
+use qgraph::kernels::{table, BlockQ8Act, GemvFn, KernelLevel};
+use qgraph::quant::{quantize, GgmlType};
+
+/// The SIMD tests must not pass by not running: fail loudly on a CPU without AVX2.
+fn require_avx2() {
+    assert!(
+        table::supports(KernelLevel::Avx2),
+        "this CPU lacks AVX2/FMA/F16C: the SIMD kernels cannot be tested here"
+    );
+}
+
+/// Values whose magnitudes vary per 32-block, as real activations and weights do.
+fn values(n: usize) -> impl Strategy<Value = Vec<f32>> {
+    (
+        prop::collection::vec(0.01f32..8.0, n.div_ceil(32)),
+        prop::collection::vec(-1.0f32..1.0, n),
+    )
+        .prop_map(|(scales, v)| {
+            v.iter()
+                .enumerate()
+                .map(|(i, x)| x * scales[i / 32])
+                .collect()
+        })
+}
+
+fn aligned(bytes: &[u8]) -> Vec<u64> {
+    let mut v = vec![0u64; bytes.len().div_ceil(8)];
+    bytemuck::cast_slice_mut::<u64, u8>(&mut v)[..bytes.len()].copy_from_slice(bytes);
+    v
+}
+
+fn q8(x: &[f32]) -> Vec<BlockQ8Act> {
+    let mut q = vec![BlockQ8Act::default(); x.len() / 32];
+    act::quantize_act_scalar(x, &mut q);
+    q
+}
+
+/// Runs `f` and `twin` on the same matrix and compares row by row with a tolerance of
+/// 1e-5 × Σ|w·x| (the dequantized terms).
+fn compare_gemv(
+    dtype: GgmlType,
+    f: GemvFn,
+    twin: GemvFn,
+    rows: usize,
+    k: usize,
+    w: &[f32],
+    x: &[f32],
+) {
+    let bytes = quantize(dtype, w).unwrap();
+    let buf = aligned(&bytes);
+    let mut deq = vec![0f32; w.len()];
+    qgraph::quant::dequantize(dtype, &bytes, &mut deq).unwrap();
+    let xq = q8(x);
+    let (mut a, mut b) = (vec![0f32; rows], vec![0f32; rows]);
+    let row_bytes = bytes.len() / rows;
+    // SAFETY: buf holds rows × row_bytes bytes, 8-aligned; xq has k/32 blocks (or k is a
+    // multiple of 8 for the f16/f32 kernels); AVX2 was checked.
+    unsafe {
+        f(buf.as_ptr() as *const u8, row_bytes, x, &xq, &mut a);
+        twin(buf.as_ptr() as *const u8, row_bytes, x, &xq, &mut b);
+    }
+    for r in 0..rows {
+        let mag: f32 = deq[r * k..(r + 1) * k]
+            .iter()
+            .zip(x)
+            .map(|(p, q)| (p * q).abs())
+            .sum();
+        assert!(
+            (a[r] - b[r]).abs() <= 1e-5 * mag + 1e-6,
+            "{dtype} row {r} of {rows}×{k}: simd {} vs twin {} (Σ|terms| {mag})",
+            a[r],
+            b[r]
+        );
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn quantized_gemv_matches_twin(rows in 1usize..7, blocks in 1usize..9, seed in any::<u64>()) {
+        require_avx2();
+        let k = blocks * 32;
+        let mut rng = qgraph::sample::rng::SplitMix64(seed);
+        let w: Vec<f32> = (0..rows * k).map(|i| rng.next_f32() * (1.0 + (i / 32 % 5) as f32)).collect();
+        let x: Vec<f32> = (0..k).map(|_| rng.next_f32() * 3.0).collect();
+        for (dtype, f) in [
+            (GgmlType::Q4_1, gemv::gemv_q4_1_avx2 as GemvFn),
+            (GgmlType::Q4_0, gemv::gemv_q4_0_avx2 as GemvFn),
+            (GgmlType::Q8_0, gemv::gemv_q8_0_avx2 as GemvFn),
+        ] {
+            compare_gemv(dtype, f, table::gemv_q8_twin(dtype).unwrap(), rows, k, &w, &x);
+        }
+    }
+
+    #[test]
+    fn float_gemv_matches_scalar(rows in 1usize..7, k8 in 1usize..20, seed in any::<u64>()) {
+        require_avx2();
+        let k = k8 * 8;
+        let mut rng = qgraph::sample::rng::SplitMix64(seed);
+        let w: Vec<f32> = (0..rows * k).map(|_| rng.next_f32()).collect();
+        let x: Vec<f32> = (0..k).map(|_| rng.next_f32() * 5.0).collect();
+        compare_gemv(GgmlType::F32, gemv::gemv_f32_avx2, qgraph::kernels::scalar::gemv::gemv_f32_scalar, rows, k, &w, &x);
+        compare_gemv(GgmlType::F16, gemv::gemv_f16_avx2, qgraph::kernels::scalar::gemv::gemv_f16_scalar, rows, k, &w, &x);
+    }
+
+    #[test]
+    fn activation_quantization_matches_twin(x in (1usize..12).prop_flat_map(|b| values(b * 32))) {
+        require_avx2();
+        let mut a = vec![BlockQ8Act::default(); x.len() / 32];
+        // SAFETY: AVX2 checked; x.len() == 32 · a.len().
+        unsafe { math::quantize_act_avx2(&x, &mut a) };
+        let b = q8(&x);
+        for (p, q) in a.iter().zip(&b) {
+            prop_assert_eq!(p.qs, q.qs);
+            prop_assert_eq!(p.d, q.d);
+            prop_assert!((p.s - q.s).abs() <= 1e-6 * (q.d * 127.0 * 32.0));
+        }
+    }
+
+    #[test]
+    fn rmsnorm_matches_scalar(x in (1usize..300).prop_flat_map(values), eps in 1e-6f32..1e-3) {
+        require_avx2();
+        let gamma: Vec<f32> = (0..x.len()).map(|i| 0.5 + (i % 7) as f32 * 0.1).collect();
+        let (mut a, mut b) = (vec![0f32; x.len()], vec![0f32; x.len()]);
+        // SAFETY: AVX2 checked; equal lengths.
+        unsafe { math::rmsnorm_avx2(&x, &gamma, eps, &mut a) };
+        norm::rmsnorm_scalar(&x, &gamma, eps, &mut b);
+        for (p, q) in a.iter().zip(&b) {
+            prop_assert!((p - q).abs() <= 1e-5 * q.abs().max(1e-3), "{} vs {}", p, q);
+        }
+    }
+
+    #[test]
+    fn silu_mul_matches_scalar(g in (1usize..200).prop_flat_map(|n| prop::collection::vec(-30.0f32..30.0, n)), seed in any::<u64>()) {
+        require_avx2();
+        let mut rng = qgraph::sample::rng::SplitMix64(seed);
+        let u: Vec<f32> = (0..g.len()).map(|_| rng.next_f32() * 4.0).collect();
+        let (mut a, mut b) = (g.clone(), g.clone());
+        // SAFETY: AVX2 checked; equal lengths.
+        unsafe { math::silu_mul_avx2(&mut a, &u) };
+        elementwise::silu_mul_scalar(&mut b, &u);
+        for ((p, q), (gv, uv)) in a.iter().zip(&b).zip(g.iter().zip(&u)) {
+            prop_assert!((p - q).abs() <= 1e-6 * (gv * uv).abs() + 1e-7, "{} vs {}", p, q);
+        }
+    }
+
+    #[test]
+    fn attention_matches_scalar(
+        n_past in 1usize..40,
+        kv_heads in 1usize..4,
+        group in 1usize..4,
+        hd8 in 1usize..5,
+        seed in any::<u64>(),
+    ) {
+        require_avx2();
+        let (heads, head_dim) = (kv_heads * group, hd8 * 8);
+        let mut rng = qgraph::sample::rng::SplitMix64(seed);
+        let mut rand = |n: usize, s: f32| (0..n).map(|_| rng.next_f32() * s).collect::<Vec<f32>>();
+        let q = rand(heads * head_dim, 2.0);
+        let k = rand(n_past * kv_heads * head_dim, 2.0);
+        let v = rand(n_past * kv_heads * head_dim, 3.0);
+        let (mut a, mut b) = (vec![0f32; q.len()], vec![0f32; q.len()]);
+        let mut scores = vec![0f32; n_past];
+        // SAFETY: AVX2 checked; head_dim is a multiple of 8; the caches hold n_past rows.
+        unsafe { math::attend_avx2(&q, &k, &v, n_past, heads, kv_heads, &mut scores, &mut a) };
+        attention::attend_scalar(&q, &k, &v, n_past, heads, kv_heads, &mut scores, &mut b);
+        // The output is a convex combination of V rows: compare against their magnitude.
+        let vmax = v.iter().fold(0f32, |m, x| m.max(x.abs()));
+        for (p, r) in a.iter().zip(&b) {
+            prop_assert!((p - r).abs() <= 2e-5 * vmax, "{} vs {}", p, r);
+        }
+    }
+}
+
+#[test]
+fn vector_exp_is_accurate() {
+    require_avx2();
+    for i in -870..880 {
+        let x = i as f32 / 10.0 + 0.037;
+        let mut out = [0f32; 8];
+        // SAFETY: AVX2 checked; out holds 8 lanes.
+        unsafe {
+            use std::arch::x86_64::*;
+            _mm256_storeu_ps(out.as_mut_ptr(), math::exp(_mm256_set1_ps(x)));
+        }
+        let want = x.exp();
+        assert!(
+            (out[0] - want).abs() <= 4e-7 * want,
+            "exp({x}) = {} vs {want}",
+            out[0]
+        );
+    }
+}
