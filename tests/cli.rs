@@ -316,22 +316,15 @@ fn logits_npy_has_the_right_header_and_size() {
     assert_eq!(bytes.len(), 10 + hlen + 3 * 49152 * 4);
 }
 
+/// Chat keeps the KV cache across turns and feeds only the new tokens: its second answer
+/// must equal a fresh `run` over the whole rendered conversation.
 #[test]
-fn chat_keeps_the_conversation() {
+fn chat_reuses_the_cache_exactly() {
     use std::io::Write;
     let model = common::real_model();
+    let m = model.to_str().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_qgraph"))
-        .args([
-            "chat",
-            "-m",
-            model.to_str().unwrap(),
-            "--temp",
-            "0",
-            "-n",
-            "16",
-            "--ctx",
-            "512",
-        ])
+        .args(["chat", "-m", m, "--temp", "0", "-n", "8", "--ctx", "512"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -341,18 +334,37 @@ fn chat_keeps_the_conversation() {
         .stdin
         .take()
         .unwrap()
-        .write_all(b"What is the capital of France?\nAnd of Italy?\n")
+        .write_all(b"Name a color.\nName an animal.\n")
         .unwrap();
     let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8(out.stdout).unwrap();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(text.contains("Paris"), "{text}");
-    assert!(
-        text.lines().filter(|l| !l.trim().is_empty()).count() >= 2,
-        "two answers: {text}"
+    let text = String::from_utf8(out.stdout).unwrap();
+    let answers: Vec<&str> = text.lines().collect();
+    assert_eq!(answers.len(), 2, "two one-line answers: {text:?}");
+    let system = "You are a helpful AI assistant named SmolLM, trained by Hugging Face";
+    let conversation = format!(
+        "<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\nName a color.<|im_end|>\n\
+         <|im_start|>assistant\n{}<|im_end|>\n<|im_start|>user\nName an animal.<|im_end|>\n\
+         <|im_start|>assistant\n",
+        answers[0]
     );
+    let (ok, fresh, err) = qgraph(&[
+        "run",
+        "-m",
+        m,
+        "-p",
+        &conversation,
+        "--temp",
+        "0",
+        "-n",
+        "8",
+        "--ctx",
+        "512",
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(fresh.trim_end(), answers[1]);
 }
