@@ -51,7 +51,10 @@ fn the_counter_sees_allocations() {
     let v = std::hint::black_box(vec![1u8; 100]);
     drop(v);
     let after = counts();
-    assert!(after.0 > before.0 && after.1 > before.1, "the counting allocator is not in use");
+    assert!(
+        after.0 > before.0 && after.1 > before.1,
+        "the counting allocator is not in use"
+    );
 }
 
 fn session(level: qgraph::kernels::KernelLevel) -> Session {
@@ -70,7 +73,10 @@ fn session(level: qgraph::kernels::KernelLevel) -> Session {
 
 #[test]
 fn decode_and_prompt_allocate_nothing() {
-    for level in [qgraph::kernels::KernelLevel::Scalar, qgraph::kernels::table::detect()] {
+    for level in [
+        qgraph::kernels::KernelLevel::Scalar,
+        qgraph::kernels::table::detect(),
+    ] {
         let mut s = session(level);
         let mut sampler = Sampler::new(SamplerConfig::default(), s.n_vocab());
         // Warm once: first touches, lazily initialised statics.
@@ -91,7 +97,13 @@ fn decode_and_prompt_allocate_nothing() {
             sampler.accept(token);
         }
         let after_decode = counts();
-        assert_eq!(after_prompt, before, "{level:?}: (allocations, frees) during the 128-token prompt");
-        assert_eq!(after_decode, after_prompt, "{level:?}: (allocations, frees) during 64 decode steps");
+        assert_eq!(
+            after_prompt, before,
+            "{level:?}: (allocations, frees) during the 128-token prompt"
+        );
+        assert_eq!(
+            after_decode, after_prompt,
+            "{level:?}: (allocations, frees) during 64 decode steps"
+        );
     }
 }

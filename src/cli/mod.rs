@@ -1,12 +1,14 @@
 //! The `qgraph` command line. The only module that uses `clap` and `anyhow`: library errors
 //! get their file/command context here.
 
+mod bench;
 mod chat;
 mod check;
 mod engine;
 mod inspect;
 mod model;
 mod plan;
+mod profile;
 mod run;
 mod tools;
 
@@ -45,6 +47,10 @@ enum Command {
     Logits(tools::LogitsArgs),
     /// Perplexity of a text file, computed as llama-perplexity does.
     Perplexity(tools::PerplexityArgs),
+    /// Prompt (pp) and generation (tg) speed like llama-bench, with the read-bandwidth roofline.
+    Bench(bench::BenchArgs),
+    /// Time per step of the forward pass, by op and by kernel.
+    Profile(profile::ProfileArgs),
 }
 
 /// Writes to stdout; a closed pipe (`qgraph plan | head`) ends the output quietly.
@@ -69,6 +75,8 @@ pub fn main() -> ExitCode {
         Command::Tokenize(args) => tools::tokenize(args),
         Command::Logits(args) => tools::logits(args),
         Command::Perplexity(args) => tools::perplexity_cmd(args),
+        Command::Bench(args) => bench::run(args),
+        Command::Profile(args) => profile::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

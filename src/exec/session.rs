@@ -93,6 +93,27 @@ impl Session {
     /// Runs `tokens` (at most the plan's `seq`) at the next positions and returns the
     /// logits of every token, `[tokens.len(), n_vocab]` row-major.
     pub fn forward_all(&mut self, tokens: &[u32]) -> Result<&[f32], ExecError> {
+        self.forward_impl(tokens, None)
+    }
+
+    /// As `forward_all`, adding each step's wall time in nanoseconds to `step_ns`
+    /// (one entry per plan step), for `qgraph profile`.
+    pub fn forward_timed(
+        &mut self,
+        tokens: &[u32],
+        step_ns: &mut [u64],
+    ) -> Result<&[f32], ExecError> {
+        if step_ns.len() != self.plan.steps.len() {
+            return Err(ExecError::Interface("step timings"));
+        }
+        self.forward_impl(tokens, Some(step_ns))
+    }
+
+    fn forward_impl(
+        &mut self,
+        tokens: &[u32],
+        step_ns: Option<&mut [u64]>,
+    ) -> Result<&[f32], ExecError> {
         let n = tokens.len();
         if n == 0 {
             return Err(ExecError::Empty);
@@ -129,7 +150,7 @@ impl Session {
         // SAFETY: every offset and length in the steps was computed by the planner for this
         // plan's arena and KV region, which `mem` holds in full; token ids are < n_vocab and
         // positions < n_ctx, checked just above.
-        unsafe { run_steps(&self.plan, self.mem, n) };
+        unsafe { run_steps(&self.plan, self.mem, n, step_ns) };
         self.pos += n;
         // SAFETY: the logits buffer holds `seq * n_vocab` f32 in the arena.
         Ok(unsafe {
@@ -148,10 +169,22 @@ impl Session {
 /// # Safety
 /// `mem` holds the plan's whole session memory; `n ≤ plan.seq`; the tokens and positions
 /// buffers hold valid ids (< n_vocab) and positions (< n_ctx) for the first `n` rows.
-unsafe fn run_steps(plan: &Plan, mem: *mut u8, n: usize) {
-    for step in &plan.steps {
-        // SAFETY: forwarded from the caller.
-        unsafe { run_step(&step.exec, mem, n) };
+unsafe fn run_steps(plan: &Plan, mem: *mut u8, n: usize, step_ns: Option<&mut [u64]>) {
+    match step_ns {
+        None => {
+            for step in &plan.steps {
+                // SAFETY: forwarded from the caller.
+                unsafe { run_step(&step.exec, mem, n) };
+            }
+        }
+        Some(times) => {
+            for (step, t) in plan.steps.iter().zip(times.iter_mut()) {
+                let start = std::time::Instant::now();
+                // SAFETY: forwarded from the caller.
+                unsafe { run_step(&step.exec, mem, n) };
+                *t += start.elapsed().as_nanos() as u64;
+            }
+        }
     }
 }
 

@@ -68,6 +68,19 @@ pub type SiluMulFn = unsafe fn(g: &mut [f32], u: &[f32]);
 /// `w` points to one row of `out.len()` elements in the format, aligned for its blocks.
 pub type RowFn = unsafe fn(w: *const u8, out: &mut [f32]);
 
+/// Reads every byte of `buf` as fast as this CPU can stream it; returns a value that
+/// depends on all of it. `qgraph bench` times it to measure read bandwidth.
+pub fn read_all(buf: &[u8]) -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    if table::supports(KernelLevel::Avx2) {
+        // SAFETY: AVX2 was just checked.
+        return unsafe { x86_64::bandwidth::read_all_avx2(buf) };
+    }
+    buf.chunks_exact(8)
+        .map(|c| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+        .fold(0u64, u64::wrapping_add)
+}
+
 /// A kernel chosen for a step, with its name for dumps.
 #[derive(Clone, Copy)]
 pub struct Chosen<F> {

@@ -416,7 +416,13 @@ fn make_step(
     let quant = |acc: &mut Acc| -> Option<Quant> {
         d.qscratch.map(|b| {
             let q = table::quantize_act(level);
-            acc.kernels.insert(0, q.name);
+            // It runs after a folded norm, before the products.
+            let at = acc
+                .kernels
+                .iter()
+                .position(|k| k.starts_with("gemv"))
+                .unwrap_or(0);
+            acc.kernels.insert(at, q.name);
             Quant {
                 f: q.f,
                 at: off(b),

@@ -1,0 +1,103 @@
+"""qgraph vs llama.cpp, alternating in one run (see scripts/bench-vs-llama)."""
+import argparse
+import ctypes
+import json
+import statistics
+import subprocess
+import time
+
+import llama_cpp
+
+
+def load_llama(model, threads):
+    # --no-extra-bufts (see tests/golden/README.md): patch the default model params while
+    # the constructor runs.
+    orig = llama_cpp.llama_cpp.llama_model_default_params
+
+    def params():
+        p = orig()
+        p.use_extra_bufts = False
+        return p
+
+    llama_cpp.llama_cpp.llama_model_default_params = params
+    try:
+        llm = llama_cpp.Llama(model_path=model, n_ctx=512, n_batch=512, n_threads=threads,
+                              n_threads_batch=threads, logits_all=False, verbose=False)
+    finally:
+        llama_cpp.llama_cpp.llama_model_default_params = orig
+    assert llm.model_params.use_extra_bufts is False
+    return llm
+
+
+def llama_round(llm, n_prompt, n_gen):
+    vocab = llm.n_vocab()
+    prompt = [(i * 7919) % vocab for i in range(n_prompt)]
+    out = {}
+    if n_prompt:
+        llm.reset()
+        t = time.perf_counter()
+        llm.eval(prompt)
+        out["pp"] = n_prompt / (time.perf_counter() - t)
+    if n_gen:
+        llm.reset()
+        tok = 1
+        t = time.perf_counter()
+        for i in range(n_gen):
+            llm.eval([tok])
+            tok = 1 + (i * 131) % (vocab - 1)
+        out["tg"] = n_gen / (time.perf_counter() - t)
+    return out
+
+
+def qgraph_round(exe, model, n_prompt, n_gen, threads):
+    cmd = [exe, "bench", "-m", model, "-p", str(n_prompt), "-n", str(n_gen), "-t", str(threads),
+           "-r", "1", "--json"]
+    rows = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+    out = {}
+    for r in rows:
+        out["pp" if r["n_prompt"] else "tg"] = r["avg_ts"]
+        if r["n_gen"]:
+            out["roofline"] = r["roofline_fraction"]
+            out["bandwidth"] = r["read_bandwidth_gbs"]
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--qgraph", required=True)
+    ap.add_argument("--model", required=True)
+    ap.add_argument("-p", type=int, default=128)
+    ap.add_argument("-n", type=int, default=128)
+    ap.add_argument("-t", type=int, default=1)
+    ap.add_argument("-r", type=int, default=5)
+    a = ap.parse_args()
+    llm = load_llama(a.model, a.t)
+    llama_round(llm, 8, 8)  # warm
+    rounds = {"qgraph": [], "llama.cpp": []}
+    for _ in range(a.r):
+        rounds["qgraph"].append(qgraph_round(a.qgraph, a.model, a.p, a.n, a.t))
+        rounds["llama.cpp"].append(llama_round(llm, a.p, a.n))
+    print(f"model {a.model}, {a.t} thread(s), {a.r} alternating rounds; medians (min..max), t/s\n")
+    print("| engine | test | t/s | range |")
+    print("| --- | --- | ---: | --- |")
+    med = {}
+    for eng, rs in rounds.items():
+        for test, n in (("pp", a.p), ("tg", a.n)):
+            v = [r[test] for r in rs if test in r]
+            if not v:
+                continue
+            med[(eng, test)] = statistics.median(v)
+            print(f"| {eng} | {test}{n} | {med[(eng, test)]:.1f} | {min(v):.1f}..{max(v):.1f} |")
+    print()
+    for test, n in (("pp", a.p), ("tg", a.n)):
+        if ("qgraph", test) in med:
+            print(f"{test}{n}: qgraph / llama.cpp = {med[('qgraph', test)] / med[('llama.cpp', test)]:.2f}x")
+    roof = [r["roofline"] for r in rounds["qgraph"] if r.get("roofline")]
+    bw = [r["bandwidth"] for r in rounds["qgraph"] if r.get("bandwidth")]
+    if roof:
+        print(f"qgraph tg{a.n}: {100 * statistics.median(roof):.0f}% of the read-bandwidth roofline "
+              f"(bandwidth {statistics.median(bw):.1f} GB/s, measured in each round)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,239 @@
+//! `qgraph bench`: llama-bench's pp/tg figures for qgraph, with the machine's read bandwidth
+//! and decode's fraction of the roofline it sets.
+
+use std::time::Instant;
+
+use anyhow::bail;
+use qgraph::kernels::read_all;
+
+use super::engine::{Engine, EngineArgs};
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    engine: EngineArgs,
+    /// Prompt tokens for the pp test (0 skips it).
+    #[arg(short = 'p', long, default_value_t = 128)]
+    n_prompt: usize,
+    /// Generated tokens for the tg test (0 skips it).
+    #[arg(short = 'n', long, default_value_t = 128)]
+    n_gen: usize,
+    /// Thread counts, comma-separated. qgraph runs one thread for now.
+    #[arg(short = 't', long, default_value = "1", value_delimiter = ',')]
+    threads: Vec<usize>,
+    /// Repetitions of each test.
+    #[arg(short = 'r', long, default_value_t = 5)]
+    reps: usize,
+    /// An array of JSON objects with llama-bench's field names.
+    #[arg(long)]
+    json: bool,
+}
+
+struct Sample {
+    test: String,
+    n_prompt: usize,
+    n_gen: usize,
+    threads: usize,
+    ns: Vec<u64>,
+    tokens: usize,
+}
+
+impl Sample {
+    fn ts(&self) -> Vec<f64> {
+        self.ns
+            .iter()
+            .map(|&ns| self.tokens as f64 * 1e9 / ns as f64)
+            .collect()
+    }
+}
+
+fn mean_sd(v: &[f64]) -> (f64, f64) {
+    let m = v.iter().sum::<f64>() / v.len() as f64;
+    let var = if v.len() > 1 {
+        v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (v.len() - 1) as f64
+    } else {
+        0.0
+    };
+    (m, var.sqrt())
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Streaming read bandwidth over a buffer of `bytes`, in bytes per second (median of 5).
+pub fn read_bandwidth(bytes: usize) -> f64 {
+    let buf = vec![1u8; bytes];
+    std::hint::black_box(read_all(&buf));
+    let runs: Vec<f64> = (0..5)
+        .map(|_| {
+            let t = Instant::now();
+            std::hint::black_box(read_all(std::hint::black_box(&buf)));
+            bytes as f64 / t.elapsed().as_secs_f64()
+        })
+        .collect();
+    median(runs)
+}
+
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if args.reps == 0 {
+        bail!("-r must be at least 1");
+    }
+    if let Some(&t) = args.threads.iter().find(|&&t| t != 1) {
+        bail!("-t {t}: qgraph runs one thread for now (the thread pool is not built yet)");
+    }
+    let mut engine_args = args.engine.clone();
+    engine_args.n_ctx = engine_args.n_ctx.max(args.n_prompt + args.n_gen + 1);
+    let mut e = Engine::new(&engine_args, 1)?;
+    let n_vocab = e.session.n_vocab() as u32;
+    let prompt: Vec<u32> = (0..args.n_prompt as u32)
+        .map(|i| (i * 7919) % n_vocab)
+        .collect();
+    let weight_bytes = e.session.plan().weight_bytes();
+    let bandwidth = read_bandwidth(weight_bytes as usize);
+    // Warm: first touches of the weights and the arena.
+    e.session.reset();
+    e.session.forward(&[1])?;
+
+    let mut samples = Vec::new();
+    for &threads in &args.threads {
+        if args.n_prompt > 0 {
+            let mut ns = Vec::new();
+            for _ in 0..args.reps {
+                e.session.reset();
+                let t = Instant::now();
+                for &tok in &prompt {
+                    e.session.forward(&[tok])?;
+                }
+                ns.push(t.elapsed().as_nanos() as u64);
+            }
+            samples.push(Sample {
+                test: format!("pp{}", args.n_prompt),
+                n_prompt: args.n_prompt,
+                n_gen: 0,
+                threads,
+                ns,
+                tokens: args.n_prompt,
+            });
+        }
+        if args.n_gen > 0 {
+            let mut ns = Vec::new();
+            for _ in 0..args.reps {
+                e.session.reset();
+                let t = Instant::now();
+                let mut tok = 1u32;
+                for i in 0..args.n_gen {
+                    let logits = e.session.forward(&[tok])?;
+                    tok = (logits[i % logits.len()].to_bits() % n_vocab).max(1);
+                }
+                ns.push(t.elapsed().as_nanos() as u64);
+            }
+            samples.push(Sample {
+                test: format!("tg{}", args.n_gen),
+                n_prompt: 0,
+                n_gen: args.n_gen,
+                threads,
+                ns,
+                tokens: args.n_gen,
+            });
+        }
+    }
+
+    // Bytes a decode step reads: every weight once, plus the K and V rows of the positions
+    // before it (averaged over the tg run from an empty context).
+    let plan = e.session.plan();
+    let kv_row_bytes: u64 = plan
+        .buffers
+        .iter()
+        .filter(|b| b.kind == qgraph::plan::BufKind::KvCache)
+        .map(|b| 4 * b.fact.cols() as u64)
+        .sum();
+    let avg_past = (args.n_gen as u64).div_ceil(2);
+    let bytes_per_token = weight_bytes + kv_row_bytes * avg_past;
+    let model_path = super::model::resolve_model(args.engine.model.clone())?;
+    let model_name = model_path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let model_size = std::fs::metadata(&model_path).map(|m| m.len()).unwrap_or(0);
+    let n_params: u64 = e.model.tensors().iter().map(|t| t.n_elements).sum();
+    let backend = format!("CPU {}", plan.level.name());
+
+    if args.json {
+        let rows: Vec<serde_json::Value> = samples
+            .iter()
+            .map(|s| {
+                let ts = s.ts();
+                let (avg_ts, stddev_ts) = mean_sd(&ts);
+                let ns: Vec<f64> = s.ns.iter().map(|&n| n as f64).collect();
+                let (avg_ns, stddev_ns) = mean_sd(&ns);
+                let roofline = (s.n_gen > 0).then(|| avg_ts * bytes_per_token as f64 / bandwidth);
+                serde_json::json!({
+                    "model_filename": model_name,
+                    "model_type": format!("{} {}", e.model.get_str("general.architecture").unwrap_or("?"), "Q4_1"),
+                    "model_size": model_size,
+                    "model_n_params": n_params,
+                    "n_threads": s.threads,
+                    "n_prompt": s.n_prompt,
+                    "n_gen": s.n_gen,
+                    "test": s.test,
+                    "avg_ns": avg_ns as u64,
+                    "stddev_ns": stddev_ns as u64,
+                    "avg_ts": avg_ts,
+                    "stddev_ts": stddev_ts,
+                    "samples_ns": s.ns,
+                    "samples_ts": ts,
+                    "backends": "CPU",
+                    "qgraph_kernels": plan.level.name(),
+                    "qgraph_passes": args.engine.passes,
+                    "read_bandwidth_gbs": bandwidth / 1e9,
+                    "bytes_per_token": bytes_per_token,
+                    "roofline_fraction": roofline,
+                })
+            })
+            .collect();
+        return super::out(&(serde_json::to_string_pretty(&rows)? + "\n"));
+    }
+    let mut s = String::new();
+    s.push_str("| model | size | params | backend | threads | test | t/s |\n");
+    s.push_str("| --- | ---: | ---: | --- | ---: | ---: | ---: |\n");
+    for sample in &samples {
+        let (m, sd) = mean_sd(&sample.ts());
+        s.push_str(&format!(
+            "| {} | {:.2} MiB | {:.2} M | {} | {} | {} | {:.2} ± {:.2} |\n",
+            model_name,
+            model_size as f64 / (1 << 20) as f64,
+            n_params as f64 / 1e6,
+            backend,
+            sample.threads,
+            sample.test,
+            m,
+            sd
+        ));
+    }
+    s.push_str(&format!(
+        "\nread bandwidth: {:.1} GB/s (median of 5 passes over {:.1} MB)\n",
+        bandwidth / 1e9,
+        weight_bytes as f64 / 1e6
+    ));
+    s.push_str(&format!(
+        "bytes per decoded token: {:.1} MB ({:.1} MB weights + {:.1} MB of K/V rows on average)\n",
+        bytes_per_token as f64 / 1e6,
+        weight_bytes as f64 / 1e6,
+        (bytes_per_token - weight_bytes) as f64 / 1e6
+    ));
+    let roofline_ts = bandwidth / bytes_per_token as f64;
+    for sample in samples.iter().filter(|s| s.n_gen > 0) {
+        let (m, _) = mean_sd(&sample.ts());
+        s.push_str(&format!(
+            "{} at {} thread(s): {:.1}% of the roofline ({:.0} t/s at {:.1} GB/s)\n",
+            sample.test,
+            sample.threads,
+            100.0 * m / roofline_ts,
+            roofline_ts,
+            bandwidth / 1e9
+        ));
+    }
+    super::out(&s)
+}
