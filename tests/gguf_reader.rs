@@ -430,8 +430,12 @@ fn decode_by_spec(dtype: GgmlType, b: &[u8], n: usize) -> Vec<f32> {
 }
 
 /// The largest error the format may make on a block of values: half a quantization step
-/// (a full step for Q4_0, whose codes are asymmetric), plus the rounding of the f16 scale.
+/// (a full step for Q4_0, whose codes are asymmetric), plus the rounding of the f16 scale
+/// (and minimum). An f16 rounds to within 2^-11 of its value, or, for subnormals (below
+/// 2^-14), to within half their fixed spacing 2^-24: the absolute floor `F16_FLOOR`, which
+/// the largest code multiplies.
 fn step_tolerance(dtype: GgmlType, block: &[f32]) -> f32 {
+    const F16_FLOOR: f32 = 1.0 / (1u32 << 25) as f32;
     let amax = block.iter().fold(0f32, |m, v| m.max(v.abs()));
     let (lo, hi) = block
         .iter()
@@ -439,10 +443,12 @@ fn step_tolerance(dtype: GgmlType, block: &[f32]) -> f32 {
     let f16_rel = 1.0 / 1024.0;
     match dtype {
         GgmlType::F32 => 0.0,
-        GgmlType::F16 => amax * f16_rel / 2.0,
-        GgmlType::Q8_0 => amax / 127.0 / 2.0 + amax * f16_rel,
-        GgmlType::Q4_0 => amax / 8.0 + amax * f16_rel,
-        GgmlType::Q4_1 => (hi - lo) / 15.0 / 2.0 + (lo.abs() + hi.abs()) * f16_rel,
+        GgmlType::F16 => amax * f16_rel / 2.0 + F16_FLOOR,
+        GgmlType::Q8_0 => amax / 127.0 / 2.0 + amax * f16_rel + 127.0 * F16_FLOOR,
+        GgmlType::Q4_0 => amax / 8.0 + amax * f16_rel + 8.0 * F16_FLOOR,
+        GgmlType::Q4_1 => {
+            (hi - lo) / 15.0 / 2.0 + (lo.abs() + hi.abs()) * f16_rel + 16.0 * F16_FLOOR
+        }
         _ => unreachable!(),
     }
 }
