@@ -200,3 +200,55 @@ fn vector_exp_is_accurate() {
         );
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn rope_matches_scalar(heads in 1usize..10, hd16 in 1usize..9, pos in 0i32..4096, neox in any::<bool>(), seed in any::<u64>()) {
+        require_avx2();
+        use qgraph::graph::RopeLayout;
+        use qgraph::kernels::scalar::rope::{rope_freqs, rope_scalar};
+        let head_dim = hd16 * 16;
+        let layout = if neox { RopeLayout::Neox } else { RopeLayout::Normal };
+        let freqs = rope_freqs(head_dim, 100000.0);
+        let mut rng = qgraph::sample::rng::SplitMix64(seed);
+        let x: Vec<f32> = (0..heads * head_dim).map(|_| rng.next_f32() * 4.0).collect();
+        let (mut a, mut b) = (x.clone(), x.clone());
+        // SAFETY: AVX2 checked; head_dim is a multiple of 16 and ≤ 512.
+        unsafe { math::rope_avx2(&mut a, heads, pos, &freqs, layout) };
+        rope_scalar(&mut b, heads, pos, &freqs, layout);
+        for (p, q) in a.iter().zip(&b) {
+            prop_assert!((p - q).abs() <= 1e-5 * 8.0, "{} vs {}", p, q);
+        }
+    }
+
+    #[test]
+    fn embedding_rows_and_accumulate_match_scalar(blocks in 1usize..20, seed in any::<u64>()) {
+        require_avx2();
+        use qgraph::kernels::scalar::gemv::{row_f16_scalar, row_q8_0_scalar};
+        let n = blocks * 32;
+        let mut rng = qgraph::sample::rng::SplitMix64(seed);
+        let x: Vec<f32> = (0..n).map(|_| rng.next_f32() * 10.0).collect();
+        for (dtype, f, twin) in [
+            (GgmlType::Q8_0, math::row_q8_0_avx2 as qgraph::kernels::RowFn, row_q8_0_scalar as qgraph::kernels::RowFn),
+            (GgmlType::F16, math::row_f16_avx2, row_f16_scalar),
+        ] {
+            let buf = aligned(&quantize(dtype, &x).unwrap());
+            let (mut a, mut b) = (vec![0f32; n], vec![0f32; n]);
+            // SAFETY: AVX2 checked; buf holds one row of n elements, 8-aligned.
+            unsafe {
+                f(buf.as_ptr() as *const u8, &mut a);
+                twin(buf.as_ptr() as *const u8, &mut b);
+            }
+            prop_assert_eq!(&a, &b, "{} row", dtype);
+        }
+        let y: Vec<f32> = (0..n + 3).map(|_| rng.next_f32()).collect();
+        let (mut a, mut b) = (y.clone(), y.clone());
+        let add: Vec<f32> = (0..n + 3).map(|_| rng.next_f32()).collect();
+        // SAFETY: AVX2 checked; equal lengths.
+        unsafe { math::accumulate_avx2(&mut a, &add) };
+        elementwise::accumulate_scalar(&mut b, &add);
+        prop_assert_eq!(a, b);
+    }
+}

@@ -101,9 +101,20 @@ pub fn quantize_act(level: KernelLevel) -> Chosen<QuantizeActFn> {
     chosen(act::quantize_act_scalar, "quantize_q8_scalar")
 }
 
-/// The row-conversion kernel (embedding lookup) for `dtype`. One row per token: scalar at
-/// every level.
-pub fn row(dtype: GgmlType, _level: KernelLevel) -> Option<Chosen<RowFn>> {
+/// The row-conversion kernel (embedding lookup) for rows of `n` elements of `dtype`.
+pub fn row(dtype: GgmlType, level: KernelLevel, n: usize) -> Option<Chosen<RowFn>> {
+    #[cfg(target_arch = "x86_64")]
+    if level == KernelLevel::Avx2 {
+        use super::x86_64::math::{row_f16_avx2, row_q8_0_avx2};
+        match dtype {
+            GgmlType::Q8_0 => return Some(chosen(row_q8_0_avx2 as RowFn, "embed_q8_0_avx2")),
+            GgmlType::F16 if n % 8 == 0 => {
+                return Some(chosen(row_f16_avx2 as RowFn, "embed_f16_avx2"))
+            }
+            _ => {}
+        }
+    }
+    let _ = (level, n);
     let (f, name): (RowFn, &'static str) = match dtype {
         GgmlType::F32 => (sg::row_f32_scalar, "embed_f32_scalar"),
         GgmlType::F16 => (sg::row_f16_scalar, "embed_f16_scalar"),
@@ -124,8 +135,17 @@ pub fn rmsnorm(level: KernelLevel) -> Chosen<RmsNormFn> {
     chosen(norm::rmsnorm_scalar, "rmsnorm_scalar")
 }
 
-/// Rope: 32 angles per call, shared by every head; scalar at every level.
-pub fn rope(_level: KernelLevel) -> Chosen<RopeFn> {
+/// Rope for heads of `head_dim`: the angles are computed once per pair and shared by every
+/// head; the AVX2 rotation needs `head_dim` a multiple of 16.
+pub fn rope(level: KernelLevel, head_dim: usize) -> Chosen<RopeFn> {
+    #[cfg(target_arch = "x86_64")]
+    if level == KernelLevel::Avx2
+        && head_dim % 16 == 0
+        && head_dim <= super::x86_64::math::ROPE_MAX_HEAD_DIM
+    {
+        return chosen(super::x86_64::math::rope_avx2, "rope_avx2");
+    }
+    let _ = (level, head_dim);
     chosen(srope::rope_scalar, "rope_scalar")
 }
 
@@ -147,11 +167,17 @@ pub fn silu_mul(level: KernelLevel) -> Chosen<SiluMulFn> {
     chosen(elementwise::silu_mul_scalar, "silu_mul_scalar")
 }
 
-/// The elementwise kernels are simple loops the compiler vectorizes at every level.
-pub fn accumulate(_level: KernelLevel) -> Chosen<AccumulateFn> {
+pub fn accumulate(level: KernelLevel) -> Chosen<AccumulateFn> {
+    #[cfg(target_arch = "x86_64")]
+    if level == KernelLevel::Avx2 {
+        return chosen(super::x86_64::math::accumulate_avx2, "accumulate_avx2");
+    }
+    let _ = level;
     chosen(elementwise::accumulate_scalar, "accumulate_scalar")
 }
 
+/// Unfused elementwise ops (only plans with passes off run them): simple loops the compiler
+/// vectorizes at every level.
 pub fn add(_level: KernelLevel) -> Chosen<BinaryFn> {
     chosen(elementwise::add_scalar, "add_scalar")
 }

@@ -436,13 +436,15 @@ fn make_step(
         Op::Embed => {
             let bw = &g.weights[node.weights[0].0 as usize];
             let (w, _) = wcx.matrix(node.weights[0], &mut Acc::default())?;
-            let chosen = table::row(bw.dtype, level).ok_or_else(|| PlanError::WeightDtype {
-                at: node.at.clone(),
-                node: node.name.clone(),
-                op: "embed",
-                weight: bw.tensor.clone(),
-                dtype: bw.dtype,
-                why: "no row kernel for this format",
+            let chosen = table::row(bw.dtype, level, bw.dims[0] as usize).ok_or_else(|| {
+                PlanError::WeightDtype {
+                    at: node.at.clone(),
+                    node: node.name.clone(),
+                    op: "embed",
+                    weight: bw.tensor.clone(),
+                    dtype: bw.dtype,
+                    why: "no row kernel for this format",
+                }
             })?;
             acc.kernels.push(chosen.name);
             // Only the rows of the step's tokens are read, not the table.
@@ -488,9 +490,9 @@ fn make_step(
             theta,
             layout,
         } => {
-            let k = table::rope(level);
-            acc.kernels.push(k.name);
             let n = cols(d.outputs[0]);
+            let k = table::rope(level, n / heads);
+            acc.kernels.push(k.name);
             flops = 3 * n as u64 * seq;
             Exec::Rope {
                 f: k.f,
@@ -549,11 +551,16 @@ fn make_step(
                 }
                 None => None,
             };
-            let rope = table::rope(level);
             let mut pouts = Vec::with_capacity(outs.len());
             for (i, e) in outs.iter().enumerate() {
                 let (w, gemv) = wcx.matrix(node.weights[w0 + i], &mut acc)?;
                 let n = cols(d.outputs[i]);
+                let rope = match e {
+                    Epilogue::Rope { heads, .. } | Epilogue::RopeToCache { heads, .. } => {
+                        table::rope(level, n / heads)
+                    }
+                    Epilogue::Store | Epilogue::ToCache => table::rope(KernelLevel::Scalar, 0),
+                };
                 flops += 2 * (k * n) as u64 * seq;
                 let freqs = match e {
                     Epilogue::Rope { heads, theta, .. }

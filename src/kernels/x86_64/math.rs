@@ -260,3 +260,142 @@ pub unsafe fn attend_avx2(
         }
     }
 }
+
+/// Largest head size the AVX2 rope handles (its angle tables live on the stack).
+pub const ROPE_MAX_HEAD_DIM: usize = 512;
+
+/// Twin of `scalar::rope::rope_scalar`: the same angles (computed once per pair, shared by
+/// every head), the rotation 4 pairs (normal layout) or 8 pairs (NeoX) per vector. The
+/// planner picks it only when `head_dim` is a multiple of 16 and at most
+/// `ROPE_MAX_HEAD_DIM`.
+///
+/// # Safety
+/// The CPU has AVX2, FMA and F16C; `x.len() == heads * head_dim` with `head_dim` as above;
+/// `freqs.len() == head_dim / 2`.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn rope_avx2(
+    x: &mut [f32],
+    heads: usize,
+    pos: i32,
+    freqs: &[f32],
+    layout: crate::graph::RopeLayout,
+) {
+    let head_dim = x.len() / heads;
+    let half = head_dim / 2;
+    let (mut cos, mut sin) = ([0f32; ROPE_MAX_HEAD_DIM], [0f32; ROPE_MAX_HEAD_DIM]);
+    match layout {
+        crate::graph::RopeLayout::Normal => {
+            // Pair i sits at (2i, 2i+1): lane 2i gets (cos, -sin), lane 2i+1 (cos, +sin), so
+            // out = x·cos + swap(x)·sin'.
+            for (i, &f) in freqs.iter().enumerate().take(half) {
+                let (s, c) = (pos as f32 * f).sin_cos();
+                cos[2 * i] = c;
+                cos[2 * i + 1] = c;
+                sin[2 * i] = -s;
+                sin[2 * i + 1] = s;
+            }
+            for h in x.chunks_exact_mut(head_dim) {
+                for i in (0..head_dim).step_by(8) {
+                    // SAFETY: i + 8 <= head_dim for h, cos and sin.
+                    unsafe {
+                        let v = _mm256_loadu_ps(h.as_ptr().add(i));
+                        let swapped = _mm256_permute_ps::<0b10_11_00_01>(v);
+                        let r = _mm256_fmadd_ps(
+                            v,
+                            _mm256_loadu_ps(cos.as_ptr().add(i)),
+                            _mm256_mul_ps(swapped, _mm256_loadu_ps(sin.as_ptr().add(i))),
+                        );
+                        _mm256_storeu_ps(h.as_mut_ptr().add(i), r);
+                    }
+                }
+            }
+        }
+        crate::graph::RopeLayout::Neox => {
+            for (i, &f) in freqs.iter().enumerate().take(half) {
+                let (s, c) = (pos as f32 * f).sin_cos();
+                cos[i] = c;
+                sin[i] = s;
+            }
+            for h in x.chunks_exact_mut(head_dim) {
+                for i in (0..half).step_by(8) {
+                    // SAFETY: i + 8 <= half, so both halves and the tables are in range.
+                    unsafe {
+                        let a = _mm256_loadu_ps(h.as_ptr().add(i));
+                        let b = _mm256_loadu_ps(h.as_ptr().add(i + half));
+                        let c = _mm256_loadu_ps(cos.as_ptr().add(i));
+                        let s = _mm256_loadu_ps(sin.as_ptr().add(i));
+                        _mm256_storeu_ps(
+                            h.as_mut_ptr().add(i),
+                            _mm256_fmsub_ps(a, c, _mm256_mul_ps(b, s)),
+                        );
+                        _mm256_storeu_ps(
+                            h.as_mut_ptr().add(i + half),
+                            _mm256_fmadd_ps(a, s, _mm256_mul_ps(b, c)),
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Twin of `scalar::elementwise::accumulate_scalar`.
+///
+/// # Safety
+/// The CPU has AVX2, FMA and F16C; equal lengths.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn accumulate_avx2(acc: &mut [f32], x: &[f32]) {
+    let n = acc.len();
+    let body = n - n % 8;
+    for i in (0..body).step_by(8) {
+        // SAFETY: i + 8 <= n for both slices.
+        unsafe {
+            let s = _mm256_add_ps(
+                _mm256_loadu_ps(acc.as_ptr().add(i)),
+                _mm256_loadu_ps(x.as_ptr().add(i)),
+            );
+            _mm256_storeu_ps(acc.as_mut_ptr().add(i), s);
+        }
+    }
+    for i in body..n {
+        acc[i] += x[i];
+    }
+}
+
+/// Twin of `scalar::gemv::row_q8_0_scalar`: one embedding row, 32 codes per block widened
+/// to f32 eight at a time and scaled.
+///
+/// # Safety
+/// The CPU has AVX2, FMA and F16C; `w` holds `out.len() / 32` Q8_0 blocks.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn row_q8_0_avx2(w: *const u8, out: &mut [f32]) {
+    // SAFETY: the caller vouches for out.len() / 32 blocks at w (2-aligned, read unaligned).
+    let blocks =
+        unsafe { std::slice::from_raw_parts(w as *const crate::quant::BlockQ8_0, out.len() / QK) };
+    for (b, o) in blocks.iter().zip(out.chunks_exact_mut(QK)) {
+        let d = _mm256_set1_ps(f16_to_f32(b.d.to_bits()));
+        for j in (0..QK).step_by(8) {
+            // SAFETY: j + 8 <= 32 for b.qs (read as 8 bytes) and o.
+            unsafe {
+                let q = _mm_loadl_epi64(b.qs.as_ptr().add(j) as *const __m128i);
+                let f = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q));
+                _mm256_storeu_ps(o.as_mut_ptr().add(j), _mm256_mul_ps(f, d));
+            }
+        }
+    }
+}
+
+/// Twin of `scalar::gemv::row_f16_scalar`; `out.len()` must be a multiple of 8.
+///
+/// # Safety
+/// The CPU has AVX2, FMA and F16C; `w` holds `out.len()` f16 values.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn row_f16_avx2(w: *const u8, out: &mut [f32]) {
+    for i in (0..out.len()).step_by(8) {
+        // SAFETY: i + 8 <= out.len(), and w holds that many f16.
+        unsafe {
+            let h = _mm_loadu_si128(w.add(2 * i) as *const __m128i);
+            _mm256_storeu_ps(out.as_mut_ptr().add(i), _mm256_cvtph_ps(h));
+        }
+    }
+}
