@@ -12,15 +12,20 @@ use super::engine::{Engine, EngineArgs};
 pub struct BenchArgs {
     #[command(flatten)]
     engine: EngineArgs,
+    /// Thread counts, comma-separated. qgraph runs one thread for now.
+    #[arg(
+        short = 't',
+        long = "threads",
+        default_value = "1",
+        value_delimiter = ','
+    )]
+    threads: Vec<usize>,
     /// Prompt tokens for the pp test (0 skips it).
     #[arg(short = 'p', long, default_value_t = 128)]
     n_prompt: usize,
     /// Generated tokens for the tg test (0 skips it).
     #[arg(short = 'n', long, default_value_t = 128)]
     n_gen: usize,
-    /// Thread counts, comma-separated. qgraph runs one thread for now.
-    #[arg(short = 't', long, default_value = "1", value_delimiter = ',')]
-    threads: Vec<usize>,
     /// Repetitions of each test.
     #[arg(short = 'r', long, default_value_t = 5)]
     reps: usize,

@@ -16,6 +16,8 @@ pub struct ChatArgs {
     #[command(flatten)]
     engine: EngineArgs,
     #[command(flatten)]
+    threads: super::engine::ThreadArgs,
+    #[command(flatten)]
     sampling: SamplingArgs,
     /// A system message to start the conversation with.
     #[arg(long)]
@@ -55,6 +57,7 @@ fn render(template: &str, messages: &[Message], bos: &str, eos: &str) -> anyhow:
 }
 
 pub fn run(args: ChatArgs) -> anyhow::Result<()> {
+    args.threads.check()?;
     let mut e = Engine::new(&args.engine, 1)?;
     let template = e
         .model

@@ -31,6 +31,26 @@ pub struct EngineArgs {
     pub kernels: qgraph::kernels::KernelLevel,
 }
 
+/// `-t`: how many threads run the forward pass.
+#[derive(clap::Args, Clone)]
+pub struct ThreadArgs {
+    /// Threads. qgraph runs one thread for now: other counts are refused, not ignored.
+    #[arg(short = 't', long, default_value_t = 1)]
+    pub threads: usize,
+}
+
+impl ThreadArgs {
+    pub fn check(&self) -> anyhow::Result<()> {
+        if self.threads != 1 {
+            bail!(
+                "-t {}: qgraph runs one thread for now (the thread pool is not built yet)",
+                self.threads
+            );
+        }
+        Ok(())
+    }
+}
+
 pub struct Engine {
     pub model: Arc<GgufFile>,
     pub tokenizer: Tokenizer,
@@ -65,6 +85,7 @@ impl Engine {
         if args.n_ctx == 0 {
             bail!("--ctx must be at least 1");
         }
+
         let opts = PlanOptions {
             seq: seq.min(args.n_ctx),
             n_ctx: args.n_ctx,

@@ -52,6 +52,8 @@ pub struct RunArgs {
     #[command(flatten)]
     engine: EngineArgs,
     #[command(flatten)]
+    threads: super::engine::ThreadArgs,
+    #[command(flatten)]
     sampling: SamplingArgs,
     /// The prompt. Special tokens written in it (`<|im_start|>`) are parsed as llama.cpp's
     /// tools do, unless --no-special.
@@ -112,6 +114,7 @@ fn rate(n: usize, ms: f64) -> f64 {
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
+    args.threads.check()?;
     let mut e = Engine::new(&args.engine, 1)?;
     let prompt = e.tokenizer.encode(&args.prompt, !args.no_special, true)?;
     if prompt.is_empty() {
