@@ -231,6 +231,32 @@ unsafe fn quantize<'a>(mem: *mut u8, q: &Option<Quant>, x: &[f32]) -> &'a [Block
     }
 }
 
+/// Row `t` of the `k`-wide input at `x`, normed into the step's scratch first when the step
+/// folds a norm in.
+///
+/// # Safety
+/// As `f32s`; `norm.scratch` holds `k` f32 disjoint from `x`, and `norm.gamma` `k` f32.
+unsafe fn input_row<'a>(
+    mem: *mut u8,
+    x: usize,
+    t: usize,
+    k: usize,
+    norm: &Option<crate::plan::Norm>,
+) -> &'a [f32] {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        let row = f32s(mem, x + 4 * t * k, k);
+        match norm {
+            None => row,
+            Some(nm) => {
+                let normed = f32s_mut(mem, nm.scratch, k);
+                (nm.rmsnorm)(row, std::slice::from_raw_parts(nm.gamma, k), nm.eps, normed);
+                normed
+            }
+        }
+    }
+}
+
 /// # Safety
 /// `w` is a weight matrix of the plan; `row < w.rows`.
 unsafe fn weight_row(w: &WeightRef, row: usize) -> *const u8 {
@@ -376,17 +402,7 @@ unsafe fn run_step(exec: &Exec, mem: *mut u8, n: usize) {
                 outs,
             } => {
                 for t in 0..n {
-                    let mut row = f32s(mem, x + 4 * t * k, *k);
-                    if let Some(nm) = norm {
-                        let normed = f32s_mut(mem, nm.scratch, *k);
-                        (nm.rmsnorm)(
-                            row,
-                            std::slice::from_raw_parts(nm.gamma, *k),
-                            nm.eps,
-                            normed,
-                        );
-                        row = normed;
-                    }
+                    let row = input_row(mem, *x, t, *k, norm);
                     let q = quantize(mem, xq, row);
                     for o in outs {
                         let dst_row = match o.epilogue {
@@ -418,17 +434,7 @@ unsafe fn run_step(exec: &Exec, mem: *mut u8, n: usize) {
                 up_scratch,
             } => {
                 for t in 0..n {
-                    let mut row = f32s(mem, x + 4 * t * k, *k);
-                    if let Some(nm) = norm {
-                        let normed = f32s_mut(mem, nm.scratch, *k);
-                        (nm.rmsnorm)(
-                            row,
-                            std::slice::from_raw_parts(nm.gamma, *k),
-                            nm.eps,
-                            normed,
-                        );
-                        row = normed;
-                    }
+                    let row = input_row(mem, *x, t, *k, norm);
                     let q = quantize(mem, xq, row);
                     let g = f32s_mut(mem, out + 4 * t * width, *width);
                     let u = f32s_mut(mem, *up_scratch, *width);

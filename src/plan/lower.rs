@@ -237,34 +237,28 @@ pub fn lower(
             of_value.insert(v, b);
             outputs.push(b);
         }
-        let scratch_len = scratch_elements(g, facts, id);
-        let scratch = (scratch_len > 0).then(|| {
-            let fact = super::Fact {
-                dtype: super::DType::F32,
-                shape: vec![scratch_len],
-                storage: Storage::Activation,
-            };
-            new_buf(
-                &mut buffers,
-                format!("{}.scratch", node.name),
-                BufKind::Scratch,
-                &fact,
-            )
-        });
-        let q_len = q8_elements(g, facts, id, opts.level);
-        let qscratch = (q_len > 0).then(|| {
-            let fact = super::Fact {
-                dtype: super::DType::Q8Act,
-                shape: vec![q_len],
-                storage: Storage::Activation,
-            };
-            new_buf(
-                &mut buffers,
-                format!("{}.q8", node.name),
-                BufKind::Scratch,
-                &fact,
-            )
-        });
+        // Working memory of this step alone: f32 rows, and the input quantized to 8 bits.
+        let mut scratch_buf = |suffix: &str, dtype: super::DType, len: usize| {
+            (len > 0).then(|| {
+                let fact = super::Fact {
+                    dtype,
+                    shape: vec![len],
+                    storage: Storage::Activation,
+                };
+                new_buf(
+                    &mut buffers,
+                    format!("{}.{suffix}", node.name),
+                    BufKind::Scratch,
+                    &fact,
+                )
+            })
+        };
+        let scratch = scratch_buf("scratch", super::DType::F32, scratch_elements(g, facts, id));
+        let qscratch = scratch_buf(
+            "q8",
+            super::DType::Q8Act,
+            q8_elements(g, facts, id, opts.level),
+        );
         drafts.push(Draft {
             node: id,
             inputs,
