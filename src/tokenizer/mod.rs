@@ -16,7 +16,7 @@ use tokenizers::models::bpe::{Vocab, BPE};
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::pre_tokenizers::digits::Digits;
 use tokenizers::pre_tokenizers::sequence::Sequence;
-use tokenizers::{AddedToken, PreTokenizerWrapper};
+use tokenizers::PreTokenizerWrapper;
 
 use crate::gguf::{GgufError, GgufFile};
 
@@ -53,10 +53,12 @@ pub enum TokenizerError {
 }
 
 pub struct Tokenizer {
-    /// Recognises special tokens written in the text (`<|im_start|>`).
-    with_special: tokenizers::Tokenizer,
-    /// Treats everything as plain text.
-    plain: tokenizers::Tokenizer,
+    /// BPE over plain text.
+    bpe: tokenizers::Tokenizer,
+    /// Control and user-defined tokens (`<|im_start|>`), longest text first, recognised in
+    /// the text when asked: the text is split at them and each piece between is BPE-encoded
+    /// (one BPE instance, not a second one with added tokens: that cost ~17 MiB).
+    specials: Vec<(String, u32)>,
     /// Each token's bytes (control tokens: their text), for decoding.
     pieces: Vec<Vec<u8>>,
     types: Vec<i32>,
@@ -114,24 +116,22 @@ impl Tokenizer {
             .enumerate()
             .map(|(i, t)| (t.to_string(), i as u32))
             .collect();
-        let build = || -> Result<tokenizers::Tokenizer, TokenizerError> {
-            let bpe = BPE::builder()
-                .vocab_and_merges(vocab.clone(), merges.clone())
-                .build()
-                .map_err(|e| TokenizerError::Build(e.to_string()))?;
-            let mut t = tokenizers::Tokenizer::new(bpe);
-            t.with_pre_tokenizer(Some(pre_tokenizer.clone()));
-            Ok(t)
-        };
-        let plain = build()?;
-        let mut with_special = build()?;
-        let specials: Vec<AddedToken> = tokens
+        let model = BPE::builder()
+            .vocab_and_merges(vocab, merges)
+            .build()
+            .map_err(|e| TokenizerError::Build(e.to_string()))?;
+        let mut bpe = tokenizers::Tokenizer::new(model);
+        bpe.with_pre_tokenizer(Some(pre_tokenizer));
+        let mut specials: Vec<(String, u32)> = tokens
             .iter()
             .zip(&types)
-            .filter(|(_, &ty)| ty == token_type::CONTROL || ty == token_type::USER_DEFINED)
-            .map(|(t, _)| AddedToken::from(t.to_string(), true))
+            .enumerate()
+            .filter(|(_, (t, &ty))| {
+                (ty == token_type::CONTROL || ty == token_type::USER_DEFINED) && !t.is_empty()
+            })
+            .map(|(i, (t, _))| (t.to_string(), i as u32))
             .collect();
-        with_special.add_special_tokens(&specials);
+        specials.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.1.cmp(&b.1)));
 
         let pieces = tokens
             .iter()
@@ -164,8 +164,8 @@ impl Tokenizer {
             }
         }
         Ok(Tokenizer {
-            with_special,
-            plain,
+            bpe,
+            specials,
             pieces,
             types,
             bos,
@@ -188,20 +188,42 @@ impl Tokenizer {
         special: bool,
         add_bos: bool,
     ) -> Result<Vec<u32>, TokenizerError> {
-        let t = if special {
-            &self.with_special
-        } else {
-            &self.plain
-        };
-        let enc = t
-            .encode_fast(text, false)
-            .map_err(|e| TokenizerError::Encode(e.to_string()))?;
-        let mut ids = Vec::with_capacity(enc.get_ids().len() + 1);
+        let mut ids = Vec::with_capacity(text.len() / 3 + 2);
         if add_bos && self.add_bos {
             ids.extend(self.bos);
         }
-        ids.extend_from_slice(enc.get_ids());
+        let mut plain_from = 0;
+        let mut at = 0;
+        while special && at < text.len() {
+            match self
+                .specials
+                .iter()
+                .find(|(s, _)| text[at..].starts_with(s.as_str()))
+            {
+                Some((s, id)) => {
+                    self.encode_plain(&text[plain_from..at], &mut ids)?;
+                    ids.push(*id);
+                    at += s.len();
+                    plain_from = at;
+                }
+                // `at` is a char boundary below text.len(), so there is a next char.
+                None => at += text[at..].chars().next().map_or(1, char::len_utf8),
+            }
+        }
+        self.encode_plain(&text[plain_from..], &mut ids)?;
         Ok(ids)
+    }
+
+    fn encode_plain(&self, text: &str, ids: &mut Vec<u32>) -> Result<(), TokenizerError> {
+        if text.is_empty() {
+            return Ok(());
+        }
+        let enc = self
+            .bpe
+            .encode_fast(text, false)
+            .map_err(|e| TokenizerError::Encode(e.to_string()))?;
+        ids.extend_from_slice(enc.get_ids());
+        Ok(())
     }
 
     /// The bytes a token stands for. Control tokens give their text when `special`, else
