@@ -532,19 +532,7 @@ fn make_step(
         Op::Proj { norm, outs } => {
             let k = cols(d.inputs[0]);
             let w0 = norm.is_some() as usize;
-            let norm = match norm {
-                Some(eps) => {
-                    let f = table::rmsnorm(level);
-                    acc.kernels.push(f.name);
-                    Some(Norm {
-                        gamma: wcx.gamma(node.weights[0], &mut acc)?,
-                        eps: *eps,
-                        rmsnorm: f.f,
-                        scratch: d.scratch.map_or(0, off),
-                    })
-                }
-                None => None,
-            };
+            let norm = wcx.folded_norm(*norm, d.scratch.map_or(0, off), &mut acc)?;
             let mut pouts = Vec::with_capacity(outs.len());
             for (i, e) in outs.iter().enumerate() {
                 let (w, gemv) = wcx.matrix(node.weights[w0 + i], &mut acc)?;
@@ -590,20 +578,8 @@ fn make_step(
             let n = cols(d.outputs[0]);
             let scratch = d.scratch.map_or(0, off);
             let w0 = norm.is_some() as usize;
-            let norm = match norm {
-                Some(eps) => {
-                    let f = table::rmsnorm(level);
-                    acc.kernels.push(f.name);
-                    // The normed row sits after the up values in the scratch.
-                    Some(Norm {
-                        gamma: wcx.gamma(node.weights[0], &mut acc)?,
-                        eps: *eps,
-                        rmsnorm: f.f,
-                        scratch: scratch + 4 * n,
-                    })
-                }
-                None => None,
-            };
+            // The normed row sits after the up values in the scratch.
+            let norm = wcx.folded_norm(*norm, scratch + 4 * n, &mut acc)?;
             let (gw, gf) = wcx.matrix(node.weights[w0], &mut acc)?;
             let (uw, uf) = wcx.matrix(node.weights[w0 + 1], &mut acc)?;
             let silu_mul = table::silu_mul(level);
@@ -767,6 +743,25 @@ impl WeightCx<'_> {
             rows,
         };
         Ok((w, chosen.f))
+    }
+
+    /// The norm a product step folds in (gamma is the step's weight 0), normalising into the
+    /// scratch at `scratch`; `None` when the step has none.
+    fn folded_norm(
+        &self,
+        eps: Option<f32>,
+        scratch: usize,
+        acc: &mut Acc,
+    ) -> Result<Option<Norm>, PlanError> {
+        let Some(eps) = eps else { return Ok(None) };
+        let f = table::rmsnorm(self.level);
+        acc.kernels.push(f.name);
+        Ok(Some(Norm {
+            gamma: self.gamma(self.node.weights[0], acc)?,
+            eps,
+            rmsnorm: f.f,
+            scratch,
+        }))
     }
 
     /// A norm's gamma (F32, checked by infer()).
