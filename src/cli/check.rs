@@ -2,11 +2,9 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
-use qgraph::gguf::GgufFile;
 use qgraph::graph::Graph;
 
-use super::model::{resolve_graph, resolve_model};
+use super::model::{bind_graph, open_model};
 
 #[derive(clap::Args)]
 pub struct CheckArgs {
@@ -34,19 +32,8 @@ pub struct GraphArgs {
 }
 
 pub fn bind(args: CheckArgs) -> anyhow::Result<Graph> {
-    let graph_path = resolve_graph(args.graph);
-    let model_path = resolve_model(args.model)?;
-    let def = qgraph::graph::load(&graph_path)?;
-    let model =
-        GgufFile::open(&model_path).with_context(|| format!("reading {}", model_path.display()))?;
-    let graph = def.bind(&model).with_context(|| {
-        format!(
-            "binding {} to {}",
-            graph_path.display(),
-            model_path.display()
-        )
-    })?;
-    Ok(graph)
+    let (model_path, model) = open_model(args.model)?;
+    Ok(bind_graph(args.graph, &model, &model_path)?.1)
 }
 
 pub fn check(args: CheckArgs) -> anyhow::Result<()> {

@@ -10,7 +10,7 @@ use qgraph::gguf::GgufFile;
 use qgraph::plan::{PassSelection, Plan, PlanOptions};
 use qgraph::tokenizer::Tokenizer;
 
-use super::model::{resolve_graph, resolve_model};
+use super::model::{bind_graph, open_model};
 
 #[derive(clap::Args, Clone)]
 pub struct EngineArgs {
@@ -62,26 +62,13 @@ pub struct Engine {
 impl Engine {
     /// Loads the model and tokenizer and plans for `seq` tokens per step.
     pub fn new(args: &EngineArgs, seq: usize) -> anyhow::Result<Engine> {
-        let model_path = resolve_model(args.model.clone())?;
-        let graph_path = resolve_graph(args.graph.clone());
         let t0 = Instant::now();
-        let model = Arc::new(
-            GgufFile::open(&model_path)
-                .with_context(|| format!("reading {}", model_path.display()))?,
-        );
+        let (model_path, model) = open_model(args.model.clone())?;
         let tokenizer = Tokenizer::from_gguf(&model)
             .with_context(|| format!("tokenizer of {}", model_path.display()))?;
         let load_ms = t0.elapsed().as_secs_f64() * 1e3;
         let t1 = Instant::now();
-        let graph = qgraph::graph::load(&graph_path)?
-            .bind(&model)
-            .with_context(|| {
-                format!(
-                    "binding {} to {}",
-                    graph_path.display(),
-                    model_path.display()
-                )
-            })?;
+        let (graph_path, graph) = bind_graph(args.graph.clone(), &model, &model_path)?;
         if args.n_ctx == 0 {
             bail!("--ctx must be at least 1");
         }

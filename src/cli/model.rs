@@ -54,3 +54,26 @@ pub fn resolve_graph(given: Option<PathBuf>) -> PathBuf {
         }
     })
 }
+
+/// The model a command names (or the default one), opened.
+pub fn open_model(
+    given: Option<PathBuf>,
+) -> anyhow::Result<(PathBuf, std::sync::Arc<qgraph::gguf::GgufFile>)> {
+    let path = resolve_model(given)?;
+    let model = qgraph::gguf::GgufFile::open(&path)
+        .with_context(|| format!("reading {}", path.display()))?;
+    Ok((path, std::sync::Arc::new(model)))
+}
+
+/// The graph a command names (or the default one), loaded and bound to `model`.
+pub fn bind_graph(
+    given: Option<PathBuf>,
+    model: &qgraph::gguf::GgufFile,
+    model_path: &std::path::Path,
+) -> anyhow::Result<(PathBuf, qgraph::graph::Graph)> {
+    let path = resolve_graph(given);
+    let graph = qgraph::graph::load(&path)?
+        .bind(model)
+        .with_context(|| format!("binding {} to {}", path.display(), model_path.display()))?;
+    Ok((path, graph))
+}

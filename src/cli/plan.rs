@@ -1,15 +1,13 @@
 //! `qgraph plan`: plan a graph for a model and dump the plan.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
-use qgraph::gguf::GgufFile;
 use qgraph::plan::dump::{self, LayerRange};
 use qgraph::plan::{PassSelection, Plan, PlanOptions};
 
 use super::check::CheckArgs;
-use super::model::{resolve_graph, resolve_model};
+use super::model::{bind_graph, open_model};
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 pub enum PlanFormat {
@@ -66,20 +64,9 @@ impl PlanFlags {
 
 /// Loads, binds and plans; returns the plan and the planning time (bind included).
 pub fn make_plan(target: CheckArgs, flags: &PlanFlags) -> anyhow::Result<(Plan, f64)> {
-    let graph_path = resolve_graph(target.graph);
-    let model_path = resolve_model(target.model)?;
-    let model = Arc::new(
-        GgufFile::open(&model_path).with_context(|| format!("reading {}", model_path.display()))?,
-    );
+    let (model_path, model) = open_model(target.model)?;
     let started = Instant::now();
-    let def = qgraph::graph::load(&graph_path)?;
-    let graph = def.bind(&model).with_context(|| {
-        format!(
-            "binding {} to {}",
-            graph_path.display(),
-            model_path.display()
-        )
-    })?;
+    let (graph_path, graph) = bind_graph(target.graph, &model, &model_path)?;
     let plan = Plan::new(&graph, model, &flags.options()?)
         .with_context(|| format!("planning {}", graph_path.display()))?;
     Ok((plan, started.elapsed().as_secs_f64() * 1e3))

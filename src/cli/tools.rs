@@ -20,9 +20,7 @@ pub struct TokenizeArgs {
 }
 
 pub fn tokenize(args: TokenizeArgs) -> anyhow::Result<()> {
-    let path = super::model::resolve_model(args.model)?;
-    let model = qgraph::gguf::GgufFile::open(&path)
-        .with_context(|| format!("reading {}", path.display()))?;
+    let (_, model) = super::model::open_model(args.model)?;
     let tok = qgraph::tokenizer::Tokenizer::from_gguf(&model)?;
     let ids = tok.encode(&args.text, !args.no_special, true)?;
     super::out(&(serde_json::to_string(&ids)? + "\n"))
