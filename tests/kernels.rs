@@ -171,8 +171,8 @@ proptest! {
         let (mut a, mut b) = (vec![0f32; q.len()], vec![0f32; q.len()]);
         let mut scores = vec![0f32; n_past];
         // SAFETY: AVX2 checked; head_dim is a multiple of 8; the caches hold n_past rows.
-        unsafe { math::attend_avx2(&q, &k, &v, n_past, heads, kv_heads, &mut scores, &mut a) };
-        attention::attend_scalar(&q, &k, &v, n_past, heads, kv_heads, &mut scores, &mut b);
+        unsafe { math::attend_avx2(&q, &k, &v, n_past, heads, kv_heads, 0, heads, &mut scores, &mut a) };
+        attention::attend_scalar(&q, &k, &v, n_past, heads, kv_heads, 0, heads, &mut scores, &mut b);
         // The output is a convex combination of V rows: compare against their magnitude.
         let vmax = v.iter().fold(0f32, |m, x| m.max(x.abs()));
         for (p, r) in a.iter().zip(&b) {

@@ -25,6 +25,7 @@ fn opts(passes: &str, seq: usize, n_ctx: usize) -> PlanOptions {
         passes: passes.parse().unwrap(),
         // Snapshots name kernels: pin the level so they do not depend on the CPU.
         level: KernelLevel::Scalar,
+        ..PlanOptions::default()
     }
 }
 

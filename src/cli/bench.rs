@@ -12,13 +12,8 @@ use super::engine::{Engine, EngineArgs};
 pub struct BenchArgs {
     #[command(flatten)]
     engine: EngineArgs,
-    /// Thread counts, comma-separated. qgraph runs one thread for now.
-    #[arg(
-        short = 't',
-        long = "threads",
-        default_value = "1",
-        value_delimiter = ','
-    )]
+    /// Thread counts, comma-separated (default: this machine's physical cores).
+    #[arg(short = 't', long = "threads", value_delimiter = ',')]
     threads: Vec<usize>,
     /// Prompt tokens for the pp test (0 skips it).
     #[arg(short = 'p', long, default_value_t = 128)]
@@ -85,12 +80,17 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.reps == 0 {
         bail!("-r must be at least 1");
     }
-    if let Some(&t) = args.threads.iter().find(|&&t| t != 1) {
-        bail!("-t {t}: qgraph runs one thread for now (the thread pool is not built yet)");
+    let thread_counts = if args.threads.is_empty() {
+        vec![qgraph::plan::physical_cores()]
+    } else {
+        args.threads.clone()
+    };
+    if thread_counts.contains(&0) {
+        bail!("-t: thread counts must be at least 1");
     }
     let mut engine_args = args.engine.clone();
     engine_args.n_ctx = engine_args.n_ctx.max(args.n_prompt + args.n_gen + 1);
-    let mut e = Engine::new(&engine_args, 1)?;
+    let mut e = Engine::new(&engine_args, 1, thread_counts[0])?;
     let n_vocab = e.session.n_vocab() as u32;
     let prompt: Vec<u32> = (0..args.n_prompt as u32)
         .map(|i| (i * 7919) % n_vocab)
@@ -102,15 +102,18 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     e.session.forward(&[1])?;
 
     let mut samples = Vec::new();
-    for &threads in &args.threads {
+    for &threads in &thread_counts {
+        if threads != e.session.threads() {
+            e = Engine::new(&engine_args, 1, threads)?;
+            e.session.forward(&[1])?;
+        }
         if args.n_prompt > 0 {
             let mut ns = Vec::new();
             for _ in 0..args.reps {
                 e.session.reset();
                 let t = Instant::now();
-                for &tok in &prompt {
-                    e.session.forward(&[tok])?;
-                }
+                // The whole prompt in one call: prefill chunks of --batch tokens.
+                e.session.forward(&prompt)?;
                 ns.push(t.elapsed().as_nanos() as u64);
             }
             samples.push(Sample {

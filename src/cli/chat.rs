@@ -57,8 +57,7 @@ fn render(template: &str, messages: &[Message], bos: &str, eos: &str) -> anyhow:
 }
 
 pub fn run(args: ChatArgs) -> anyhow::Result<()> {
-    args.threads.check()?;
-    let mut e = Engine::new(&args.engine, 1)?;
+    let mut e = Engine::new(&args.engine, 1, args.threads.resolve()?)?;
     let template = e
         .model
         .get_str("tokenizer.chat_template")
@@ -108,7 +107,9 @@ pub fn run(args: ChatArgs) -> anyhow::Result<()> {
             .iter()
             .zip(&tokens)
             .take_while(|(a, b)| a == b)
-            .count();
+            .count()
+            // At least the last token is run again: its logits pick the first reply token.
+            .min(tokens.len().saturating_sub(1));
         e.session.truncate(common);
         context.truncate(common);
         if tokens.len() >= e.n_ctx() {
@@ -119,12 +120,13 @@ pub fn run(args: ChatArgs) -> anyhow::Result<()> {
             );
         }
         let mut logits = Vec::new();
-        for &t in &tokens[common..] {
+        let new = &tokens[common..];
+        for &t in new {
             sampler.accept(t);
-            logits.clear();
-            logits.extend_from_slice(e.session.forward(&[t])?);
             context.push(t);
         }
+        // The new turn in one call: batched prefill.
+        logits.extend_from_slice(e.session.forward(new)?);
         let mut decoder = StreamDecoder::new();
         let mut answer = Vec::new();
         for _ in 0..args.n_predict {

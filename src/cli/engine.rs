@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use qgraph::exec::Session;
 use qgraph::gguf::GgufFile;
-use qgraph::plan::{PassSelection, Plan, PlanOptions};
+use qgraph::plan::{Logits, PassSelection, Plan, PlanOptions};
 use qgraph::tokenizer::Tokenizer;
 
 use super::model::{bind_graph, open_model};
@@ -29,25 +29,26 @@ pub struct EngineArgs {
     /// Kernel level: auto (the best this CPU runs), scalar (the reference), avx2.
     #[arg(long, default_value = "auto")]
     pub kernels: qgraph::kernels::KernelLevel,
+    /// Prompt tokens per prefill step (batched kernels); 1 feeds prompts token by token.
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
 }
 
 /// `-t`: how many threads run the forward pass.
-#[derive(clap::Args, Clone)]
+#[derive(clap::Args, Clone, Default)]
 pub struct ThreadArgs {
-    /// Threads. qgraph runs one thread for now: other counts are refused, not ignored.
-    #[arg(short = 't', long, default_value_t = 1)]
-    pub threads: usize,
+    /// Threads that run each forward step (default: this machine's physical cores).
+    #[arg(short = 't', long)]
+    pub threads: Option<usize>,
 }
 
 impl ThreadArgs {
-    pub fn check(&self) -> anyhow::Result<()> {
-        if self.threads != 1 {
-            bail!(
-                "-t {}: qgraph runs one thread for now (the thread pool is not built yet)",
-                self.threads
-            );
+    pub fn resolve(&self) -> anyhow::Result<usize> {
+        match self.threads {
+            Some(0) => bail!("-t must be at least 1"),
+            Some(t) => Ok(t),
+            None => Ok(qgraph::plan::physical_cores()),
         }
-        Ok(())
     }
 }
 
@@ -60,8 +61,10 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Loads the model and tokenizer and plans for `seq` tokens per step.
-    pub fn new(args: &EngineArgs, seq: usize) -> anyhow::Result<Engine> {
+    /// Loads the model and tokenizer and plans for `seq` tokens per step (every token's
+    /// logits) on `threads` workers; with `seq == 1`, also a prefill plan for prompts of
+    /// `--batch` tokens per step (the last token's logits).
+    pub fn new(args: &EngineArgs, seq: usize, threads: usize) -> anyhow::Result<Engine> {
         let t0 = Instant::now();
         let (model_path, model) = open_model(args.model.clone())?;
         let tokenizer = Tokenizer::from_gguf(&model)
@@ -73,15 +76,34 @@ impl Engine {
             bail!("--ctx must be at least 1");
         }
 
+        if args.batch == 0 {
+            bail!("--batch must be at least 1");
+        }
         let opts = PlanOptions {
             seq: seq.min(args.n_ctx),
             n_ctx: args.n_ctx,
             passes: args.passes.parse::<PassSelection>()?,
             level: args.kernels,
+            threads,
+            logits: Logits::All,
         };
-        let plan = Plan::new(&graph, model.clone(), &opts)
-            .with_context(|| format!("planning {}", graph_path.display()))?;
-        let session = Session::new(Arc::new(plan))?;
+        let plan = Arc::new(
+            Plan::new(&graph, model.clone(), &opts)
+                .with_context(|| format!("planning {}", graph_path.display()))?,
+        );
+        let batch = args.batch.min(args.n_ctx);
+        let session = if seq == 1 && batch > 1 {
+            let prefill = PlanOptions {
+                seq: batch,
+                logits: Logits::Last,
+                ..opts
+            };
+            let prefill = Plan::new(&graph, model.clone(), &prefill)
+                .with_context(|| format!("planning {} for prefill", graph_path.display()))?;
+            Session::with_prefill(plan, Arc::new(prefill))?
+        } else {
+            Session::new(plan)?
+        };
         Ok(Engine {
             model,
             tokenizer,

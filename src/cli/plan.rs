@@ -49,6 +49,18 @@ pub struct PlanFlags {
     /// Kernel level: auto (the best this CPU runs), scalar (the reference), avx2.
     #[arg(long, default_value = "auto")]
     pub kernels: qgraph::kernels::KernelLevel,
+    /// Threads the plan splits work between (default: physical cores).
+    #[command(flatten)]
+    pub threads: super::engine::ThreadArgs,
+    /// Logits for every token (all) or only the last (last: the output head runs once).
+    #[arg(long, default_value = "all")]
+    pub logits: LogitsFlag,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy)]
+pub enum LogitsFlag {
+    All,
+    Last,
 }
 
 impl PlanFlags {
@@ -58,6 +70,11 @@ impl PlanFlags {
             n_ctx: self.n_ctx,
             passes: self.passes.parse::<PassSelection>()?,
             level: self.kernels,
+            threads: self.threads.resolve()?,
+            logits: match self.logits {
+                LogitsFlag::All => qgraph::plan::Logits::All,
+                LogitsFlag::Last => qgraph::plan::Logits::Last,
+            },
         })
     }
 }

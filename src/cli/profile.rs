@@ -9,6 +9,8 @@ use super::engine::{Engine, EngineArgs};
 pub struct ProfileArgs {
     #[command(flatten)]
     engine: EngineArgs,
+    #[command(flatten)]
+    threads: super::engine::ThreadArgs,
     /// Decode steps to time.
     #[arg(short = 'n', long, default_value_t = 128)]
     n: usize,
@@ -27,7 +29,7 @@ struct Row {
 pub fn run(args: ProfileArgs) -> anyhow::Result<()> {
     let mut engine_args = args.engine.clone();
     engine_args.n_ctx = engine_args.n_ctx.max(args.n + 2);
-    let mut e = Engine::new(&engine_args, 1)?;
+    let mut e = Engine::new(&engine_args, 1, args.threads.resolve()?)?;
     let n_steps = e.session.plan().steps.len();
     let mut step_ns = vec![0u64; n_steps];
     let tokens: Vec<u32> = (0..args.n as u32).map(|i| 1 + i * 131 % 40000).collect();

@@ -114,8 +114,7 @@ fn rate(n: usize, ms: f64) -> f64 {
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
-    args.threads.check()?;
-    let mut e = Engine::new(&args.engine, 1)?;
+    let mut e = Engine::new(&args.engine, 1, args.threads.resolve()?)?;
     let prompt = e.tokenizer.encode(&args.prompt, !args.no_special, true)?;
     if prompt.is_empty() {
         bail!("the prompt is empty (and the model adds no BOS token)");
@@ -132,9 +131,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut logits = Vec::new();
     for &t in &prompt {
         sampler.accept(t);
-        logits.clear();
-        logits.extend_from_slice(e.session.forward(&[t])?);
     }
+    // The whole prompt in one call: batched prefill, in chunks of --batch tokens.
+    logits.extend_from_slice(e.session.forward(&prompt)?);
     let prompt_ms = t0.elapsed().as_secs_f64() * 1e3;
 
     let mut out = std::io::stdout().lock();

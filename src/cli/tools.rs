@@ -30,6 +30,8 @@ pub fn tokenize(args: TokenizeArgs) -> anyhow::Result<()> {
 pub struct LogitsArgs {
     #[command(flatten)]
     engine: EngineArgs,
+    #[command(flatten)]
+    threads: super::engine::ThreadArgs,
     /// The text to run (special tokens parsed).
     #[arg(short, long, conflicts_with = "tokens")]
     prompt: Option<String>,
@@ -65,7 +67,7 @@ pub fn write_npy(path: &std::path::Path, shape: [usize; 2], data: &[f32]) -> any
 }
 
 pub fn logits(args: LogitsArgs) -> anyhow::Result<()> {
-    let mut e = Engine::new(&args.engine, 1)?;
+    let mut e = Engine::new(&args.engine, 1, args.threads.resolve()?)?;
     let tokens: Vec<u32> = match (&args.prompt, &args.tokens) {
         (Some(p), _) => e.tokenizer.encode(p, true, true)?,
         (None, Some(path)) => {
@@ -105,6 +107,8 @@ scored (position j in [ctx/2, ctx-1) predicting token j+1), so every scored toke
 ctx/2 tokens of context."
 )]
 pub struct PerplexityArgs {
+    #[command(flatten)]
+    threads: super::engine::ThreadArgs,
     #[arg(short, long)]
     model: Option<PathBuf>,
     #[arg(short, long)]
@@ -131,8 +135,9 @@ pub fn perplexity_cmd(args: PerplexityArgs) -> anyhow::Result<()> {
         n_ctx: args.n_ctx,
         passes: args.passes,
         kernels: args.kernels,
+        batch: 1,
     };
-    let mut e = Engine::new(&engine_args, 64)?;
+    let mut e = Engine::new(&engine_args, 64, args.threads.resolve()?)?;
     let text = std::fs::read_to_string(&args.file)
         .with_context(|| format!("reading {}", args.file.display()))?;
     let tokens = e.tokenizer.encode(&text, false, true)?;

@@ -3,5 +3,7 @@
 
 pub mod perplexity;
 mod session;
+mod step;
+pub mod threads;
 
 pub use session::{ExecError, Session};

@@ -3,8 +3,9 @@
 
 use std::sync::Arc;
 
-use crate::kernels::BlockQ8Act;
-use crate::plan::{Exec, Plan, Quant, WeightRef};
+use super::step::run_worker;
+use super::threads::{Barrier, Pool};
+use crate::plan::Plan;
 
 /// The checks made once per call, before the step loop.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -21,46 +22,102 @@ pub enum ExecError {
     Interface(&'static str),
 }
 
-pub struct Session {
-    plan: Arc<Plan>,
-    /// Holds the single allocation `mem` points into.
-    _bump: bumpalo::Bump,
-    mem: *mut u8,
-    /// Positions written to the KV caches so far.
-    pos: usize,
-    n_vocab: usize,
-    logits_offset: usize,
-    tokens_offset: usize,
-    positions_offset: Option<usize>,
+/// Where a plan's interface buffers sit in session memory.
+#[derive(Clone, Copy)]
+struct Io {
+    tokens: usize,
+    positions: Option<usize>,
+    logits: usize,
 }
 
-// SAFETY: `mem` points into `_bump`, owned by the session and only reached through `&mut self`
-// while running; moving the session to another thread moves sole ownership with it.
-unsafe impl Send for Session {}
-
-impl Session {
-    /// Allocates the arena and KV region once (64-byte aligned, zeroed).
-    pub fn new(plan: Arc<Plan>) -> Result<Session, ExecError> {
+impl Io {
+    fn of(plan: &Plan) -> Result<Io, ExecError> {
         let tokens = plan.tokens.ok_or(ExecError::Interface("tokens"))?;
         let logits = plan
             .outputs
             .first()
             .map(|o| o.1)
             .ok_or(ExecError::Interface("logits"))?;
-        let size = plan.session_bytes().max(64);
+        Ok(Io {
+            tokens: plan.buffers[tokens.0 as usize].offset,
+            positions: plan.positions.map(|b| plan.buffers[b.0 as usize].offset),
+            logits: plan.buffers[logits.0 as usize].offset,
+        })
+    }
+}
+
+pub struct Session {
+    /// The plan for one token at a time (or for `seq` tokens with every token's logits).
+    plan: Arc<Plan>,
+    /// An optional plan for prompts: many tokens per step, batched kernels, the last
+    /// token's logits. It shares the KV region with `plan`.
+    prefill: Option<Arc<Plan>>,
+    io: Io,
+    prefill_io: Option<Io>,
+    pool: Pool,
+    /// Holds the single allocation `mem` points into.
+    _bump: bumpalo::Bump,
+    mem: *mut u8,
+    /// Positions written to the KV caches so far.
+    pos: usize,
+    n_vocab: usize,
+}
+
+// SAFETY: `mem` points into `_bump`, owned by the session and only reached through `&mut self`
+// while running; moving the session to another thread moves sole ownership with it (the
+// workers only touch it inside `forward_*`, which returns after they all finished).
+unsafe impl Send for Session {}
+
+impl Session {
+    /// Allocates the arena and KV region once (64-byte aligned, zeroed) and starts the
+    /// plan's worker threads.
+    pub fn new(plan: Arc<Plan>) -> Result<Session, ExecError> {
+        Session::build(plan, None)
+    }
+
+    /// A session that feeds prompts through `prefill` (a plan for many tokens, usually
+    /// with `Logits::Last`) in chunks of its `seq`, and single tokens through `decode`. Both
+    /// must be plans of the same graph, context and thread count: their KV caches then sit
+    /// at the same offsets (plan/lower.rs) and one memory holds both.
+    pub fn with_prefill(decode: Arc<Plan>, prefill: Arc<Plan>) -> Result<Session, ExecError> {
+        Session::build(decode, Some(prefill))
+    }
+
+    fn build(plan: Arc<Plan>, prefill: Option<Arc<Plan>>) -> Result<Session, ExecError> {
+        let io = Io::of(&plan)?;
+        let prefill_io = prefill.as_deref().map(Io::of).transpose()?;
+        let mut size = plan.session_bytes();
+        if let Some(p) = &prefill {
+            let caches = |q: &Plan| -> Vec<(String, usize, usize)> {
+                q.buffers
+                    .iter()
+                    .filter(|b| b.kind == crate::plan::BufKind::KvCache)
+                    .map(|b| (b.name.clone(), b.offset, b.bytes))
+                    .collect()
+            };
+            if p.n_ctx != plan.n_ctx || p.threads != plan.threads || caches(p) != caches(&plan) {
+                return Err(ExecError::Interface(
+                    "a prefill plan with the decode plan's context, threads and KV caches",
+                ));
+            }
+            size = size.max(p.session_bytes());
+        }
+        let size = size.max(64);
         // infallible: 64 is a power of two and size is far below isize::MAX for any plan
         let layout = std::alloc::Layout::from_size_align(size, 64).expect("arena layout");
         let bump = bumpalo::Bump::with_capacity(size + 64);
         let mem = bump.alloc_layout(layout).as_ptr();
         // SAFETY: `mem` is a fresh allocation of `size` bytes.
         unsafe { std::ptr::write_bytes(mem, 0, size) };
-        let logits_buf = &plan.buffers[logits.0 as usize];
+        let logits_buf = &plan.buffers[plan.outputs[0].1 .0 as usize];
+        let pool = Pool::new(plan.threads).map_err(|_| ExecError::Interface("worker threads"))?;
         Ok(Session {
             n_vocab: logits_buf.fact.cols(),
-            logits_offset: logits_buf.offset,
-            tokens_offset: plan.buffers[tokens.0 as usize].offset,
-            positions_offset: plan.positions.map(|b| plan.buffers[b.0 as usize].offset),
+            io,
+            prefill_io,
             plan,
+            prefill,
+            pool,
             _bump: bump,
             mem,
             pos: 0,
@@ -71,6 +128,10 @@ impl Session {
         &self.plan
     }
 
+    pub fn prefill_plan(&self) -> Option<&Plan> {
+        self.prefill.as_deref()
+    }
+
     /// Positions filled so far (the next token's position).
     pub fn position(&self) -> usize {
         self.pos
@@ -78,6 +139,10 @@ impl Session {
 
     pub fn n_vocab(&self) -> usize {
         self.n_vocab
+    }
+
+    pub fn threads(&self) -> usize {
+        self.pool.threads()
     }
 
     /// Forgets the context (the caches are overwritten as positions are reused).
@@ -90,14 +155,17 @@ impl Session {
         self.pos = self.pos.min(pos);
     }
 
-    /// Runs `tokens` (at most the plan's `seq`) at the next positions and returns the
+    /// Runs `tokens` (at most the main plan's `seq`) at the next positions and returns the
     /// logits of every token, `[tokens.len(), n_vocab]` row-major.
     pub fn forward_all(&mut self, tokens: &[u32]) -> Result<&[f32], ExecError> {
-        self.forward_impl(tokens, None)
+        self.check(tokens, self.plan.seq)?;
+        let (plan, io) = (self.plan.clone(), self.io);
+        Ok(self.run(&plan, io, tokens, None))
     }
 
-    /// As `forward_all`, adding each step's wall time in nanoseconds to `step_ns`
-    /// (one entry per plan step), for `qgraph profile`.
+    /// As `forward_all` for one call, adding each step's wall time in nanoseconds (as
+    /// worker 0 sees it, barrier waits included) to `step_ns` (one entry per plan step),
+    /// for `qgraph profile`.
     pub fn forward_timed(
         &mut self,
         tokens: &[u32],
@@ -106,23 +174,48 @@ impl Session {
         if step_ns.len() != self.plan.steps.len() {
             return Err(ExecError::Interface("step timings"));
         }
-        self.forward_impl(tokens, Some(step_ns))
+        self.check(tokens, self.plan.seq)?;
+        let (plan, io) = (self.plan.clone(), self.io);
+        Ok(self.run(&plan, io, tokens, Some(step_ns)))
     }
 
-    fn forward_impl(
-        &mut self,
-        tokens: &[u32],
-        step_ns: Option<&mut [u64]>,
-    ) -> Result<&[f32], ExecError> {
+    /// Runs `tokens`, any number that fits in the context, and returns the logits of the
+    /// last one. With a prefill plan, runs of more than one token go through it in chunks
+    /// of its `seq`; single tokens (and sessions without one) go through the main plan.
+    pub fn forward(&mut self, tokens: &[u32]) -> Result<&[f32], ExecError> {
+        let max = self.prefill.as_ref().map_or(self.plan.seq, |p| p.seq.max(self.plan.seq));
+        self.check(tokens, usize::MAX)?;
+        let _ = max;
+        let mut rest = tokens;
+        let mut last: (usize, usize) = (0, 0);
+        while !rest.is_empty() {
+            let (plan, io) = match (&self.prefill, self.prefill_io) {
+                (Some(p), Some(io)) if rest.len() > 1 => (p.clone(), io),
+                _ => (self.plan.clone(), self.io),
+            };
+            let take = rest.len().min(plan.seq);
+            let (chunk, tail) = rest.split_at(take);
+            let rows = self.run(&plan, io, chunk, None).len() / self.n_vocab;
+            last = (io.logits, rows);
+            rest = tail;
+        }
+        let (off, rows) = last;
+        // SAFETY: the last plan run left `rows` rows of logits at `off` in the arena, and
+        // nothing has run since.
+        let all = unsafe {
+            std::slice::from_raw_parts(self.mem.add(off) as *const f32, rows * self.n_vocab)
+        };
+        Ok(&all[all.len() - self.n_vocab..])
+    }
+
+    /// The per-call checks: the only ones a forward step makes.
+    fn check(&self, tokens: &[u32], max: usize) -> Result<(), ExecError> {
         let n = tokens.len();
         if n == 0 {
             return Err(ExecError::Empty);
         }
-        if n > self.plan.seq {
-            return Err(ExecError::TooManyTokens {
-                got: n,
-                seq: self.plan.seq,
-            });
+        if n > max {
+            return Err(ExecError::TooManyTokens { got: n, seq: max });
         }
         if self.pos + n > self.plan.n_ctx {
             return Err(ExecError::ContextFull {
@@ -134,363 +227,67 @@ impl Session {
         if let Some(&token) = tokens.iter().find(|&&t| t as usize >= n_vocab) {
             return Err(ExecError::TokenOutOfRange { token, n_vocab });
         }
-        // SAFETY: the tokens and positions buffers hold `seq` i32 each (plan/infer.rs), n ≤ seq.
+        Ok(())
+    }
+
+    /// Runs one call of `plan` (checked: `tokens.len() ≤ plan.seq`, ids and positions in
+    /// range) and returns its logits rows.
+    fn run(&mut self, plan: &Plan, io: Io, tokens: &[u32], step_ns: Option<&mut [u64]>) -> &[f32] {
+        let n = tokens.len();
+        // SAFETY: the tokens and positions buffers hold `seq` i32 each (plan/infer.rs), and
+        // n ≤ seq (checked by the callers).
         unsafe {
-            let t = self.mem.add(self.tokens_offset) as *mut i32;
+            let t = self.mem.add(io.tokens) as *mut i32;
             for (i, &tok) in tokens.iter().enumerate() {
                 *t.add(i) = tok as i32;
             }
-            if let Some(p) = self.positions_offset {
+            if let Some(p) = io.positions {
                 let p = self.mem.add(p) as *mut i32;
                 for i in 0..n {
                     *p.add(i) = (self.pos + i) as i32;
                 }
             }
         }
-        // SAFETY: every offset and length in the steps was computed by the planner for this
-        // plan's arena and KV region, which `mem` holds in full; token ids are < n_vocab and
-        // positions < n_ctx, checked just above.
-        unsafe { run_steps(&self.plan, self.mem, n, step_ns) };
+        let mem = SharedMem(self.mem);
+        let times = step_ns.map(|t| Times(t.as_mut_ptr(), t.len()));
+        let work = |w: usize, barrier: &Barrier| {
+            // SAFETY: only worker 0 takes the timings, which `step_ns` lends for this call.
+            let times = times
+                .filter(|_| w == 0)
+                .map(|t| unsafe { std::slice::from_raw_parts_mut(t.0, t.1) });
+            // SAFETY: `mem` holds the session memory for both plans (sized in `build`); the
+            // plan's offsets are valid in it; token ids are < n_vocab and positions < n_ctx
+            // (checked by the callers); every worker runs `run_worker` for the same call.
+            unsafe { run_worker(plan, mem.get(), n, w, barrier, times) };
+        };
+        self.pool.run(&work);
         self.pos += n;
-        // SAFETY: the logits buffer holds `seq * n_vocab` f32 in the arena.
-        Ok(unsafe {
-            std::slice::from_raw_parts(self.mem.add(self.logits_offset) as *const f32, n * n_vocab)
-        })
-    }
-
-    /// Runs `tokens` and returns the logits of the last one.
-    pub fn forward(&mut self, tokens: &[u32]) -> Result<&[f32], ExecError> {
-        let n_vocab = self.n_vocab;
-        let all = self.forward_all(tokens)?;
-        Ok(&all[all.len() - n_vocab..])
-    }
-}
-
-/// # Safety
-/// `mem` holds the plan's whole session memory; `n ≤ plan.seq`; the tokens and positions
-/// buffers hold valid ids (< n_vocab) and positions (< n_ctx) for the first `n` rows.
-unsafe fn run_steps(plan: &Plan, mem: *mut u8, n: usize, step_ns: Option<&mut [u64]>) {
-    match step_ns {
-        None => {
-            for step in &plan.steps {
-                // SAFETY: forwarded from the caller.
-                unsafe { run_step(&step.exec, mem, n) };
-            }
-        }
-        Some(times) => {
-            for (step, t) in plan.steps.iter().zip(times.iter_mut()) {
-                let start = std::time::Instant::now();
-                // SAFETY: forwarded from the caller.
-                unsafe { run_step(&step.exec, mem, n) };
-                *t += start.elapsed().as_nanos() as u64;
-            }
+        let rows = if plan.last_row_only { 1 } else { n };
+        // SAFETY: the logits buffer holds `rows * n_vocab` f32 in the arena.
+        unsafe {
+            std::slice::from_raw_parts(self.mem.add(io.logits) as *const f32, rows * self.n_vocab)
         }
     }
 }
 
-/// Views `len` f32 at byte offset `off` of `mem`.
-///
-/// # Safety
-/// The range lies in the session memory, and no live `&mut` overlaps it (the planner gives
-/// buffers live at the same step disjoint ranges; see `plan/arena.rs`).
-unsafe fn f32s<'a>(mem: *mut u8, off: usize, len: usize) -> &'a [f32] {
-    // SAFETY: forwarded from the caller.
-    unsafe { std::slice::from_raw_parts(mem.add(off) as *const f32, len) }
-}
+/// The step timings of a profiled call, used by worker 0 only.
+#[derive(Clone, Copy)]
+struct Times(*mut u64, usize);
+// SAFETY: only worker 0 dereferences it, during the call that lent it.
+unsafe impl Sync for Times {}
+unsafe impl Send for Times {}
 
-/// # Safety
-/// As `f32s`, and no other reference to the range is live.
-unsafe fn f32s_mut<'a>(mem: *mut u8, off: usize, len: usize) -> &'a mut [f32] {
-    // SAFETY: forwarded from the caller.
-    unsafe { std::slice::from_raw_parts_mut(mem.add(off) as *mut f32, len) }
-}
+/// The session memory's base pointer, handed to the workers of one call.
+#[derive(Clone, Copy)]
+struct SharedMem(*mut u8);
 
-/// # Safety
-/// `off` holds at least `t + 1` i32.
-unsafe fn i32_at(mem: *mut u8, off: usize, t: usize) -> i32 {
-    // SAFETY: forwarded from the caller.
-    unsafe { *(mem.add(off) as *const i32).add(t) }
-}
-
-/// Quantizes `x` into the step's 8-bit scratch when the step has one; returns the blocks.
-///
-/// # Safety
-/// `q.at` holds `q.blocks` blocks in the session memory, disjoint from `x`.
-unsafe fn quantize<'a>(mem: *mut u8, q: &Option<Quant>, x: &[f32]) -> &'a [BlockQ8Act] {
-    match q {
-        None => &[],
-        Some(q) => {
-            // SAFETY: forwarded from the caller.
-            let blocks = unsafe {
-                std::slice::from_raw_parts_mut(mem.add(q.at) as *mut BlockQ8Act, q.blocks)
-            };
-            // SAFETY: the planner chose `q.f` for this CPU; x.len() == 32 * q.blocks.
-            unsafe { (q.f)(x, blocks) };
-            blocks
-        }
+impl SharedMem {
+    fn get(self) -> *mut u8 {
+        self.0
     }
 }
 
-/// Row `t` of the `k`-wide input at `x`, normed into the step's scratch first when the step
-/// folds a norm in.
-///
-/// # Safety
-/// As `f32s`; `norm.scratch` holds `k` f32 disjoint from `x`, and `norm.gamma` `k` f32.
-unsafe fn input_row<'a>(
-    mem: *mut u8,
-    x: usize,
-    t: usize,
-    k: usize,
-    norm: &Option<crate::plan::Norm>,
-) -> &'a [f32] {
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        let row = f32s(mem, x + 4 * t * k, k);
-        match norm {
-            None => row,
-            Some(nm) => {
-                let normed = f32s_mut(mem, nm.scratch, k);
-                (nm.rmsnorm)(row, std::slice::from_raw_parts(nm.gamma, k), nm.eps, normed);
-                normed
-            }
-        }
-    }
-}
-
-/// # Safety
-/// `w` is a weight matrix of the plan; `row < w.rows`.
-unsafe fn weight_row(w: &WeightRef, row: usize) -> *const u8 {
-    // SAFETY: forwarded from the caller.
-    unsafe { w.ptr.add(row * w.row_bytes) }
-}
-
-/// Runs one step over `n` tokens.
-///
-/// # Safety
-/// See `run_steps`. Every offset, row length and row count below comes from the planner,
-/// which sized each buffer for `seq ≥ n` rows (plan/lower.rs), checked each weight's shape
-/// and format against its kernel (plan/infer.rs), and chose kernels this CPU can run
-/// (kernels/table.rs).
-unsafe fn run_step(exec: &Exec, mem: *mut u8, n: usize) {
-    use crate::graph::Epilogue;
-    // SAFETY (for every block below): as stated in this function's contract; the input,
-    // output and scratch ranges of one step never overlap (gemv_add accumulates into x
-    // through one `&mut`, from a product kept in its scratch).
-    unsafe {
-        match exec {
-            Exec::Embed {
-                row,
-                table,
-                tokens,
-                out,
-                n: width,
-            } => {
-                for t in 0..n {
-                    let id = i32_at(mem, *tokens, t) as usize;
-                    row(
-                        weight_row(table, id),
-                        f32s_mut(mem, out + 4 * t * width, *width),
-                    );
-                }
-            }
-            Exec::RmsNorm {
-                f,
-                x,
-                gamma,
-                out,
-                n: width,
-                eps,
-            } => {
-                let gamma = std::slice::from_raw_parts(*gamma, *width);
-                for t in 0..n {
-                    let o = f32s_mut(mem, out + 4 * t * width, *width);
-                    f(f32s(mem, x + 4 * t * width, *width), gamma, *eps, o);
-                }
-            }
-            Exec::Gemv {
-                gemv,
-                w,
-                x,
-                xq,
-                out,
-                k,
-                n: rows,
-            } => {
-                for t in 0..n {
-                    let row = f32s(mem, x + 4 * t * k, *k);
-                    let q = quantize(mem, xq, row);
-                    gemv(
-                        w.ptr,
-                        w.row_bytes,
-                        row,
-                        q,
-                        f32s_mut(mem, out + 4 * t * rows, *rows),
-                    );
-                }
-            }
-            Exec::Rope {
-                f,
-                x,
-                pos,
-                out,
-                n: width,
-                heads,
-                freqs,
-                layout,
-            } => {
-                for t in 0..n {
-                    let dst = f32s_mut(mem, out + 4 * t * width, *width);
-                    dst.copy_from_slice(f32s(mem, x + 4 * t * width, *width));
-                    f(dst, *heads, i32_at(mem, *pos, t), freqs, *layout);
-                }
-            }
-            Exec::KvWrite {
-                k,
-                v,
-                pos,
-                kc,
-                vc,
-                n: width,
-            } => {
-                for t in 0..n {
-                    let p = i32_at(mem, *pos, t) as usize;
-                    f32s_mut(mem, kc + 4 * p * width, *width).copy_from_slice(f32s(
-                        mem,
-                        k + 4 * t * width,
-                        *width,
-                    ));
-                    f32s_mut(mem, vc + 4 * p * width, *width).copy_from_slice(f32s(
-                        mem,
-                        v + 4 * t * width,
-                        *width,
-                    ));
-                }
-            }
-            Exec::Attend {
-                f,
-                q,
-                kc,
-                vc,
-                pos,
-                out,
-                scores,
-                n: width,
-                heads,
-                kv_heads,
-            } => {
-                let kv = width / heads * kv_heads;
-                for t in 0..n {
-                    let n_past = i32_at(mem, *pos, t) as usize + 1;
-                    f(
-                        f32s(mem, q + 4 * t * width, *width),
-                        f32s(mem, *kc, n_past * kv),
-                        f32s(mem, *vc, n_past * kv),
-                        n_past,
-                        *heads,
-                        *kv_heads,
-                        f32s_mut(mem, *scores, n_past),
-                        f32s_mut(mem, out + 4 * t * width, *width),
-                    );
-                }
-            }
-            Exec::Proj {
-                x,
-                pos,
-                k,
-                norm,
-                xq,
-                outs,
-            } => {
-                for t in 0..n {
-                    let row = input_row(mem, *x, t, *k, norm);
-                    let q = quantize(mem, xq, row);
-                    for o in outs {
-                        let dst_row = match o.epilogue {
-                            Epilogue::Store | Epilogue::Rope { .. } => t,
-                            Epilogue::RopeToCache { .. } | Epilogue::ToCache => {
-                                i32_at(mem, *pos, t) as usize
-                            }
-                        };
-                        let dst = f32s_mut(mem, o.dst + 4 * dst_row * o.n, o.n);
-                        (o.gemv)(o.w.ptr, o.w.row_bytes, row, q, dst);
-                        if let Epilogue::Rope { heads, layout, .. }
-                        | Epilogue::RopeToCache { heads, layout, .. } = o.epilogue
-                        {
-                            (o.rope)(dst, heads, i32_at(mem, *pos, t), &o.freqs, layout);
-                        }
-                    }
-                }
-            }
-            Exec::SwiGlu {
-                x,
-                out,
-                k,
-                n: width,
-                norm,
-                xq,
-                gate,
-                up,
-                silu_mul,
-                up_scratch,
-            } => {
-                for t in 0..n {
-                    let row = input_row(mem, *x, t, *k, norm);
-                    let q = quantize(mem, xq, row);
-                    let g = f32s_mut(mem, out + 4 * t * width, *width);
-                    let u = f32s_mut(mem, *up_scratch, *width);
-                    (gate.0)(gate.1.ptr, gate.1.row_bytes, row, q, g);
-                    (up.0)(up.1.ptr, up.1.row_bytes, row, q, u);
-                    silu_mul(g, u);
-                }
-            }
-            Exec::GemvAdd {
-                gemv,
-                acc,
-                w,
-                x,
-                a,
-                xq,
-                k,
-                n: width,
-                scratch,
-            } => {
-                for t in 0..n {
-                    let prod = f32s_mut(mem, *scratch, *width);
-                    let row = f32s(mem, a + 4 * t * k, *k);
-                    let q = quantize(mem, xq, row);
-                    gemv(w.ptr, w.row_bytes, row, q, prod);
-                    acc(f32s_mut(mem, x + 4 * t * width, *width), prod);
-                }
-            }
-            Exec::Binary {
-                f,
-                a,
-                b,
-                out,
-                n: width,
-            } => {
-                for t in 0..n {
-                    let o = f32s_mut(mem, out + 4 * t * width, *width);
-                    f(
-                        f32s(mem, a + 4 * t * width, *width),
-                        f32s(mem, b + 4 * t * width, *width),
-                        o,
-                    );
-                }
-            }
-            Exec::Unary {
-                f,
-                x,
-                out,
-                n: width,
-            } => {
-                for t in 0..n {
-                    f(
-                        f32s(mem, x + 4 * t * width, *width),
-                        f32s_mut(mem, out + 4 * t * width, *width),
-                    );
-                }
-            }
-        }
-    }
-}
+// SAFETY: workers write disjoint byte ranges between barriers (plan/parallel.rs) and the
+// call returns only after all of them finished (exec/threads.rs).
+unsafe impl Sync for SharedMem {}
+unsafe impl Send for SharedMem {}

@@ -126,6 +126,9 @@ pub enum Op {
     /// `x + W · a`, accumulated in place into x's buffer (`fuse-residual`). Inputs: x, a.
     /// Weight: W.
     GemvAdd,
+    /// The last token's row of x, `[1, n]`: a plan for prompts that only wants the last
+    /// token's logits puts it before the output head, which then runs for one row.
+    LastRow,
 }
 
 impl Op {
@@ -147,6 +150,7 @@ impl Op {
             Op::Proj { .. } => "proj",
             Op::SwiGlu { .. } => "swiglu",
             Op::GemvAdd => "gemv_add",
+            Op::LastRow => "last_row",
         }
     }
 

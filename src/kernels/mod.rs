@@ -57,6 +57,25 @@ impl std::str::FromStr for KernelLevel {
 pub type GemvFn =
     unsafe fn(w: *const u8, row_bytes: usize, x: &[f32], xq: &[BlockQ8Act], out: &mut [f32]);
 
+/// `out[t·ldo + r] = Σ_c W[r][c] · x_t[c]` for rows `r < rows` and tokens `t < n_tok`: the
+/// product of a matrix and a batch of activation rows quantized to 8-bit blocks, `xq`
+/// holding `n_tok` rows of `k / 32` blocks one after another. The batched twin of a
+/// `wants_q8` gemv: each weight block is read once for all the tokens.
+///
+/// # Safety
+/// `w` points to `rows * row_bytes` readable bytes of the format, `xq.len()` is `n_tok`
+/// times the blocks per row, `out` is writable for `(n_tok - 1) * ldo + rows` f32 with
+/// `ldo ≥ rows`, and the CPU has the kernel's features (checked by the planner as for gemv).
+pub type GemmFn = unsafe fn(
+    w: *const u8,
+    row_bytes: usize,
+    rows: usize,
+    xq: &[BlockQ8Act],
+    n_tok: usize,
+    out: *mut f32,
+    ldo: usize,
+);
+
 /// Quantizes a row to 8-bit blocks (`x.len() == 32 * out.len()`).
 pub type QuantizeActFn = unsafe fn(x: &[f32], out: &mut [BlockQ8Act]);
 /// `g = silu(g) · u` over one row.
@@ -107,7 +126,8 @@ pub type RopeFn = unsafe fn(
     freqs: &[f32],
     layout: crate::graph::RopeLayout,
 );
-/// Attention of one query row over the first `n_past` rows of a K and a V cache.
+/// Attention of one query row over the first `n_past` rows of a K and a V cache, for the
+/// query heads `h0..h1` (of `heads`; a worker of a threaded plan takes a range of them).
 pub type AttendFn = unsafe fn(
     q: &[f32],
     k: &[f32],
@@ -115,6 +135,8 @@ pub type AttendFn = unsafe fn(
     n_past: usize,
     heads: usize,
     kv_heads: usize,
+    h0: usize,
+    h1: usize,
     scores: &mut [f32],
     out: &mut [f32],
 );

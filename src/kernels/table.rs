@@ -4,7 +4,7 @@
 
 use super::scalar::{act, attention, elementwise, gemv as sg, norm, rope as srope};
 use super::{
-    AccumulateFn, AttendFn, BinaryFn, Chosen, GemvFn, KernelLevel, QuantizeActFn, RmsNormFn,
+    AccumulateFn, AttendFn, BinaryFn, Chosen, GemmFn, GemvFn, KernelLevel, QuantizeActFn, RmsNormFn,
     RopeFn, RowFn, SiluMulFn, UnaryFn,
 };
 use crate::quant::GgmlType;
@@ -80,6 +80,30 @@ pub fn gemv(dtype: GgmlType, level: KernelLevel, k: usize) -> Option<Chosen<Gemv
         _ => return None,
     };
     Some(chosen(f, name))
+}
+
+/// The batched (matrix × matrix) kernel for `dtype` at `level`, when there is one; steps
+/// of a plan for one token, and formats without one, loop the gemv over the tokens. The
+/// scalar level has none on purpose: its prefill is its decode, token by token.
+pub fn gemm(dtype: GgmlType, level: KernelLevel) -> Option<Chosen<GemmFn>> {
+    #[cfg(target_arch = "x86_64")]
+    if level == KernelLevel::Avx2 {
+        use super::x86_64::gemm::*;
+        let q8 = |f: GemmFn, name| {
+            Some(Chosen {
+                f,
+                name,
+                wants_q8: true,
+            })
+        };
+        match dtype {
+            GgmlType::Q4_1 => return q8(gemm_q4_1_avx2, "gemm_q4_1_avx2"),
+            GgmlType::Q4_0 => return q8(gemm_q4_0_avx2, "gemm_q4_0_avx2"),
+            _ => {}
+        }
+    }
+    let _ = (dtype, level);
+    None
 }
 
 /// The scalar twin of each 8-bit-activation gemv (same arithmetic), for tests and benches.

@@ -57,3 +57,50 @@ pub fn canonicalize(g: &mut Graph) {
         }
     }
 }
+
+/// For a plan that returns only the last token's logits: moves each output's row-local
+/// tail (norms and products with one reader each) behind a `LastRow`, so the output head
+/// runs for one row instead of `seq`.
+pub fn last_row_only(g: &mut Graph) {
+    for (_, out) in g.outputs.clone() {
+        let mut top = out;
+        loop {
+            let node = &g.g[top];
+            let row_local = matches!(
+                node.op,
+                Op::RmsNorm { .. } | Op::Gemv | Op::Silu | Op::Softmax
+            );
+            if !row_local {
+                break;
+            }
+            let input = g.input_values(top)[0];
+            let producer = input.node;
+            let p = &g.g[producer];
+            let single_reader = g.readers_of(input).len() == 1 && p.op.n_outputs() == 1;
+            let p_local = matches!(p.op, Op::RmsNorm { .. } | Op::Gemv | Op::Silu | Op::Softmax);
+            if single_reader && p_local && !g.outputs.iter().any(|(_, o)| *o == producer) {
+                top = producer;
+            } else {
+                break;
+            }
+        }
+        if !matches!(
+            g.g[top].op,
+            Op::RmsNorm { .. } | Op::Gemv | Op::Silu | Op::Softmax
+        ) {
+            continue;
+        }
+        let input = g.input_values(top)[0];
+        let node = g.g[top].clone();
+        let last = g.g.add_node(Node {
+            name: format!("{}.last_row", node.name),
+            op: Op::LastRow,
+            weights: vec![],
+            ..node
+        });
+        g.set_inputs(last, &[input]);
+        let mut ins = g.input_values(top);
+        ins[0] = ValueId { node: last, out: 0 };
+        g.set_inputs(top, &ins);
+    }
+}

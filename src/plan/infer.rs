@@ -234,8 +234,18 @@ impl Ctx<'_> {
 /// Infers the fact of every value for a plan of `seq` tokens per step and `n_ctx` positions.
 pub fn infer(g: &Graph, seq: usize, n_ctx: usize) -> Result<Facts, PlanError> {
     let mut facts = Facts::default();
+    // Nodes after a `LastRow` run for one row.
+    let mut one_row = std::collections::HashSet::new();
     for id in g.topo_order() {
         let node = &g.g[id];
+        let tail = g
+            .inputs_of(id)
+            .iter()
+            .any(|p| one_row.contains(p) || g.g[*p].op == Op::LastRow);
+        if tail {
+            one_row.insert(id);
+        }
+        let seq = if tail { 1 } else { seq };
         let ins: Vec<Fact> = g
             .input_values(id)
             .into_iter()
@@ -354,6 +364,11 @@ fn node_facts(cx: &Ctx, seq: usize, n_ctx: usize) -> Result<Vec<Fact>, PlanError
             let n = cx.rows_of(0, seq, None)?;
             cx.rows_of(1, seq, Some(n))?;
             one(Fact::act(&[seq, n]))
+        }
+        Op::LastRow => {
+            cx.counts(1, 0)?;
+            let n = cx.rows_of(0, seq, None)?;
+            one(Fact::act(&[1, n]))
         }
         Op::Silu | Op::Softmax => {
             cx.counts(1, 0)?;

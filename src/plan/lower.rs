@@ -14,8 +14,8 @@ use crate::gguf::GgufFile;
 use crate::graph::{Epilogue, Graph, InputKind, NodeId, Op, RopeLayout, ValueId, WeightId};
 use crate::kernels::scalar::rope::rope_freqs;
 use crate::kernels::{
-    table, AccumulateFn, AttendFn, BinaryFn, GemvFn, KernelLevel, QuantizeActFn, RmsNormFn, RopeFn,
-    RowFn, SiluMulFn, UnaryFn,
+    table, AccumulateFn, AttendFn, BinaryFn, GemmFn, GemvFn, KernelLevel, QuantizeActFn,
+    RmsNormFn, RopeFn, RowFn, SiluMulFn, UnaryFn,
 };
 
 /// A weight matrix in the model's memory map: `rows` rows of `row_bytes` bytes.
@@ -26,31 +26,56 @@ pub struct WeightRef {
     pub rows: usize,
 }
 
-/// A norm folded into a product: gamma, eps, and a scratch row for the normed input.
+/// A norm folded into a product: gamma, eps, and where the normed rows go.
 #[derive(Debug, Clone, Copy)]
 pub struct Norm {
     pub gamma: *const f32,
     pub eps: f32,
     pub rmsnorm: RmsNormFn,
+    /// Byte offset of slot 0 of the normed rows (`k` f32 per slot).
     pub scratch: usize,
 }
 
-/// Quantizing a step's input row to 8-bit blocks, once, for the products that want it.
+/// Quantizing a step's input rows to 8-bit blocks, once, for the products that want them.
 #[derive(Debug, Clone, Copy)]
 pub struct Quant {
     pub f: QuantizeActFn,
-    /// Byte offset of the blocks (`k / 32` of them).
+    /// Byte offset of slot 0 of the blocks.
     pub at: usize,
+    /// Blocks per slot (`k / 32`).
     pub blocks: usize,
+}
+
+/// A product step's input, prepared once per row before the products: normed when the step
+/// folds a norm in, quantized when its kernels multiply 8-bit blocks. The prepared rows sit
+/// in slots of the step's scratch: slot t is token t in a plan for many tokens; in a plan
+/// for one row, slot w belongs to worker w, which prepares its own copy (no barrier).
+#[derive(Debug, Clone, Copy)]
+pub struct Prep {
+    /// Byte offset of the raw input rows, `k` f32 each.
+    pub x: usize,
+    pub k: usize,
+    pub norm: Option<Norm>,
+    pub xq: Option<Quant>,
+}
+
+/// A matrix and its kernels: the gemv for one token, and the batched gemm where the format
+/// has one (plans for many tokens use it when a call brings more than one).
+#[derive(Debug, Clone, Copy)]
+pub struct Matmul {
+    pub gemv: GemvFn,
+    pub gemm: Option<GemmFn>,
+    pub w: WeightRef,
 }
 
 /// One output of a fused projection.
 #[derive(Debug, Clone)]
 pub struct ProjOut {
-    pub gemv: GemvFn,
-    pub w: WeightRef,
+    pub mm: Matmul,
     /// Values per row.
     pub n: usize,
+    /// Its first row among the step's outputs taken together (how rows are split).
+    pub row0: usize,
     /// Byte offset of the destination: an activation `[seq, n]`, or a cache `[n_ctx, n]`
     /// whose row `pos[t]` receives token t.
     pub dst: usize,
@@ -80,12 +105,9 @@ pub enum Exec {
         eps: f32,
     },
     Gemv {
-        gemv: GemvFn,
-        w: WeightRef,
-        x: usize,
-        xq: Option<Quant>,
+        prep: Prep,
+        mm: Matmul,
         out: usize,
-        k: usize,
         n: usize,
     },
     Rope {
@@ -119,35 +141,35 @@ pub enum Exec {
         kv_heads: usize,
     },
     Proj {
-        x: usize,
+        prep: Prep,
         pos: usize,
-        k: usize,
-        norm: Option<Norm>,
-        xq: Option<Quant>,
         outs: Vec<ProjOut>,
     },
     SwiGlu {
-        x: usize,
+        prep: Prep,
         out: usize,
-        k: usize,
         n: usize,
-        norm: Option<Norm>,
-        xq: Option<Quant>,
-        gate: (GemvFn, WeightRef),
-        up: (GemvFn, WeightRef),
+        gate: Matmul,
+        up: Matmul,
         silu_mul: SiluMulFn,
+        /// The up products, `[rows, n]`.
         up_scratch: usize,
     },
     GemvAdd {
-        gemv: GemvFn,
+        prep: Prep,
+        mm: Matmul,
         acc: AccumulateFn,
-        w: WeightRef,
+        /// The sum accumulated into, `[rows, n]`.
         x: usize,
-        a: usize,
-        xq: Option<Quant>,
-        k: usize,
         n: usize,
+        /// The products before they are added, `[rows, n]`.
         scratch: usize,
+    },
+    /// Copies the call's last token row of x (`n` wide) to row 0 of out.
+    LastRow {
+        x: usize,
+        out: usize,
+        n: usize,
     },
     Binary {
         f: BinaryFn,
@@ -166,6 +188,8 @@ pub enum Exec {
 
 struct Draft {
     node: NodeId,
+    /// Rows the step runs for: the plan's `seq`, or 1 after a `LastRow`.
+    rows: usize,
     inputs: Vec<BufId>,
     outputs: Vec<BufId>,
     scratch: Option<BufId>,
@@ -253,14 +277,21 @@ pub fn lower(
                 )
             })
         };
-        let scratch = scratch_buf("scratch", super::DType::F32, scratch_elements(g, facts, id));
+        let rows = step_rows(g, facts, id);
+        let slots = if rows == 1 { opts.threads } else { rows };
+        let scratch = scratch_buf(
+            "scratch",
+            super::DType::F32,
+            scratch_elements(g, facts, id, rows, slots, opts.threads),
+        );
         let qscratch = scratch_buf(
             "q8",
             super::DType::Q8Act,
-            q8_elements(g, facts, id, opts.level),
+            slots * q8_elements(g, facts, id, opts.level),
         );
         drafts.push(Draft {
             node: id,
+            rows,
             inputs,
             outputs,
             scratch,
@@ -311,22 +342,26 @@ pub fn lower(
         .collect();
     let (offsets, peak_bytes) = arena::pack(&items);
     let naive_bytes = items.iter().map(|(_, b)| arena::align_up(*b)).sum();
-    for (k, &i) in in_arena.iter().enumerate() {
-        buffers[i].offset = offsets[k];
-        buffers[i].live = live[i];
-    }
-    // The KV region follows the arena; one cache after another.
-    let kv_offset = arena::align_up(peak_bytes);
+    // The KV region comes first, one cache after another, so that plans for different
+    // `seq` (prefill and decode) over the same graph and context place the caches at the
+    // same offsets and can share one session's memory. The arena follows.
+    let kv_offset = 0;
     let mut kv_bytes = 0;
     for b in buffers.iter_mut().filter(|b| b.kind == BufKind::KvCache) {
         b.offset = kv_offset + kv_bytes;
         kv_bytes += arena::align_up(b.bytes);
+    }
+    let arena_offset = kv_bytes;
+    for (k, &i) in in_arena.iter().enumerate() {
+        buffers[i].offset = arena_offset + offsets[k];
+        buffers[i].live = live[i];
     }
 
     let mut steps = Vec::with_capacity(n_steps);
     for d in &drafts {
         steps.push(make_step(g, facts, &model, opts, &buffers, d)?);
     }
+    let phases = super::parallel::schedule(&steps, &buffers, opts.threads)?;
     Ok(Plan {
         graph_name: g.name.clone(),
         seq: opts.seq,
@@ -338,6 +373,10 @@ pub fn lower(
         naive_bytes,
         kv_offset,
         kv_bytes,
+        arena_offset,
+        threads: opts.threads,
+        phases,
+        last_row_only: opts.logits == super::Logits::Last && opts.seq > 1,
         tokens,
         positions,
         outputs,
@@ -368,15 +407,32 @@ fn q8_elements(g: &Graph, facts: &Facts, id: NodeId, level: KernelLevel) -> usiz
     }
 }
 
-/// Scratch a step needs, in f32 elements.
-fn scratch_elements(g: &Graph, facts: &Facts, id: NodeId) -> usize {
+/// The rows a step runs for: its first input's (the plan's `seq`, or 1 after a `LastRow`).
+fn step_rows(g: &Graph, facts: &Facts, id: NodeId) -> usize {
+    g.input_values(id)
+        .first()
+        .map_or(1, |&v| facts.get(v).shape.first().copied().unwrap_or(1))
+}
+
+/// Scratch a step needs, in f32 elements: products kept before they are combined (`rows`
+/// of them), normed input rows (one per slot), attention scores (one cache's rows per
+/// worker).
+fn scratch_elements(
+    g: &Graph,
+    facts: &Facts,
+    id: NodeId,
+    rows: usize,
+    slots: usize,
+    threads: usize,
+) -> usize {
     let x = |slot: usize| facts.get(g.input_values(id)[slot]).cols();
     let out = || facts.get(ValueId { node: id, out: 0 }).cols();
     match &g.g[id].op {
-        Op::Attend { .. } => facts.get(g.input_values(id)[1]).shape[0], // one score per cache row
-        Op::Proj { norm: Some(_), .. } => x(0),
-        Op::SwiGlu { norm } => out() + norm.map_or(0, |_| x(0)),
-        Op::GemvAdd => out(),
+        // one score per cache row, per worker
+        Op::Attend { .. } => threads * facts.get(g.input_values(id)[1]).shape[0],
+        Op::Proj { norm: Some(_), .. } => slots * x(0),
+        Op::SwiGlu { norm } => rows * out() + norm.map_or(0, |_| slots * x(0)),
+        Op::GemvAdd => rows * out(),
         _ => 0,
     }
 }
@@ -405,9 +461,10 @@ fn make_step(
         model,
         level,
         node,
+        batched: d.rows > 1,
     };
     let pos_of = |slot: usize| d.inputs.get(slot).map_or(usize::MAX, |&b| off(b));
-    let quant = |acc: &mut Acc| -> Option<Quant> {
+    let quant = |acc: &mut Acc, k: usize| -> Option<Quant> {
         d.qscratch.map(|b| {
             let q = table::quantize_act(level);
             // It runs after a folded norm, before the products.
@@ -420,7 +477,7 @@ fn make_step(
             Quant {
                 f: q.f,
                 at: off(b),
-                blocks: buffers[b.0 as usize].fact.elements() / 32,
+                blocks: k / 32,
             }
         })
     };
@@ -429,7 +486,7 @@ fn make_step(
         Op::Input { .. } => unreachable!("inputs are buffers, not steps"),
         Op::Embed => {
             let bw = &g.weights[node.weights[0].0 as usize];
-            let (w, _) = wcx.matrix(node.weights[0], &mut Acc::default())?;
+            let w = wcx.matrix(node.weights[0], &mut Acc::default())?.w;
             let chosen = table::row(bw.dtype, level, bw.dims[0] as usize).ok_or_else(|| {
                 PlanError::WeightDtype {
                     at: node.at.clone(),
@@ -466,16 +523,18 @@ fn make_step(
             }
         }
         Op::Gemv => {
-            let (w, gemv) = wcx.matrix(node.weights[0], &mut acc)?;
+            let mm = wcx.matrix(node.weights[0], &mut acc)?;
             let (k, n) = (cols(d.inputs[0]), cols(d.outputs[0]));
             flops = 2 * (k * n) as u64 * seq;
             Exec::Gemv {
-                gemv,
-                w,
-                x: off(d.inputs[0]),
-                xq: quant(&mut acc),
+                prep: Prep {
+                    x: off(d.inputs[0]),
+                    k,
+                    norm: None,
+                    xq: quant(&mut acc, k),
+                },
+                mm,
                 out: off(d.outputs[0]),
-                k,
                 n,
             }
         }
@@ -534,8 +593,9 @@ fn make_step(
             let w0 = norm.is_some() as usize;
             let norm = wcx.folded_norm(*norm, d.scratch.map_or(0, off), &mut acc)?;
             let mut pouts = Vec::with_capacity(outs.len());
+            let mut row0 = 0;
             for (i, e) in outs.iter().enumerate() {
-                let (w, gemv) = wcx.matrix(node.weights[w0 + i], &mut acc)?;
+                let mm = wcx.matrix(node.weights[w0 + i], &mut acc)?;
                 let n = cols(d.outputs[i]);
                 let rope = match e {
                     Epilogue::Rope { heads, .. } | Epilogue::RopeToCache { heads, .. } => {
@@ -555,21 +615,24 @@ fn make_step(
                     Epilogue::Store | Epilogue::ToCache => Vec::new(),
                 };
                 pouts.push(ProjOut {
-                    gemv,
-                    w,
+                    mm,
                     n,
+                    row0,
                     dst: off(d.outputs[i]),
                     epilogue: *e,
                     rope: rope.f,
                     freqs: freqs.into_boxed_slice(),
                 });
+                row0 += n;
             }
             Exec::Proj {
-                x: off(d.inputs[0]),
+                prep: Prep {
+                    x: off(d.inputs[0]),
+                    k,
+                    norm,
+                    xq: quant(&mut acc, k),
+                },
                 pos: pos_of(1),
-                k,
-                norm,
-                xq: quant(&mut acc),
                 outs: pouts,
             }
         }
@@ -578,42 +641,54 @@ fn make_step(
             let n = cols(d.outputs[0]);
             let scratch = d.scratch.map_or(0, off);
             let w0 = norm.is_some() as usize;
-            // The normed row sits after the up values in the scratch.
-            let norm = wcx.folded_norm(*norm, scratch + 4 * n, &mut acc)?;
-            let (gw, gf) = wcx.matrix(node.weights[w0], &mut acc)?;
-            let (uw, uf) = wcx.matrix(node.weights[w0 + 1], &mut acc)?;
+            // The normed rows sit after the up values (`rows` of them) in the scratch.
+            let norm = wcx.folded_norm(*norm, scratch + 4 * n * d.rows, &mut acc)?;
+            let gate = wcx.matrix(node.weights[w0], &mut acc)?;
+            let up = wcx.matrix(node.weights[w0 + 1], &mut acc)?;
             let silu_mul = table::silu_mul(level);
             acc.kernels.push(silu_mul.name);
             flops = (4 * k * n + 4 * n) as u64 * seq;
             Exec::SwiGlu {
-                x: off(d.inputs[0]),
+                prep: Prep {
+                    x: off(d.inputs[0]),
+                    k,
+                    norm,
+                    xq: quant(&mut acc, k),
+                },
                 out: off(d.outputs[0]),
-                k,
                 n,
-                norm,
-                xq: quant(&mut acc),
-                gate: (gf, gw),
-                up: (uf, uw),
+                gate,
+                up,
                 silu_mul: silu_mul.f,
                 up_scratch: scratch,
             }
         }
         Op::GemvAdd => {
-            let (w, gemv) = wcx.matrix(node.weights[0], &mut acc)?;
+            let mm = wcx.matrix(node.weights[0], &mut acc)?;
             let accumulate = table::accumulate(level);
             acc.kernels.push(accumulate.name);
             let (k, n) = (cols(d.inputs[1]), cols(d.outputs[0]));
             flops = (2 * k * n + n) as u64 * seq;
             Exec::GemvAdd {
-                gemv,
+                prep: Prep {
+                    x: off(d.inputs[1]),
+                    k,
+                    norm: None,
+                    xq: quant(&mut acc, k),
+                },
+                mm,
                 acc: accumulate.f,
-                w,
                 x: off(d.inputs[0]),
-                a: off(d.inputs[1]),
-                xq: quant(&mut acc),
-                k,
                 n,
                 scratch: d.scratch.map_or(0, off),
+            }
+        }
+        Op::LastRow => {
+            acc.kernels.push("copy");
+            Exec::LastRow {
+                x: off(d.inputs[0]),
+                out: off(d.outputs[0]),
+                n: cols(d.outputs[0]),
             }
         }
         Op::Add | Op::Mul => {
@@ -689,6 +764,7 @@ fn make_step(
         bytes_read,
         bytes_written: act_bytes(&d.outputs),
         flops,
+        rows: d.rows,
         exec,
     })
 }
@@ -706,6 +782,8 @@ struct WeightCx<'a> {
     model: &'a GgufFile,
     level: crate::kernels::KernelLevel,
     node: &'a crate::graph::Node,
+    /// Whether the step runs for many rows (and so uses batched kernels where there are).
+    batched: bool,
 }
 
 impl WeightCx<'_> {
@@ -719,8 +797,8 @@ impl WeightCx<'_> {
             })
     }
 
-    /// A matrix and the gemv kernel for its format.
-    fn matrix(&self, w: WeightId, acc: &mut Acc) -> Result<(WeightRef, GemvFn), PlanError> {
+    /// A matrix and the kernels for its format.
+    fn matrix(&self, w: WeightId, acc: &mut Acc) -> Result<Matmul, PlanError> {
         let t = self.tensor(w)?;
         let k = t.dims[0] as usize;
         let chosen = table::gemv(t.dtype, self.level, k).ok_or_else(|| PlanError::WeightDtype {
@@ -732,6 +810,14 @@ impl WeightCx<'_> {
             why: "no kernel for this format",
         })?;
         acc.kernels.push(chosen.name);
+        let gemm = self
+            .batched
+            .then(|| table::gemm(t.dtype, self.level))
+            .flatten()
+            .filter(|g| g.wants_q8 == chosen.wants_q8);
+        if let Some(g) = gemm {
+            acc.kernels.push(g.name);
+        }
         acc.weights.push(t.name.clone());
         acc.weight_bytes += t.n_bytes;
         // infer() checked the matrix is 2-D with whole blocks per row.
@@ -742,7 +828,11 @@ impl WeightCx<'_> {
             row_bytes,
             rows,
         };
-        Ok((w, chosen.f))
+        Ok(Matmul {
+            gemv: chosen.f,
+            gemm: gemm.map(|g| g.f),
+            w,
+        })
     }
 
     /// The norm a product step folds in (gamma is the step's weight 0), normalising into the

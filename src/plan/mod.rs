@@ -15,11 +15,13 @@ mod error;
 pub mod infer;
 pub mod liveness;
 mod lower;
+pub mod parallel;
 pub mod passes;
 
 pub use error::PlanError;
 pub use infer::{DType, Fact, Storage};
-pub use lower::{Exec, Norm, ProjOut, Quant, WeightRef};
+pub use lower::{Exec, Matmul, Norm, Prep, ProjOut, Quant, WeightRef};
+pub use parallel::{Phase, PhaseKind, Split};
 pub use passes::{PassReport, PassSelection};
 
 use std::sync::Arc;
@@ -38,6 +40,20 @@ pub struct PlanOptions {
     pub n_ctx: usize,
     pub passes: PassSelection,
     pub level: KernelLevel,
+    /// Workers that run each forward step (the calling thread is worker 0).
+    pub threads: usize,
+    /// Whose logits a forward step returns.
+    pub logits: Logits,
+}
+
+/// Which tokens of a forward step get logits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Logits {
+    /// Every token's (perplexity, teacher forcing).
+    All,
+    /// The last token's only (prompt prefill): the output head runs for one row.
+    Last,
 }
 
 impl Default for PlanOptions {
@@ -47,8 +63,34 @@ impl Default for PlanOptions {
             n_ctx: 2048,
             passes: PassSelection::All,
             level: crate::kernels::table::detect(),
+            threads: 1,
+            logits: Logits::All,
         }
     }
+}
+
+/// Physical cores of this machine (logical CPUs halved when SMT siblings are listed in
+/// sysfs), the default thread count.
+pub fn physical_cores() -> usize {
+    let logical = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let siblings = std::fs::read_to_string(
+        "/sys/devices/system/cpu/cpu0/topology/thread_siblings_list",
+    )
+    .ok()
+    .map(|s| {
+        s.trim()
+            .split(',')
+            .map(|part| match part.split_once('-') {
+                Some((a, b)) => {
+                    b.parse::<usize>().unwrap_or(0) + 1 - a.parse::<usize>().unwrap_or(0)
+                }
+                None => 1,
+            })
+            .sum::<usize>()
+    })
+    .unwrap_or(1)
+    .max(1);
+    (logical / siblings).max(1)
 }
 
 /// Index into `Plan::buffers`.
@@ -98,6 +140,8 @@ pub struct Step {
     pub bytes_read: u64,
     pub bytes_written: u64,
     pub flops: u64,
+    /// Rows the step runs for per call: the plan's `seq`, or 1 after a `LastRow`.
+    pub rows: usize,
     pub exec: Exec,
 }
 
@@ -116,6 +160,13 @@ pub struct Plan {
     /// Start of the KV region in session memory, and its size.
     pub kv_offset: usize,
     pub kv_bytes: usize,
+    /// Start of the activation arena in session memory (after the KV region).
+    pub arena_offset: usize,
+    /// Workers, and the phases they run (each step's split and barrier).
+    pub threads: usize,
+    pub phases: Vec<Phase>,
+    /// Whether a forward step returns the last token's logits only.
+    pub last_row_only: bool,
     pub tokens: Option<BufId>,
     pub positions: Option<BufId>,
     pub outputs: Vec<(String, BufId)>,
@@ -134,6 +185,12 @@ impl Plan {
     /// Plans `graph` (bound to `model`): canonical lowering, passes with inference after
     /// each, schedule, kernels, liveness and arena.
     pub fn new(graph: &Graph, model: Arc<GgufFile>, opts: &PlanOptions) -> Result<Plan, PlanError> {
+        if opts.threads == 0 || opts.threads > 256 {
+            return Err(PlanError::Options(format!(
+                "{} threads: between 1 and 256",
+                opts.threads
+            )));
+        }
         if opts.seq == 0 || opts.n_ctx == 0 || opts.seq > opts.n_ctx {
             return Err(PlanError::Options(format!(
                 "seq {} and n_ctx {} must be ≥ 1 with seq ≤ n_ctx",
@@ -148,6 +205,9 @@ impl Plan {
         }
         let mut g = graph.clone();
         canonical::canonicalize(&mut g);
+        if opts.logits == Logits::Last && opts.seq > 1 {
+            canonical::last_row_only(&mut g);
+        }
         infer::infer(&g, opts.seq, opts.n_ctx)?;
         let passes = passes::run(&mut g, &opts.passes, opts.seq, opts.n_ctx)?;
         let facts = infer::infer(&g, opts.seq, opts.n_ctx)?;
@@ -156,7 +216,12 @@ impl Plan {
 
     /// Total memory a session needs: the arena and the KV region.
     pub fn session_bytes(&self) -> usize {
-        self.kv_offset + self.kv_bytes
+        self.arena_offset + self.peak_bytes
+    }
+
+    /// Barriers one forward step waits at.
+    pub fn barriers(&self) -> usize {
+        self.phases.iter().filter(|p| p.barrier).count()
     }
 
     /// Distinct weight bytes the steps read per forward step.

@@ -7,6 +7,7 @@
 /// # Arguments
 /// - `q`: one token's queries, `heads * head_dim`, head after head;
 /// - `k`, `v`: the caches, rows of `kv_heads * head_dim`, at least `n_past` rows;
+/// - `h0..h1`: the query heads to compute (the others' outputs are left alone);
 /// - `scores`: scratch of at least `n_past`;
 /// - `out`: `heads * head_dim`.
 #[allow(clippy::too_many_arguments)]
@@ -17,6 +18,8 @@ pub fn attend_scalar(
     n_past: usize,
     heads: usize,
     kv_heads: usize,
+    h0: usize,
+    h1: usize,
     scores: &mut [f32],
     out: &mut [f32],
 ) {
@@ -25,7 +28,7 @@ pub fn attend_scalar(
     let group = heads / kv_heads;
     let scale = 1.0 / (head_dim as f32).sqrt();
     let scores = &mut scores[..n_past];
-    for h in 0..heads {
+    for h in h0..h1 {
         let qh = &q[h * head_dim..(h + 1) * head_dim];
         let kv_off = (h / group) * head_dim;
         let mut max = f32::NEG_INFINITY;
@@ -60,12 +63,12 @@ mod tests {
         // One past row: softmax of one score is 1, so the output is that V row.
         let (q, k, v) = ([1.0, 2.0], [0.3, -0.1], [5.0, 7.0]);
         let mut out = [0f32; 2];
-        attend_scalar(&q, &k, &v, 1, 1, 1, &mut [0.0; 4], &mut out);
+        attend_scalar(&q, &k, &v, 1, 1, 1, 0, 1, &mut [0.0; 4], &mut out);
         assert_eq!(out, [5.0, 7.0]);
         // Two rows with equal keys: the output is the mean of the V rows.
         let k2 = [1.0, 1.0, 1.0, 1.0];
         let v2 = [2.0, 4.0, 6.0, 8.0];
-        attend_scalar(&q, &k2, &v2, 2, 1, 1, &mut [0.0; 4], &mut out);
+        attend_scalar(&q, &k2, &v2, 2, 1, 1, 0, 1, &mut [0.0; 4], &mut out);
         assert_eq!(out, [4.0, 6.0]);
     }
 
@@ -76,7 +79,7 @@ mod tests {
         let k = [0.0, 1.0];
         let v = [3.0, 6.0];
         let mut out = [0f32; 2];
-        attend_scalar(&q, &k, &v, 2, 2, 1, &mut [0.0; 2], &mut out);
+        attend_scalar(&q, &k, &v, 2, 2, 1, 0, 2, &mut [0.0; 2], &mut out);
         assert!((out[0] - 4.5).abs() < 1e-6);
         assert!((out[1] - 5.0).abs() < 1e-6, "{out:?}"); // (3 + 2·6) / 3
     }

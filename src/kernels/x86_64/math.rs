@@ -192,6 +192,8 @@ pub unsafe fn attend_avx2(
     n_past: usize,
     heads: usize,
     kv_heads: usize,
+    h0: usize,
+    h1: usize,
     scores: &mut [f32],
     out: &mut [f32],
 ) {
@@ -200,7 +202,7 @@ pub unsafe fn attend_avx2(
     let group = heads / kv_heads;
     let scale = 1.0 / (head_dim as f32).sqrt();
     let scores = &mut scores[..n_past];
-    for h in 0..heads {
+    for h in h0..h1 {
         let qh = &q[h * head_dim..(h + 1) * head_dim];
         let kv_off = (h / group) * head_dim;
         let mut max = f32::NEG_INFINITY;

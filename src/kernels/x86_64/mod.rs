@@ -6,5 +6,6 @@
 //! and hands these out only then; nothing here tests features itself.
 
 pub mod bandwidth;
+pub mod gemm;
 pub mod gemv;
 pub mod math;

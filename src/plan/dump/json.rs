@@ -49,6 +49,9 @@ pub fn to_json(plan: &Plan) -> Value {
         "seq": plan.seq,
         "n_ctx": plan.n_ctx,
         "kernels": plan.level,
+        "threads": plan.threads,
+        "last_row_only": plan.last_row_only,
+        "phases": plan.phases,
         "passes": plan.passes.iter().map(|p| json!({
             "name": p.name,
             "changed": p.changed,
@@ -58,12 +61,14 @@ pub fn to_json(plan: &Plan) -> Value {
         "steps": steps,
         "buffers": buffers,
         "arena": {
+            "offset": plan.arena_offset,
             "peak_bytes": plan.peak_bytes,
             "naive_bytes": plan.naive_bytes,
         },
         "kv_cache": { "offset": plan.kv_offset, "bytes": plan.kv_bytes },
         "totals": {
             "steps": plan.steps.len(),
+            "barriers": plan.barriers(),
             "weight_bytes": plan.weight_bytes(),
             "bytes_moved_per_token": plan.bytes_moved_per_token(),
             "flops_per_token": plan.steps.iter().map(|s| s.flops).sum::<u64>() / plan.seq as u64,

@@ -46,7 +46,7 @@ pub fn to_svg(plan: &Plan) -> String {
         let Some(live) = b.live else { continue };
         let x = margin + live.first as f64 * xs;
         let width = ((live.last - live.first + 1) as f64 * xs).max(1.0);
-        let y = margin + b.offset as f64 * ys;
+        let y = margin + (b.offset - plan.arena_offset) as f64 * ys;
         let height = (b.bytes as f64 * ys).max(1.0);
         let hue = (i * 47) % 360;
         let fill = match b.kind {

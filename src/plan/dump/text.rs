@@ -10,11 +10,14 @@ pub fn to_text(plan: &Plan) -> String {
     // Writing to a String cannot fail.
     let _ = writeln!(
         s,
-        "plan `{}`: seq {}, n_ctx {}, kernels {}, passes [{}]",
+        "plan `{}`: seq {}, n_ctx {}, kernels {}, threads {} ({} barriers){}, passes [{}]",
         plan.graph_name,
         plan.seq,
         plan.n_ctx,
         plan.level.name(),
+        plan.threads,
+        plan.barriers(),
+        if plan.last_row_only { ", last token's logits" } else { "" },
         plan.passes
             .iter()
             .map(|p| p.name)
@@ -48,6 +51,9 @@ pub fn to_text(plan: &Plan) -> String {
             step.bytes_written,
             step.flops
         );
+        if plan.threads > 1 {
+            let _ = writeln!(s, "       {}", work(plan, i));
+        }
     }
     let _ = writeln!(s, "totals:");
     let _ = writeln!(s, "  steps                {}", plan.steps.len());
@@ -85,4 +91,34 @@ pub fn pass_diff(plan: &Plan) -> String {
         );
     }
     s
+}
+
+/// How a step's phases split between workers, and where workers wait:
+/// `| prep tokens 0..32 32..64 | ‖ rows 0..448 448..960` (‖ marks a barrier before).
+fn work(plan: &Plan, step: usize) -> String {
+    plan.phases
+        .iter()
+        .filter(|p| p.step == step)
+        .map(|p| {
+            let parts: Vec<String> = p
+                .parts
+                .iter()
+                .map(|&(a, b)| if a < b { format!("{a}..{b}") } else { "-".into() })
+                .collect();
+            let kind = match p.kind {
+                crate::plan::PhaseKind::Prep => "prep ",
+                crate::plan::PhaseKind::Run => "",
+            };
+            let split = serde_json::to_value(p.split)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            format!(
+                "{}{kind}{split} {}",
+                if p.barrier { "‖ " } else { "" },
+                parts.join(" ")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" | ")
 }

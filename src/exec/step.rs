@@ -1,0 +1,392 @@
+//! Runs one worker's share of one phase of a plan: a range of tokens, of matrix rows or of
+//! heads, fixed by the planner (`plan/parallel.rs`). No checks, no allocation: offsets,
+//! lengths and kernels were all settled at plan time.
+
+use crate::graph::Epilogue;
+use crate::kernels::BlockQ8Act;
+use crate::plan::{Exec, Matmul, Phase, PhaseKind, Plan, Prep, Split};
+
+/// Views `len` f32 at byte offset `off` of `mem`.
+///
+/// # Safety
+/// The range lies in the session memory and no live `&mut` overlaps it: the planner gives
+/// buffers live at the same step disjoint ranges (`plan/arena.rs`), and workers disjoint
+/// ranges between barriers (`plan/parallel.rs`).
+unsafe fn f32s<'a>(mem: *mut u8, off: usize, len: usize) -> &'a [f32] {
+    // SAFETY: forwarded from the caller.
+    unsafe { std::slice::from_raw_parts(mem.add(off) as *const f32, len) }
+}
+
+/// # Safety
+/// As `f32s`, and no other reference to the range is live.
+unsafe fn f32s_mut<'a>(mem: *mut u8, off: usize, len: usize) -> &'a mut [f32] {
+    // SAFETY: forwarded from the caller.
+    unsafe { std::slice::from_raw_parts_mut(mem.add(off) as *mut f32, len) }
+}
+
+/// # Safety
+/// `off` holds at least `t + 1` i32.
+unsafe fn i32_at(mem: *mut u8, off: usize, t: usize) -> i32 {
+    // SAFETY: forwarded from the caller.
+    unsafe { *(mem.add(off) as *const i32).add(t) }
+}
+
+/// # Safety
+/// `at` holds `n` blocks in the session memory.
+unsafe fn blocks<'a>(mem: *mut u8, at: usize, n: usize) -> &'a [BlockQ8Act] {
+    // SAFETY: forwarded from the caller.
+    unsafe { std::slice::from_raw_parts(mem.add(at) as *const BlockQ8Act, n) }
+}
+
+/// Prepares token row `t` of a product's input into slot `s`: norm, then quantize.
+///
+/// # Safety
+/// The prep's offsets are the planner's for this session's memory, `t` a row of the input
+/// and `s` a slot of the step's scratch.
+unsafe fn prepare(mem: *mut u8, p: &Prep, t: usize, s: usize) {
+    // SAFETY: forwarded from the caller; the scratch slots never overlap the input.
+    unsafe {
+        let mut row = f32s(mem, p.x + 4 * t * p.k, p.k);
+        if let Some(nm) = &p.norm {
+            let normed = f32s_mut(mem, nm.scratch + 4 * s * p.k, p.k);
+            (nm.rmsnorm)(row, std::slice::from_raw_parts(nm.gamma, p.k), nm.eps, normed);
+            row = normed;
+        }
+        if let Some(q) = &p.xq {
+            let out = std::slice::from_raw_parts_mut(
+                mem.add(q.at + s * q.blocks * std::mem::size_of::<BlockQ8Act>())
+                    as *mut BlockQ8Act,
+                q.blocks,
+            );
+            (q.f)(row, out);
+        }
+    }
+}
+
+/// The prepared input of slot `s` (token row `t`), as f32 and as 8-bit blocks.
+///
+/// # Safety
+/// As `prepare`, after it ran for this slot.
+unsafe fn prepared<'a>(mem: *mut u8, p: &Prep, t: usize, s: usize) -> (&'a [f32], &'a [BlockQ8Act]) {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        let row = match &p.norm {
+            Some(nm) => f32s(mem, nm.scratch + 4 * s * p.k, p.k),
+            None => f32s(mem, p.x + 4 * t * p.k, p.k),
+        };
+        let q = match &p.xq {
+            Some(q) => blocks(
+                mem,
+                q.at + s * q.blocks * std::mem::size_of::<BlockQ8Act>(),
+                q.blocks,
+            ),
+            None => &[],
+        };
+        (row, q)
+    }
+}
+
+/// Rows `r0..r1` of `mm` times the prepared input of `n` tokens, into `out` (token t's row
+/// at byte offset `out + 4·t·ldo`, rows from `r0`). Batched when the plan chose a gemm and
+/// the call brings more than one token.
+///
+/// # Safety
+/// As `prepare`; `out` holds `n` rows of `ldo ≥ r1` f32; `w` (slot of worker `w` in a plan
+/// for one row) as the planner laid the slots out.
+#[allow(clippy::too_many_arguments)]
+unsafe fn product(
+    mem: *mut u8,
+    p: &Prep,
+    mm: &Matmul,
+    r0: usize,
+    r1: usize,
+    n: usize,
+    slot_of: impl Fn(usize) -> usize,
+    out: usize,
+    ldo: usize,
+) {
+    if r0 >= r1 {
+        return;
+    }
+    // SAFETY: forwarded from the caller; rows r0..r1 are rows of the matrix.
+    unsafe {
+        let w = mm.w.ptr.add(r0 * mm.w.row_bytes);
+        match (mm.gemm, &p.xq) {
+            (Some(gemm), Some(q)) if n > 1 => {
+                // Slot t is token t here (a plan for many rows): the blocks are contiguous.
+                let xq = blocks(mem, q.at, n * q.blocks);
+                gemm(
+                    w,
+                    mm.w.row_bytes,
+                    r1 - r0,
+                    xq,
+                    n,
+                    mem.add(out + 4 * r0) as *mut f32,
+                    ldo,
+                );
+            }
+            _ => {
+                for t in 0..n {
+                    let (row, q) = prepared(mem, p, t, slot_of(t));
+                    (mm.gemv)(
+                        w,
+                        mm.w.row_bytes,
+                        row,
+                        q,
+                        f32s_mut(mem, out + 4 * (t * ldo + r0), r1 - r0),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Runs worker `w`'s share of `phase` for a call of `n` tokens.
+///
+/// # Safety
+/// `mem` holds the plan's whole session memory; `n ≤ plan.seq`; the tokens and positions
+/// buffers hold valid ids (< n_vocab) and consecutive positions (< n_ctx) for the first `n`
+/// rows; every worker runs the phases in order and waits at their barriers. Every offset,
+/// row length and row count below comes from the planner, which sized each buffer for
+/// `seq ≥ n` rows (plan/lower.rs), checked each weight's shape and format against its kernel
+/// (plan/infer.rs), chose kernels this CPU can run (kernels/table.rs) and gave workers
+/// disjoint writes between barriers (plan/parallel.rs).
+pub unsafe fn run_phase(plan: &Plan, phase: &Phase, mem: *mut u8, n: usize, w: usize) {
+    let (a, b) = phase.parts[w];
+    if a >= b {
+        return;
+    }
+    let step = &plan.steps[phase.step];
+    // Rows of this call: all tokens, or the one row after a `LastRow`.
+    let n = n.min(step.rows);
+    let per_worker = step.rows == 1;
+    let slot_of = move |t: usize| if per_worker { w } else { t };
+    // SAFETY (for every block below): as stated in this function's contract.
+    unsafe {
+        if phase.kind == PhaseKind::Prep {
+            let prep = crate::plan::parallel::prep_of(&step.exec).expect("a prep phase");
+            if phase.split == Split::PerWorker {
+                prepare(mem, prep, 0, w);
+            } else {
+                for t in a..b.min(n) {
+                    prepare(mem, prep, t, t);
+                }
+            }
+            return;
+        }
+        let (t0, t1) = (a.min(n), b.min(n));
+        match &step.exec {
+            Exec::Embed {
+                row,
+                table,
+                tokens,
+                out,
+                n: width,
+            } => {
+                for t in t0..t1 {
+                    let id = i32_at(mem, *tokens, t) as usize;
+                    row(
+                        table.ptr.add(id * table.row_bytes),
+                        f32s_mut(mem, out + 4 * t * width, *width),
+                    );
+                }
+            }
+            Exec::RmsNorm {
+                f,
+                x,
+                gamma,
+                out,
+                n: width,
+                eps,
+            } => {
+                let gamma = std::slice::from_raw_parts(*gamma, *width);
+                for t in t0..t1 {
+                    let o = f32s_mut(mem, out + 4 * t * width, *width);
+                    f(f32s(mem, x + 4 * t * width, *width), gamma, *eps, o);
+                }
+            }
+            Exec::Rope {
+                f,
+                x,
+                pos,
+                out,
+                n: width,
+                heads,
+                freqs,
+                layout,
+            } => {
+                for t in t0..t1 {
+                    let dst = f32s_mut(mem, out + 4 * t * width, *width);
+                    dst.copy_from_slice(f32s(mem, x + 4 * t * width, *width));
+                    f(dst, *heads, i32_at(mem, *pos, t), freqs, *layout);
+                }
+            }
+            Exec::KvWrite {
+                k,
+                v,
+                pos,
+                kc,
+                vc,
+                n: width,
+            } => {
+                for t in t0..t1 {
+                    let p = i32_at(mem, *pos, t) as usize;
+                    f32s_mut(mem, kc + 4 * p * width, *width)
+                        .copy_from_slice(f32s(mem, k + 4 * t * width, *width));
+                    f32s_mut(mem, vc + 4 * p * width, *width)
+                        .copy_from_slice(f32s(mem, v + 4 * t * width, *width));
+                }
+            }
+            Exec::Attend {
+                f,
+                q,
+                kc,
+                vc,
+                pos,
+                out,
+                scores,
+                n: width,
+                heads,
+                kv_heads,
+            } => {
+                let kv = width / heads * kv_heads;
+                let cache_rows = plan.n_ctx;
+                let scores = f32s_mut(mem, scores + 4 * w * cache_rows, cache_rows);
+                for t in 0..n {
+                    let n_past = i32_at(mem, *pos, t) as usize + 1;
+                    f(
+                        f32s(mem, q + 4 * t * width, *width),
+                        f32s(mem, *kc, n_past * kv),
+                        f32s(mem, *vc, n_past * kv),
+                        n_past,
+                        *heads,
+                        *kv_heads,
+                        a,
+                        b,
+                        scores,
+                        f32s_mut(mem, out + 4 * t * width, *width),
+                    );
+                }
+            }
+            Exec::Gemv { prep, mm, out, n: width } => {
+                product(mem, prep, mm, a, b, n, slot_of, *out, *width);
+            }
+            Exec::Proj { prep, pos, outs } => {
+                for o in outs {
+                    let (lo, hi) = (a.max(o.row0), b.min(o.row0 + o.n));
+                    if lo >= hi {
+                        continue;
+                    }
+                    let (r0, r1) = (lo - o.row0, hi - o.row0);
+                    // Cache outputs take token t at row pos[t]: consecutive positions.
+                    let first = if o.epilogue.writes_cache() {
+                        i32_at(mem, *pos, 0) as usize
+                    } else {
+                        0
+                    };
+                    let dst = o.dst + 4 * first * o.n;
+                    product(mem, prep, &o.mm, r0, r1, n, slot_of, dst, o.n);
+                    if let Epilogue::Rope { heads, layout, .. }
+                    | Epilogue::RopeToCache { heads, layout, .. } = o.epilogue
+                    {
+                        // The split keeps whole heads together (plan/parallel.rs).
+                        let hd = o.n / heads;
+                        for t in 0..n {
+                            let row = f32s_mut(mem, dst + 4 * (t * o.n + r0), r1 - r0);
+                            (o.rope)(row, (r1 - r0) / hd, i32_at(mem, *pos, t), &o.freqs, layout);
+                        }
+                    }
+                }
+            }
+            Exec::SwiGlu {
+                prep,
+                out,
+                n: width,
+                gate,
+                up,
+                silu_mul,
+                up_scratch,
+            } => {
+                product(mem, prep, gate, a, b, n, slot_of, *out, *width);
+                product(mem, prep, up, a, b, n, slot_of, *up_scratch, *width);
+                for t in 0..n {
+                    silu_mul(
+                        f32s_mut(mem, out + 4 * (t * width + a), b - a),
+                        f32s(mem, up_scratch + 4 * (t * width + a), b - a),
+                    );
+                }
+            }
+            Exec::GemvAdd {
+                prep,
+                mm,
+                acc,
+                x,
+                n: width,
+                scratch,
+            } => {
+                product(mem, prep, mm, a, b, n, slot_of, *scratch, *width);
+                for t in 0..n {
+                    acc(
+                        f32s_mut(mem, x + 4 * (t * width + a), b - a),
+                        f32s(mem, scratch + 4 * (t * width + a), b - a),
+                    );
+                }
+            }
+            Exec::LastRow { x, out, n: width } => {
+                f32s_mut(mem, *out, *width).copy_from_slice(f32s(mem, x + 4 * (n - 1) * width, *width));
+            }
+            Exec::Binary {
+                f,
+                a: x,
+                b: y,
+                out,
+                n: width,
+            } => {
+                for t in t0..t1 {
+                    let o = f32s_mut(mem, out + 4 * t * width, *width);
+                    f(
+                        f32s(mem, x + 4 * t * width, *width),
+                        f32s(mem, y + 4 * t * width, *width),
+                        o,
+                    );
+                }
+            }
+            Exec::Unary { f, x, out, n: width } => {
+                for t in t0..t1 {
+                    f(
+                        f32s(mem, x + 4 * t * width, *width),
+                        f32s_mut(mem, out + 4 * t * width, *width),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Runs worker `w`'s part of a whole forward step: every phase in order, waiting at the
+/// planned barriers. `step_ns`, when given (worker 0 only), receives each phase's wall time
+/// added to its step's entry.
+///
+/// # Safety
+/// As `run_phase`, for every worker of the plan running it at once.
+pub unsafe fn run_worker(
+    plan: &Plan,
+    mem: *mut u8,
+    n: usize,
+    w: usize,
+    barrier: &super::threads::Barrier,
+    mut step_ns: Option<&mut [u64]>,
+) {
+    for phase in &plan.phases {
+        let start = step_ns.as_ref().map(|_| std::time::Instant::now());
+        if phase.barrier {
+            barrier.wait();
+        }
+        // SAFETY: forwarded from the caller; the barrier above orders this phase after
+        // every write it depends on.
+        unsafe { run_phase(plan, phase, mem, n, w) };
+        if let (Some(times), Some(start)) = (step_ns.as_deref_mut(), start) {
+            times[phase.step] += start.elapsed().as_nanos() as u64;
+        }
+    }
+}

@@ -1,0 +1,272 @@
+//! Matrix × matrix products for batched prefill: a 4-bit weight matrix times `n_tok`
+//! activation rows quantized to 8-bit blocks. Each weight block is read from the model once
+//! per call (per 128 tokens) and reused for every token.
+//!
+//! The layout trick: eight weight rows are repacked, a chunk of blocks at a time, into an
+//! L1-resident panel where one 256-bit register holds four consecutive 4-bit codes (as
+//! bytes) of each of the eight rows, one row per 32-bit lane. A token's four matching
+//! activation bytes are broadcast to every lane, so one `maddubs` + `madd` gives each lane
+//! (each row) its partial integer dot product: no horizontal sums, and the per-block scale
+//! of all eight rows is one vector. Per block and token: 8 `maddubs`, 7 `add`, 1 `madd`,
+//! 1 convert and 3 multiply-adds for 8 × 32 multiply-adds.
+//!
+//! Every row lane and every token runs the same instructions in the same order whatever the
+//! panel, the token group or the thread that computes it, so results do not depend on how a
+//! plan splits rows between workers.
+
+use std::arch::x86_64::*;
+
+use crate::kernels::scalar::act::BlockQ8Act;
+use crate::quant::QK;
+
+/// Rows per panel: one per 32-bit lane.
+const PANEL: usize = 8;
+/// Blocks packed at once: 64 × 320 bytes = 20 KiB, inside L1 with the activations.
+const KCHUNK: usize = 64;
+/// Tokens whose accumulators one pass over a panel chunk keeps in registers.
+const TOK_GROUP: usize = 4;
+/// Tokens per pass over a panel (the accumulator buffer on the stack: 4 KiB).
+const TOK_BLOCK: usize = 128;
+
+/// One block of eight rows, repacked: `q[j]` (j < 4) holds codes 4j..4j+4 of every row,
+/// `q[4 + j]` codes 16+4j..16+4j+4; `d` and `m` the rows' scales and offsets.
+#[derive(Clone, Copy)]
+#[repr(C, align(32))]
+struct Packed {
+    q: [__m256i; 8],
+    d: __m256,
+    m: __m256,
+}
+
+/// The formats this kernel multiplies: 32 4-bit codes per block, `x = q·d + m`.
+trait Q4Block {
+    /// Block size in bytes, and where its 16 code bytes start.
+    const BYTES: usize;
+    const QS: usize;
+    /// `(d, m)` of the block at `p`.
+    ///
+    /// # Safety
+    /// `p` points to a whole block.
+    unsafe fn scales(p: *const u8) -> (u16, Option<u16>);
+}
+
+struct Q4_1;
+impl Q4Block for Q4_1 {
+    const BYTES: usize = 20;
+    const QS: usize = 4;
+    unsafe fn scales(p: *const u8) -> (u16, Option<u16>) {
+        // SAFETY: a Q4_1 block starts with its f16 d and m (read unaligned).
+        unsafe {
+            (
+                (p as *const u16).read_unaligned(),
+                Some((p.add(2) as *const u16).read_unaligned()),
+            )
+        }
+    }
+}
+
+/// Q4_0 is Q4_1 with `m = -8·d`.
+struct Q4_0;
+impl Q4Block for Q4_0 {
+    const BYTES: usize = 18;
+    const QS: usize = 2;
+    unsafe fn scales(p: *const u8) -> (u16, Option<u16>) {
+        // SAFETY: a Q4_0 block starts with its f16 d.
+        (unsafe { (p as *const u16).read_unaligned() }, None)
+    }
+}
+
+/// Repacks blocks `b0..b0 + out.len()` of the eight rows at `rows` into `out`.
+///
+/// # Safety
+/// Each `rows[i]` points to a row of at least `b0 + out.len()` blocks of `B`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn pack<B: Q4Block>(rows: &[*const u8; PANEL], b0: usize, out: &mut [Packed]) {
+    let low = _mm256_set1_epi8(0x0f);
+    for (i, p) in out.iter_mut().enumerate() {
+        let at = (b0 + i) * B::BYTES;
+        // SAFETY: block b0 + i of each row is in bounds (caller).
+        let q: [__m128i; PANEL] = std::array::from_fn(|r| unsafe {
+            _mm_loadu_si128(rows[r].add(at + B::QS) as *const __m128i)
+        });
+        // A 4 × 4 transpose of 32-bit words in each 128-bit half: rows 0–3 low, 4–7 high.
+        let a = _mm256_set_m128i(q[4], q[0]);
+        let b = _mm256_set_m128i(q[5], q[1]);
+        let c = _mm256_set_m128i(q[6], q[2]);
+        let d = _mm256_set_m128i(q[7], q[3]);
+        let ab_lo = _mm256_unpacklo_epi32(a, b);
+        let ab_hi = _mm256_unpackhi_epi32(a, b);
+        let cd_lo = _mm256_unpacklo_epi32(c, d);
+        let cd_hi = _mm256_unpackhi_epi32(c, d);
+        let t = [
+            _mm256_unpacklo_epi64(ab_lo, cd_lo),
+            _mm256_unpackhi_epi64(ab_lo, cd_lo),
+            _mm256_unpacklo_epi64(ab_hi, cd_hi),
+            _mm256_unpackhi_epi64(ab_hi, cd_hi),
+        ];
+        for j in 0..4 {
+            p.q[j] = _mm256_and_si256(t[j], low);
+            p.q[4 + j] = _mm256_and_si256(_mm256_srli_epi16::<4>(t[j]), low);
+        }
+        let mut ds = [0u16; PANEL];
+        let mut ms = [0u16; PANEL];
+        let mut has_m = false;
+        for r in 0..PANEL {
+            // SAFETY: as above.
+            let (dr, mr) = unsafe { B::scales(rows[r].add(at)) };
+            ds[r] = dr;
+            if let Some(mr) = mr {
+                ms[r] = mr;
+                has_m = true;
+            }
+        }
+        // SAFETY: 8 u16 are 16 bytes.
+        let dv = _mm256_cvtph_ps(unsafe { _mm_loadu_si128(ds.as_ptr() as *const __m128i) });
+        p.d = dv;
+        p.m = if has_m {
+            // SAFETY: as above.
+            _mm256_cvtph_ps(unsafe { _mm_loadu_si128(ms.as_ptr() as *const __m128i) })
+        } else {
+            _mm256_mul_ps(dv, _mm256_set1_ps(-8.0))
+        };
+    }
+}
+
+/// `acc + d_w·d_x·Σ q_w·q_x + m_w·s_x` for one packed block and one activation block,
+/// every lane a row.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn block_dot(p: &Packed, x: &BlockQ8Act, acc: __m256) -> __m256 {
+    let qs = x.qs.as_ptr() as *const i32;
+    // SAFETY: qs is 32 bytes: words 0..8 (read unaligned).
+    let word = |j: usize| _mm256_set1_epi32(unsafe { qs.add(j).read_unaligned() });
+    // Each i16 sums two products ≤ 15·127, so eight of them stay below 2^15.
+    let s = |j: usize| _mm256_maddubs_epi16(p.q[j], word(j));
+    let lo = _mm256_add_epi16(
+        _mm256_add_epi16(s(0), s(1)),
+        _mm256_add_epi16(s(2), s(3)),
+    );
+    let hi = _mm256_add_epi16(
+        _mm256_add_epi16(s(4), s(5)),
+        _mm256_add_epi16(s(6), s(7)),
+    );
+    let dot = _mm256_madd_epi16(_mm256_add_epi16(lo, hi), _mm256_set1_epi16(1));
+    let scale = _mm256_mul_ps(p.d, _mm256_set1_ps(x.d));
+    let acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), scale, acc);
+    _mm256_fmadd_ps(p.m, _mm256_set1_ps(x.s), acc)
+}
+
+/// # Safety
+/// As `kernels::GemmFn`, for a matrix of `B` blocks.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn gemm_q4<B: Q4Block>(
+    w: *const u8,
+    row_bytes: usize,
+    rows: usize,
+    xq: &[BlockQ8Act],
+    n_tok: usize,
+    out: *mut f32,
+    ldo: usize,
+) {
+    if rows == 0 || n_tok == 0 {
+        return;
+    }
+    let nb = xq.len() / n_tok;
+    let mut panel = [Packed {
+        q: [_mm256_setzero_si256(); 8],
+        d: _mm256_setzero_ps(),
+        m: _mm256_setzero_ps(),
+    }; KCHUNK];
+    let mut acc = [_mm256_setzero_ps(); TOK_BLOCK];
+    for r0 in (0..rows).step_by(PANEL) {
+        let live = (rows - r0).min(PANEL);
+        // Lanes past the last row repeat it: their results are computed and never stored.
+        // SAFETY: rows r0..r0 + live are rows of the matrix (caller).
+        let ptrs: [*const u8; PANEL] =
+            std::array::from_fn(|i| unsafe { w.add((r0 + i.min(live - 1)) * row_bytes) });
+        for t0 in (0..n_tok).step_by(TOK_BLOCK) {
+            let nt = (n_tok - t0).min(TOK_BLOCK);
+            acc[..nt].fill(_mm256_setzero_ps());
+            for b0 in (0..nb).step_by(KCHUNK) {
+                let nk = (nb - b0).min(KCHUNK);
+                // SAFETY: every row has nb blocks (caller), b0 + nk ≤ nb.
+                unsafe { pack::<B>(&ptrs, b0, &mut panel[..nk]) };
+                let mut g = 0;
+                while g + TOK_GROUP <= nt {
+                    let x: [&[BlockQ8Act]; TOK_GROUP] =
+                        std::array::from_fn(|i| &xq[(t0 + g + i) * nb + b0..][..nk]);
+                    let mut a: [__m256; TOK_GROUP] = std::array::from_fn(|i| acc[g + i]);
+                    for (b, p) in panel[..nk].iter().enumerate() {
+                        for i in 0..TOK_GROUP {
+                            a[i] = block_dot(p, &x[i][b], a[i]);
+                        }
+                    }
+                    acc[g..g + TOK_GROUP].copy_from_slice(&a);
+                    g += TOK_GROUP;
+                }
+                for t in g..nt {
+                    let x = &xq[(t0 + t) * nb + b0..][..nk];
+                    let mut a = acc[t];
+                    for (p, xb) in panel[..nk].iter().zip(x) {
+                        a = block_dot(p, xb, a);
+                    }
+                    acc[t] = a;
+                }
+            }
+            for (t, a) in acc[..nt].iter().enumerate() {
+                // SAFETY: out holds rows r0..r0 + live of token t0 + t (caller: ldo ≥ rows).
+                let dst = unsafe { out.add((t0 + t) * ldo + r0) };
+                if live == PANEL {
+                    // SAFETY: 8 floats at dst, as above.
+                    unsafe { _mm256_storeu_ps(dst, *a) };
+                } else {
+                    let mut lanes = [0f32; PANEL];
+                    // SAFETY: lanes is 8 floats.
+                    unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), *a) };
+                    // SAFETY: `live` floats at dst, as above.
+                    unsafe { std::ptr::copy_nonoverlapping(lanes.as_ptr(), dst, live) };
+                }
+            }
+        }
+    }
+}
+
+/// Q4_1 weights × 8-bit activations, for `n_tok` tokens at once.
+///
+/// # Safety
+/// The CPU has AVX2, FMA and F16C; otherwise as `kernels::GemmFn`.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn gemm_q4_1_avx2(
+    w: *const u8,
+    row_bytes: usize,
+    rows: usize,
+    xq: &[BlockQ8Act],
+    n_tok: usize,
+    out: *mut f32,
+    ldo: usize,
+) {
+    // SAFETY: forwarded from the caller.
+    unsafe { gemm_q4::<Q4_1>(w, row_bytes, rows, xq, n_tok, out, ldo) }
+}
+
+/// Q4_0 weights × 8-bit activations, for `n_tok` tokens at once.
+///
+/// # Safety
+/// As `gemm_q4_1_avx2`.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn gemm_q4_0_avx2(
+    w: *const u8,
+    row_bytes: usize,
+    rows: usize,
+    xq: &[BlockQ8Act],
+    n_tok: usize,
+    out: *mut f32,
+    ldo: usize,
+) {
+    // SAFETY: forwarded from the caller.
+    unsafe { gemm_q4::<Q4_0>(w, row_bytes, rows, xq, n_tok, out, ldo) }
+}
+
+const _: () = assert!(QK == 32 && std::mem::size_of::<Packed>() == 320);
