@@ -252,3 +252,135 @@ proptest! {
         prop_assert_eq!(a, b);
     }
 }
+
+/// The batched 4-bit kernels (prefill) against the scalar 8-bit-activation gemv applied
+/// token by token, and against themselves: any row range and any token subset computes
+/// bitwise the same values as the whole call, which is what makes a plan's logits the same
+/// for every thread count.
+fn check_gemm(dtype: GgmlType, rows: usize, k: usize, n_tok: usize, w: &[f32], xs: &[f32]) {
+    require_avx2();
+    let gemm = table::gemm(dtype, KernelLevel::Avx2)
+        .expect("a gemm for this format")
+        .f;
+    let twin = table::gemv_q8_twin(dtype).unwrap();
+    let bytes = quantize(dtype, w).unwrap();
+    let buf = aligned(&bytes);
+    let wp = buf.as_ptr() as *const u8;
+    let row_bytes = bytes.len() / rows;
+    let mut deq = vec![0f32; w.len()];
+    qgraph::quant::dequantize(dtype, &bytes, &mut deq).unwrap();
+    let xq: Vec<BlockQ8Act> = xs.chunks(k).flat_map(q8).collect();
+    let nb = k / 32;
+    let mut full = vec![f32::NAN; n_tok * rows];
+    // SAFETY: buf holds rows × row_bytes bytes; xq holds n_tok × k/32 blocks; out holds
+    // n_tok rows of `rows`; AVX2 was checked.
+    unsafe { gemm(wp, row_bytes, rows, &xq, n_tok, full.as_mut_ptr(), rows) };
+    for t in 0..n_tok {
+        let x = &xs[t * k..(t + 1) * k];
+        let mut want = vec![0f32; rows];
+        // SAFETY: as above, one token.
+        unsafe { twin(wp, row_bytes, x, &xq[t * nb..(t + 1) * nb], &mut want) };
+        for r in 0..rows {
+            let mag: f32 = deq[r * k..(r + 1) * k]
+                .iter()
+                .zip(x)
+                .map(|(p, q)| (p * q).abs())
+                .sum();
+            let got = full[t * rows + r];
+            assert!(
+                (got - want[r]).abs() <= 1e-5 * mag + 1e-6,
+                "{dtype} token {t} row {r} of {rows}×{k}: gemm {got} vs gemv twin {} (Σ|terms| {mag})",
+                want[r]
+            );
+        }
+    }
+    // Rows split at a multiple of 16 (as plans split them), and one token alone.
+    let cut = (rows / 2) / 16 * 16;
+    let mut parts = vec![f32::NAN; n_tok * rows];
+    // SAFETY: as above, rows 0..cut and cut..rows of the same matrix.
+    unsafe {
+        gemm(wp, row_bytes, cut, &xq, n_tok, parts.as_mut_ptr(), rows);
+        gemm(
+            wp.add(cut * row_bytes),
+            row_bytes,
+            rows - cut,
+            &xq,
+            n_tok,
+            parts.as_mut_ptr().add(cut),
+            rows,
+        );
+    }
+    assert_eq!(
+        full.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+        parts.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+        "{dtype}: split rows differ"
+    );
+    let last = n_tok - 1;
+    let mut one = vec![f32::NAN; rows];
+    // SAFETY: as above, one token.
+    unsafe {
+        gemm(
+            wp,
+            row_bytes,
+            rows,
+            &xq[last * nb..],
+            1,
+            one.as_mut_ptr(),
+            rows,
+        )
+    };
+    assert_eq!(
+        &full[last * rows..]
+            .iter()
+            .map(|v| v.to_bits())
+            .collect::<Vec<_>>(),
+        &one.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+        "{dtype}: a token alone differs from the same token in a batch"
+    );
+}
+
+fn gemm_case() -> impl Strategy<Value = (usize, usize, usize, Vec<f32>, Vec<f32>)> {
+    // k up to 96 blocks crosses the kernel's 64-block packing chunk.
+    (
+        1usize..70,
+        prop::sample::select(vec![32usize, 64, 160, 2304, 3072]),
+        1usize..11,
+    )
+        .prop_flat_map(|(rows, k, n_tok)| {
+            (
+                Just(rows),
+                Just(k),
+                Just(n_tok),
+                values(rows * k),
+                values(n_tok * k),
+            )
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    #[test]
+    fn gemm_q4_1_matches_its_gemv_twin((rows, k, n_tok, w, x) in gemm_case()) {
+        check_gemm(GgmlType::Q4_1, rows, k, n_tok, &w, &x);
+    }
+
+    #[test]
+    fn gemm_q4_0_matches_its_gemv_twin((rows, k, n_tok, w, x) in gemm_case()) {
+        check_gemm(GgmlType::Q4_0, rows, k, n_tok, &w, &x);
+    }
+}
+
+/// More tokens than one pass over a panel holds (128), with a ragged last group.
+#[test]
+fn gemm_handles_long_batches() {
+    let (rows, k, n_tok) = (24, 64, 131);
+    let w: Vec<f32> = (0..rows * k)
+        .map(|i| ((i * 37 % 101) as f32 - 50.0) / 40.0)
+        .collect();
+    let x: Vec<f32> = (0..n_tok * k)
+        .map(|i| ((i * 53 % 97) as f32 - 48.0) / 30.0)
+        .collect();
+    check_gemm(GgmlType::Q4_1, rows, k, n_tok, &w, &x);
+    check_gemm(GgmlType::Q4_0, rows, k, n_tok, &w, &x);
+}

@@ -1,5 +1,6 @@
-//! The forward pass allocates nothing: a counting global allocator watches 64 decode steps
-//! and a 128-token prompt on the real model, after the session is created and warmed once.
+//! The forward pass allocates nothing: a counting global allocator watches a 128-token
+//! prompt (batched prefill, in chunks) and 64 decode steps on the real model, with one and
+//! two worker threads, after the session is created and warmed once.
 //! (Its own test binary, so no other test's allocations are counted.)
 
 mod common;
@@ -10,7 +11,7 @@ use std::sync::Arc;
 
 use qgraph::exec::Session;
 use qgraph::gguf::GgufFile;
-use qgraph::plan::{Plan, PlanOptions};
+use qgraph::plan::{Logits, Plan, PlanOptions};
 use qgraph::sample::{Sampler, SamplerConfig};
 
 struct Counting;
@@ -57,7 +58,7 @@ fn the_counter_sees_allocations() {
     );
 }
 
-fn session(level: qgraph::kernels::KernelLevel) -> Session {
+fn session(level: qgraph::kernels::KernelLevel, threads: usize) -> Session {
     let model = Arc::new(GgufFile::open(common::real_model()).unwrap());
     let g = qgraph::graph::load(concat!(env!("CARGO_MANIFEST_DIR"), "/graphs/llama.toml"))
         .unwrap()
@@ -66,29 +67,39 @@ fn session(level: qgraph::kernels::KernelLevel) -> Session {
     let opts = PlanOptions {
         n_ctx: 256,
         level,
+        threads,
         ..PlanOptions::default()
     };
-    Session::new(Arc::new(Plan::new(&g, model, &opts).unwrap())).unwrap()
+    let prefill = PlanOptions {
+        seq: 48,
+        logits: Logits::Last,
+        ..opts.clone()
+    };
+    let decode = Plan::new(&g, model.clone(), &opts).unwrap();
+    let prefill = Plan::new(&g, model, &prefill).unwrap();
+    Session::with_prefill(Arc::new(decode), Arc::new(prefill)).unwrap()
 }
 
 #[test]
 fn decode_and_prompt_allocate_nothing() {
-    for level in [
-        qgraph::kernels::KernelLevel::Scalar,
-        qgraph::kernels::table::detect(),
+    let simd = qgraph::kernels::table::detect();
+    for (level, threads) in [
+        (qgraph::kernels::KernelLevel::Scalar, 1),
+        (simd, 1),
+        (simd, 2),
     ] {
-        let mut s = session(level);
+        let mut s = session(level, threads);
         let mut sampler = Sampler::new(SamplerConfig::default(), s.n_vocab());
-        // Warm once: first touches, lazily initialised statics.
+        // Warm once: first touches, lazily initialised statics, both plans.
+        s.forward(&[1, 2, 3]).unwrap();
         let t = sampler.sample(s.forward(&[1]).unwrap());
         sampler.accept(t);
         s.reset();
+        // 128 tokens: two full prefill chunks of 48 and one of 32.
         let prompt: Vec<u32> = (0..128).map(|i| (i * 37 % 49000) as u32 + 10).collect();
 
         let before = counts();
-        for &t in &prompt {
-            s.forward(&[t]).unwrap();
-        }
+        s.forward(&prompt).unwrap();
         let after_prompt = counts();
         let mut token = 42;
         for _ in 0..64 {
@@ -99,11 +110,11 @@ fn decode_and_prompt_allocate_nothing() {
         let after_decode = counts();
         assert_eq!(
             after_prompt, before,
-            "{level:?}: (allocations, frees) during the 128-token prompt"
+            "{level:?}, {threads} threads: (allocations, frees) during the 128-token prompt"
         );
         assert_eq!(
             after_decode, after_prompt,
-            "{level:?}: (allocations, frees) during 64 decode steps"
+            "{level:?}, {threads} threads: (allocations, frees) during 64 decode steps"
         );
     }
 }

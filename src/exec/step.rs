@@ -49,13 +49,17 @@ unsafe fn prepare(mem: *mut u8, p: &Prep, t: usize, s: usize) {
         let mut row = f32s(mem, p.x + 4 * t * p.k, p.k);
         if let Some(nm) = &p.norm {
             let normed = f32s_mut(mem, nm.scratch + 4 * s * p.k, p.k);
-            (nm.rmsnorm)(row, std::slice::from_raw_parts(nm.gamma, p.k), nm.eps, normed);
+            (nm.rmsnorm)(
+                row,
+                std::slice::from_raw_parts(nm.gamma, p.k),
+                nm.eps,
+                normed,
+            );
             row = normed;
         }
         if let Some(q) = &p.xq {
             let out = std::slice::from_raw_parts_mut(
-                mem.add(q.at + s * q.blocks * std::mem::size_of::<BlockQ8Act>())
-                    as *mut BlockQ8Act,
+                mem.add(q.at + s * q.blocks * std::mem::size_of::<BlockQ8Act>()) as *mut BlockQ8Act,
                 q.blocks,
             );
             (q.f)(row, out);
@@ -67,7 +71,12 @@ unsafe fn prepare(mem: *mut u8, p: &Prep, t: usize, s: usize) {
 ///
 /// # Safety
 /// As `prepare`, after it ran for this slot.
-unsafe fn prepared<'a>(mem: *mut u8, p: &Prep, t: usize, s: usize) -> (&'a [f32], &'a [BlockQ8Act]) {
+unsafe fn prepared<'a>(
+    mem: *mut u8,
+    p: &Prep,
+    t: usize,
+    s: usize,
+) -> (&'a [f32], &'a [BlockQ8Act]) {
     // SAFETY: forwarded from the caller.
     unsafe {
         let row = match &p.norm {
@@ -112,9 +121,15 @@ unsafe fn product(
     unsafe {
         let w = mm.w.ptr.add(r0 * mm.w.row_bytes);
         match (mm.gemm, &p.xq) {
-            (Some(gemm), Some(q)) if n > 1 => {
-                // Slot t is token t here (a plan for many rows): the blocks are contiguous.
-                let xq = blocks(mem, q.at, n * q.blocks);
+            (Some(gemm), Some(q)) => {
+                // One token: its slot (the worker's, in a plan for one row). Many: slot t
+                // is token t, so the blocks are contiguous.
+                let first = if n == 1 { slot_of(0) } else { 0 };
+                let xq = blocks(
+                    mem,
+                    q.at + first * q.blocks * std::mem::size_of::<BlockQ8Act>(),
+                    n * q.blocks,
+                );
                 gemm(
                     w,
                     mm.w.row_bytes,
@@ -231,10 +246,16 @@ pub unsafe fn run_phase(plan: &Plan, phase: &Phase, mem: *mut u8, n: usize, w: u
             } => {
                 for t in t0..t1 {
                     let p = i32_at(mem, *pos, t) as usize;
-                    f32s_mut(mem, kc + 4 * p * width, *width)
-                        .copy_from_slice(f32s(mem, k + 4 * t * width, *width));
-                    f32s_mut(mem, vc + 4 * p * width, *width)
-                        .copy_from_slice(f32s(mem, v + 4 * t * width, *width));
+                    f32s_mut(mem, kc + 4 * p * width, *width).copy_from_slice(f32s(
+                        mem,
+                        k + 4 * t * width,
+                        *width,
+                    ));
+                    f32s_mut(mem, vc + 4 * p * width, *width).copy_from_slice(f32s(
+                        mem,
+                        v + 4 * t * width,
+                        *width,
+                    ));
                 }
             }
             Exec::Attend {
@@ -268,7 +289,12 @@ pub unsafe fn run_phase(plan: &Plan, phase: &Phase, mem: *mut u8, n: usize, w: u
                     );
                 }
             }
-            Exec::Gemv { prep, mm, out, n: width } => {
+            Exec::Gemv {
+                prep,
+                mm,
+                out,
+                n: width,
+            } => {
                 product(mem, prep, mm, a, b, n, slot_of, *out, *width);
             }
             Exec::Proj { prep, pos, outs } => {
@@ -333,7 +359,11 @@ pub unsafe fn run_phase(plan: &Plan, phase: &Phase, mem: *mut u8, n: usize, w: u
                 }
             }
             Exec::LastRow { x, out, n: width } => {
-                f32s_mut(mem, *out, *width).copy_from_slice(f32s(mem, x + 4 * (n - 1) * width, *width));
+                f32s_mut(mem, *out, *width).copy_from_slice(f32s(
+                    mem,
+                    x + 4 * (n - 1) * width,
+                    *width,
+                ));
             }
             Exec::Binary {
                 f,
@@ -351,7 +381,12 @@ pub unsafe fn run_phase(plan: &Plan, phase: &Phase, mem: *mut u8, n: usize, w: u
                     );
                 }
             }
-            Exec::Unary { f, x, out, n: width } => {
+            Exec::Unary {
+                f,
+                x,
+                out,
+                n: width,
+            } => {
                 for t in t0..t1 {
                     f(
                         f32s(mem, x + 4 * t * width, *width),

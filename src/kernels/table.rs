@@ -4,8 +4,8 @@
 
 use super::scalar::{act, attention, elementwise, gemv as sg, norm, rope as srope};
 use super::{
-    AccumulateFn, AttendFn, BinaryFn, Chosen, GemmFn, GemvFn, KernelLevel, QuantizeActFn, RmsNormFn,
-    RopeFn, RowFn, SiluMulFn, UnaryFn,
+    AccumulateFn, AttendFn, BinaryFn, Chosen, GemmFn, GemvFn, KernelLevel, QuantizeActFn,
+    RmsNormFn, RopeFn, RowFn, SiluMulFn, UnaryFn,
 };
 use crate::quant::GgmlType;
 

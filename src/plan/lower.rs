@@ -14,8 +14,8 @@ use crate::gguf::GgufFile;
 use crate::graph::{Epilogue, Graph, InputKind, NodeId, Op, RopeLayout, ValueId, WeightId};
 use crate::kernels::scalar::rope::rope_freqs;
 use crate::kernels::{
-    table, AccumulateFn, AttendFn, BinaryFn, GemmFn, GemvFn, KernelLevel, QuantizeActFn,
-    RmsNormFn, RopeFn, RowFn, SiluMulFn, UnaryFn,
+    table, AccumulateFn, AttendFn, BinaryFn, GemmFn, GemvFn, KernelLevel, QuantizeActFn, RmsNormFn,
+    RopeFn, RowFn, SiluMulFn, UnaryFn,
 };
 
 /// A weight matrix in the model's memory map: `rows` rows of `row_bytes` bytes.
@@ -166,11 +166,7 @@ pub enum Exec {
         scratch: usize,
     },
     /// Copies the call's last token row of x (`n` wide) to row 0 of out.
-    LastRow {
-        x: usize,
-        out: usize,
-        n: usize,
-    },
+    LastRow { x: usize, out: usize, n: usize },
     Binary {
         f: BinaryFn,
         a: usize,

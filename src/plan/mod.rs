@@ -73,23 +73,22 @@ impl Default for PlanOptions {
 /// sysfs), the default thread count.
 pub fn physical_cores() -> usize {
     let logical = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let siblings = std::fs::read_to_string(
-        "/sys/devices/system/cpu/cpu0/topology/thread_siblings_list",
-    )
-    .ok()
-    .map(|s| {
-        s.trim()
-            .split(',')
-            .map(|part| match part.split_once('-') {
-                Some((a, b)) => {
-                    b.parse::<usize>().unwrap_or(0) + 1 - a.parse::<usize>().unwrap_or(0)
-                }
-                None => 1,
+    let siblings =
+        std::fs::read_to_string("/sys/devices/system/cpu/cpu0/topology/thread_siblings_list")
+            .ok()
+            .map(|s| {
+                s.trim()
+                    .split(',')
+                    .map(|part| match part.split_once('-') {
+                        Some((a, b)) => {
+                            b.parse::<usize>().unwrap_or(0) + 1 - a.parse::<usize>().unwrap_or(0)
+                        }
+                        None => 1,
+                    })
+                    .sum::<usize>()
             })
-            .sum::<usize>()
-    })
-    .unwrap_or(1)
-    .max(1);
+            .unwrap_or(1)
+            .max(1);
     (logical / siblings).max(1)
 }
 

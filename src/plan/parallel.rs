@@ -274,7 +274,8 @@ fn access(m: &Mem, step: &Step, ph: &Phase, w: usize) -> Access {
             } else {
                 (a, b, a, b)
             };
-            acc.reads.add(prep.x + 4 * prep.k * t0, prep.x + 4 * prep.k * t1);
+            acc.reads
+                .add(prep.x + 4 * prep.k * t0, prep.x + 4 * prep.k * t1);
             prep_slots(prep, s0, s1, &mut acc.writes);
         }
         (PhaseKind::Run, Split::Tokens) => {
@@ -338,7 +339,12 @@ fn access(m: &Mem, step: &Step, ph: &Phase, w: usize) -> Access {
                             continue;
                         }
                         if o.epilogue.writes_cache() {
-                            m.whole(&mut acc.writes, buf);
+                            // Columns lo..hi of the rows this call writes: any rows, as the
+                            // positions are only known at run time.
+                            let cache = m.buf(buf);
+                            let cache_rows = cache.fact.shape[0];
+                            let (c0, c1) = (lo - o.row0, hi - o.row0);
+                            Mem::cols(&mut acc.writes, cache.offset, cache_rows, o.n, c0, c1);
                         } else {
                             Mem::cols(&mut acc.writes, o.dst, rows, o.n, lo - o.row0, hi - o.row0);
                         }
@@ -351,7 +357,12 @@ fn access(m: &Mem, step: &Step, ph: &Phase, w: usize) -> Access {
             for &i in &step.inputs {
                 m.whole(&mut acc.reads, i);
             }
-            for &o in step.outputs.iter().chain(&step.scratch).chain(&step.qscratch) {
+            for &o in step
+                .outputs
+                .iter()
+                .chain(&step.scratch)
+                .chain(&step.qscratch)
+            {
                 m.whole(&mut acc.writes, o);
             }
         }

@@ -39,40 +39,39 @@ struct Packed {
 }
 
 /// The formats this kernel multiplies: 32 4-bit codes per block, `x = q·d + m`.
-trait Q4Block {
+pub(super) trait Q4Block {
     /// Block size in bytes, and where its 16 code bytes start.
     const BYTES: usize;
     const QS: usize;
-    /// `(d, m)` of the block at `p`.
+    /// Whether blocks store an offset `m` (else it is `-8·d`).
+    const HAS_M: bool;
+    /// The block's f16 `d` in the low 16 bits, and its f16 `m` in the high 16 (or 0).
     ///
     /// # Safety
     /// `p` points to a whole block.
-    unsafe fn scales(p: *const u8) -> (u16, Option<u16>);
+    unsafe fn scale_word(p: *const u8) -> i32;
 }
 
-struct Q4_1;
+pub(super) struct Q4_1;
 impl Q4Block for Q4_1 {
     const BYTES: usize = 20;
     const QS: usize = 4;
-    unsafe fn scales(p: *const u8) -> (u16, Option<u16>) {
-        // SAFETY: a Q4_1 block starts with its f16 d and m (read unaligned).
-        unsafe {
-            (
-                (p as *const u16).read_unaligned(),
-                Some((p.add(2) as *const u16).read_unaligned()),
-            )
-        }
+    const HAS_M: bool = true;
+    unsafe fn scale_word(p: *const u8) -> i32 {
+        // SAFETY: a Q4_1 block starts with its f16 d then m (read unaligned, little-endian).
+        unsafe { (p as *const i32).read_unaligned() }
     }
 }
 
 /// Q4_0 is Q4_1 with `m = -8·d`.
-struct Q4_0;
+pub(super) struct Q4_0;
 impl Q4Block for Q4_0 {
     const BYTES: usize = 18;
     const QS: usize = 2;
-    unsafe fn scales(p: *const u8) -> (u16, Option<u16>) {
+    const HAS_M: bool = false;
+    unsafe fn scale_word(p: *const u8) -> i32 {
         // SAFETY: a Q4_0 block starts with its f16 d.
-        (unsafe { (p as *const u16).read_unaligned() }, None)
+        unsafe { (p as *const u16).read_unaligned() as i32 }
     }
 }
 
@@ -105,32 +104,48 @@ unsafe fn pack<B: Q4Block>(rows: &[*const u8; PANEL], b0: usize, out: &mut [Pack
             _mm256_unpacklo_epi64(ab_hi, cd_hi),
             _mm256_unpackhi_epi64(ab_hi, cd_hi),
         ];
-        for j in 0..4 {
-            p.q[j] = _mm256_and_si256(t[j], low);
-            p.q[4 + j] = _mm256_and_si256(_mm256_srli_epi16::<4>(t[j]), low);
+        for (j, tj) in t.iter().enumerate() {
+            p.q[j] = _mm256_and_si256(*tj, low);
+            p.q[4 + j] = _mm256_and_si256(_mm256_srli_epi16::<4>(*tj), low);
         }
-        let mut ds = [0u16; PANEL];
-        let mut ms = [0u16; PANEL];
-        let mut has_m = false;
-        for r in 0..PANEL {
-            // SAFETY: as above.
-            let (dr, mr) = unsafe { B::scales(rows[r].add(at)) };
-            ds[r] = dr;
-            if let Some(mr) = mr {
-                ms[r] = mr;
-                has_m = true;
-            }
-        }
-        // SAFETY: 8 u16 are 16 bytes.
-        let dv = _mm256_cvtph_ps(unsafe { _mm_loadu_si128(ds.as_ptr() as *const __m128i) });
-        p.d = dv;
-        p.m = if has_m {
-            // SAFETY: as above.
-            _mm256_cvtph_ps(unsafe { _mm_loadu_si128(ms.as_ptr() as *const __m128i) })
-        } else {
-            _mm256_mul_ps(dv, _mm256_set1_ps(-8.0))
-        };
+        // SAFETY: as above.
+        let (d, m) = unsafe { scales8::<B>(rows, at) };
+        p.d = d;
+        p.m = m;
     }
+}
+
+/// The scales and offsets of block `at` (a byte offset) of eight rows, as f32 lanes
+/// (Q4_0's offset is `-8·d`). The gemv computes them the same way (`gemv.rs`).
+///
+/// # Safety
+/// Each `rows[i] + at` is a whole block of `B`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn scales8<B: Q4Block>(rows: &[*const u8; PANEL], at: usize) -> (__m256, __m256) {
+    // SAFETY: forwarded from the caller: each block starts with its f16 d (and m).
+    let word = |r: usize| unsafe { B::scale_word(rows[r].add(at)) };
+    let v = _mm256_setr_epi32(
+        word(0),
+        word(1),
+        word(2),
+        word(3),
+        word(4),
+        word(5),
+        word(6),
+        word(7),
+    );
+    // d in the low 16 bits of each word, m in the high: pack them apart, then order lanes.
+    let lo = _mm256_and_si256(v, _mm256_set1_epi32(0xffff));
+    let hi = _mm256_srli_epi32::<16>(v);
+    let packed = _mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_packus_epi32(lo, hi));
+    let d = _mm256_cvtph_ps(_mm256_castsi256_si128(packed));
+    let m = if B::HAS_M {
+        _mm256_cvtph_ps(_mm256_extracti128_si256::<1>(packed))
+    } else {
+        _mm256_mul_ps(d, _mm256_set1_ps(-8.0))
+    };
+    (d, m)
 }
 
 /// `acc + d_w·d_x·Σ q_w·q_x + m_w·s_x` for one packed block and one activation block,
@@ -143,14 +158,8 @@ fn block_dot(p: &Packed, x: &BlockQ8Act, acc: __m256) -> __m256 {
     let word = |j: usize| _mm256_set1_epi32(unsafe { qs.add(j).read_unaligned() });
     // Each i16 sums two products ≤ 15·127, so eight of them stay below 2^15.
     let s = |j: usize| _mm256_maddubs_epi16(p.q[j], word(j));
-    let lo = _mm256_add_epi16(
-        _mm256_add_epi16(s(0), s(1)),
-        _mm256_add_epi16(s(2), s(3)),
-    );
-    let hi = _mm256_add_epi16(
-        _mm256_add_epi16(s(4), s(5)),
-        _mm256_add_epi16(s(6), s(7)),
-    );
+    let lo = _mm256_add_epi16(_mm256_add_epi16(s(0), s(1)), _mm256_add_epi16(s(2), s(3)));
+    let hi = _mm256_add_epi16(_mm256_add_epi16(s(4), s(5)), _mm256_add_epi16(s(6), s(7)));
     let dot = _mm256_madd_epi16(_mm256_add_epi16(lo, hi), _mm256_set1_epi16(1));
     let scale = _mm256_mul_ps(p.d, _mm256_set1_ps(x.d));
     let acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), scale, acc);
@@ -186,6 +195,8 @@ unsafe fn gemm_q4<B: Q4Block>(
         // SAFETY: rows r0..r0 + live are rows of the matrix (caller).
         let ptrs: [*const u8; PANEL] =
             std::array::from_fn(|i| unsafe { w.add((r0 + i.min(live - 1)) * row_bytes) });
+        // The next panel's rows stream in while this one is multiplied.
+        super::gemv::prefetch(w.wrapping_add((r0 + PANEL) * row_bytes), PANEL * row_bytes);
         for t0 in (0..n_tok).step_by(TOK_BLOCK) {
             let nt = (n_tok - t0).min(TOK_BLOCK);
             acc[..nt].fill(_mm256_setzero_ps());

@@ -17,7 +17,11 @@ pub fn to_text(plan: &Plan) -> String {
         plan.level.name(),
         plan.threads,
         plan.barriers(),
-        if plan.last_row_only { ", last token's logits" } else { "" },
+        if plan.last_row_only {
+            ", last token's logits"
+        } else {
+            ""
+        },
         plan.passes
             .iter()
             .map(|p| p.name)
@@ -103,7 +107,13 @@ fn work(plan: &Plan, step: usize) -> String {
             let parts: Vec<String> = p
                 .parts
                 .iter()
-                .map(|&(a, b)| if a < b { format!("{a}..{b}") } else { "-".into() })
+                .map(|&(a, b)| {
+                    if a < b {
+                        format!("{a}..{b}")
+                    } else {
+                        "-".into()
+                    }
+                })
                 .collect();
             let kind = match p.kind {
                 crate::plan::PhaseKind::Prep => "prep ",
