@@ -183,12 +183,7 @@ impl Session {
     /// last one. With a prefill plan, runs of more than one token go through it in chunks
     /// of its `seq`; single tokens (and sessions without one) go through the main plan.
     pub fn forward(&mut self, tokens: &[u32]) -> Result<&[f32], ExecError> {
-        let max = self
-            .prefill
-            .as_ref()
-            .map_or(self.plan.seq, |p| p.seq.max(self.plan.seq));
         self.check(tokens, usize::MAX)?;
-        let _ = max;
         let mut rest = tokens;
         let mut last: (usize, usize) = (0, 0);
         while !rest.is_empty() {
