@@ -10,7 +10,7 @@
 use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use qgraph::kernels::{table, BlockQ8Act, GemvFn, KernelLevel};
+use qgraph::kernels::{panel, table, BlockQ8Act, GemvFn, KernelLevel, WeightLayout};
 use qgraph::quant::{quantize, GgmlType};
 use qgraph::sample::rng::SplitMix64;
 
@@ -120,6 +120,32 @@ const CASES: &[Case] = &[
     },
 ];
 
+/// Copies of a matrix one after another, 8-byte aligned, and the stride between them in words.
+type Copies = (Vec<u64>, usize);
+
+/// `copies` 8-byte-aligned copies of `bytes`, one after another, and the stride in words.
+fn copies_of(bytes: &[u8], copies: usize) -> Copies {
+    let stride = bytes.len().div_ceil(8);
+    let mut buf = vec![0u64; stride * copies];
+    for i in 0..copies {
+        bytemuck::cast_slice_mut::<u64, u8>(&mut buf[i * stride..])[..bytes.len()]
+            .copy_from_slice(bytes);
+    }
+    (buf, stride)
+}
+
+/// Streaming read bandwidth over `STREAM_BYTES`, GB/s (best of 5), for the same footing.
+fn read_bandwidth() -> f64 {
+    let buf = vec![1u8; STREAM_BYTES];
+    (0..5)
+        .map(|_| {
+            let t = Instant::now();
+            std::hint::black_box(qgraph::kernels::read_all(std::hint::black_box(&buf)));
+            STREAM_BYTES as f64 / t.elapsed().as_secs_f64() / 1e9
+        })
+        .fold(0.0, f64::max)
+}
+
 fn bench_gemv(c: &mut Criterion) {
     let mut rng = SplitMix64(7);
     let mut gflops = Vec::new();
@@ -127,39 +153,58 @@ fn bench_gemv(c: &mut Criterion) {
         let w: Vec<f32> = (0..case.rows * case.cols).map(|_| rng.next_f32()).collect();
         let bytes = quantize(case.dtype, &w).unwrap();
         let copies = (STREAM_BYTES / bytes.len()).max(1);
-        // 8-byte aligned copies, one after another.
-        let stride = bytes.len().div_ceil(8);
-        let mut buf = vec![0u64; stride * copies];
-        for i in 0..copies {
-            bytemuck::cast_slice_mut::<u64, u8>(&mut buf[i * stride..])[..bytes.len()]
-                .copy_from_slice(&bytes);
-        }
+        let row_bytes = bytes.len() / case.rows;
+        let rows = copies_of(&bytes, copies);
+        // The same matrix in row panels, as the planner's repack leaves it.
+        let nb = case.cols / 32;
+        let panels = panel::panel_bytes(case.dtype, case.rows, nb).map(|n| {
+            let mut packed = vec![0u8; n];
+            assert!(panel::repack(
+                case.dtype,
+                &bytes,
+                case.rows,
+                nb,
+                &mut packed
+            ));
+            copies_of(&packed, copies)
+        });
         let x: Vec<f32> = (0..case.cols).map(|_| rng.next_f32()).collect();
         let mut xq = vec![BlockQ8Act::default(); case.cols / 32];
         qgraph::kernels::scalar::act::quantize_act_scalar(&x, &mut xq);
         let mut out = vec![0f32; case.rows];
-        let row_bytes = bytes.len() / case.rows;
         let mut group = c.benchmark_group("gemv");
         group.throughput(Throughput::Bytes(bytes.len() as u64));
         for level in [KernelLevel::Scalar, table::detect()] {
             if level == KernelLevel::Scalar && case.rows > 4096 {
                 continue; // the scalar output projection takes seconds per sample
             }
-            let Some(k) = table::gemv(case.dtype, level, case.cols) else {
-                continue;
-            };
-            let mut variants: Vec<(GemvFn, &str)> = vec![(k.f, k.name)];
+            let mut variants: Vec<(GemvFn, &str, &Copies)> = Vec::new();
+            for (layout, buf) in [
+                (WeightLayout::Rows, Some(&rows)),
+                (WeightLayout::Panels, panels.as_ref()),
+            ] {
+                if let (Some(k), Some(buf)) =
+                    (table::gemv(case.dtype, level, case.cols, layout), buf)
+                {
+                    variants.push((k.f, k.name, buf));
+                }
+            }
             #[cfg(target_arch = "x86_64")]
             if level != KernelLevel::Scalar && case.dtype == GgmlType::Q4_1 {
-                variants.push((gemv_q4_1_f32act_avx2, "gemv_q4_1_f32act_avx2 (not used)"));
+                variants.push((
+                    gemv_q4_1_f32act_avx2,
+                    "gemv_q4_1_f32act_avx2 (not used)",
+                    &rows,
+                ));
             }
-            for (f, kname) in variants {
+            for (f, kname, (buf, stride)) in variants {
                 let mut i = 0;
                 let mut run = || {
                     let w = buf[(i % copies) * stride..].as_ptr() as *const u8;
                     i += 1;
-                    // SAFETY: each copy holds rows × row_bytes bytes, 8-aligned; xq matches x;
-                    // the table chose the kernel for this CPU.
+                    // SAFETY: each copy holds the matrix in the kernel's layout (rows ×
+                    // row_bytes, or its padded panels), 8-aligned; xq matches x; the table
+                    // chose the kernel for this CPU.
                     unsafe { f(w, row_bytes, &x, &xq, &mut out) };
                 };
                 group.bench_function(format!("{} {}", case.name, kname), |b| b.iter(&mut run));
@@ -170,7 +215,7 @@ fn bench_gemv(c: &mut Criterion) {
                 }
                 let secs = t.elapsed().as_secs_f64() / n as f64;
                 gflops.push(format!(
-                    "{:<22} {:<18} {:>7.2} GFLOP/s {:>7.2} GB/s",
+                    "{:<22} {:<34} {:>7.2} GFLOP/s {:>7.2} GB/s",
                     case.name,
                     kname,
                     2.0 * (case.rows * case.cols) as f64 / secs / 1e9,
@@ -181,8 +226,9 @@ fn bench_gemv(c: &mut Criterion) {
         group.finish();
     }
     eprintln!(
-        "\nstreaming over {} MB of copies, 50 calls each:",
-        STREAM_BYTES >> 20
+        "\nstreaming over {} MB of copies, 50 calls each; read bandwidth (one stream, best of 5): {:.2} GB/s",
+        STREAM_BYTES >> 20,
+        read_bandwidth()
     );
     for l in gflops {
         eprintln!("  {l}");

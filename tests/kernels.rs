@@ -259,9 +259,13 @@ proptest! {
 /// for every thread count.
 fn check_gemm(dtype: GgmlType, rows: usize, k: usize, n_tok: usize, w: &[f32], xs: &[f32]) {
     require_avx2();
-    let gemm = table::gemm(dtype, KernelLevel::Avx2)
-        .expect("a gemm for this format")
-        .f;
+    let gemm = table::gemm(
+        dtype,
+        KernelLevel::Avx2,
+        qgraph::kernels::WeightLayout::Rows,
+    )
+    .expect("a gemm for this format")
+    .f;
     let twin = table::gemv_q8_twin(dtype).unwrap();
     let bytes = quantize(dtype, w).unwrap();
     let buf = aligned(&bytes);
@@ -383,4 +387,97 @@ fn gemm_handles_long_batches() {
         .collect();
     check_gemm(GgmlType::Q4_1, rows, k, n_tok, &w, &x);
     check_gemm(GgmlType::Q4_0, rows, k, n_tok, &w, &x);
+}
+
+/// A matrix of `dtype` in the file's rows and in row panels (`kernels/panel.rs`).
+fn rows_and_panels(
+    dtype: GgmlType,
+    rows: usize,
+    k: usize,
+    w: &[f32],
+) -> (Vec<u64>, Vec<u64>, usize) {
+    use qgraph::kernels::panel;
+    let bytes = quantize(dtype, w).unwrap();
+    let nb = k / 32;
+    let mut packed = vec![0u8; panel::panel_bytes(dtype, rows, nb).unwrap()];
+    assert!(panel::repack(dtype, &bytes, rows, nb, &mut packed));
+    (aligned(&bytes), aligned(&packed), bytes.len() / rows)
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    /// The repack loses nothing: every panel gemv gives bitwise the values of its row-layout
+    /// twin, for row counts that are not a multiple of the panel height too, and for a
+    /// range of rows starting at any panel (as a worker of a threaded plan runs it).
+    #[test]
+    fn panel_gemv_is_bitwise_its_row_twin(
+        rows in 1usize..41,
+        blocks in 1usize..13,
+        seed in any::<u64>(),
+    ) {
+        require_avx2();
+        use qgraph::kernels::WeightLayout;
+        let k = blocks * 32;
+        let mut rng = qgraph::sample::rng::SplitMix64(seed);
+        let w: Vec<f32> = (0..rows * k).map(|i| rng.next_f32() * (1.0 + (i / 32 % 5) as f32)).collect();
+        let x: Vec<f32> = (0..k).map(|_| rng.next_f32() * 3.0).collect();
+        let xq = q8(&x);
+        for dtype in [GgmlType::Q4_1, GgmlType::Q4_0, GgmlType::Q8_0] {
+            let (row_buf, panel_buf, row_bytes) = rows_and_panels(dtype, rows, k, &w);
+            let by_rows = table::gemv(dtype, KernelLevel::Avx2, k, WeightLayout::Rows).unwrap().f;
+            let by_panels = table::gemv(dtype, KernelLevel::Avx2, k, WeightLayout::Panels).unwrap().f;
+            let (mut a, mut b) = (vec![f32::NAN; rows], vec![f32::NAN; rows]);
+            // SAFETY: AVX2 checked; both buffers hold the matrix (rows, or padded panels)
+            // of rows × row_bytes, 8-aligned; xq has k/32 blocks.
+            unsafe {
+                by_rows(row_buf.as_ptr() as *const u8, row_bytes, &x, &xq, &mut a);
+                by_panels(panel_buf.as_ptr() as *const u8, row_bytes, &x, &xq, &mut b);
+            }
+            prop_assert_eq!(bits(&a), bits(&b), "{} {}×{}", dtype, rows, k);
+            // Rows from panel 1 on, as a second worker runs them.
+            if rows > 8 {
+                let mut c = vec![f32::NAN; rows - 8];
+                // SAFETY: as above, from row 8 (the start of panel 1).
+                unsafe {
+                    by_panels((panel_buf.as_ptr() as *const u8).add(8 * row_bytes), row_bytes, &x, &xq, &mut c)
+                };
+                prop_assert_eq!(bits(&a[8..]), bits(&c), "{} rows 8.. of {}", dtype, rows);
+            }
+            compare_gemv(dtype, by_rows, table::gemv_q8_twin(dtype).unwrap(), rows, k, &w, &x);
+        }
+    }
+
+    /// The batched kernels read the same panels and compute bitwise what the row-layout
+    /// gemm and the panel gemv compute (so prefill = decode holds with the repack on).
+    #[test]
+    fn panel_gemm_is_bitwise_the_row_gemm_and_the_panel_gemv((rows, k, n_tok, w, x) in gemm_case()) {
+        require_avx2();
+        use qgraph::kernels::WeightLayout;
+        let nb = k / 32;
+        let xq: Vec<BlockQ8Act> = x.chunks(k).flat_map(q8).collect();
+        for dtype in [GgmlType::Q4_1, GgmlType::Q4_0] {
+            let (row_buf, panel_buf, row_bytes) = rows_and_panels(dtype, rows, k, &w);
+            let gemm = |layout| table::gemm(dtype, KernelLevel::Avx2, layout).unwrap().f;
+            let (mut a, mut b) = (vec![f32::NAN; n_tok * rows], vec![f32::NAN; n_tok * rows]);
+            // SAFETY: AVX2 checked; the buffers hold the matrix in each layout; xq holds
+            // n_tok × k/32 blocks; the outputs n_tok rows of `rows`.
+            unsafe {
+                gemm(WeightLayout::Rows)(row_buf.as_ptr() as *const u8, row_bytes, rows, &xq, n_tok, a.as_mut_ptr(), rows);
+                gemm(WeightLayout::Panels)(panel_buf.as_ptr() as *const u8, row_bytes, rows, &xq, n_tok, b.as_mut_ptr(), rows);
+            }
+            prop_assert_eq!(bits(&a), bits(&b), "{} gemm {}×{}×{}", dtype, rows, k, n_tok);
+            let gemv = table::gemv(dtype, KernelLevel::Avx2, k, WeightLayout::Panels).unwrap().f;
+            for t in 0..n_tok {
+                let mut one = vec![f32::NAN; rows];
+                // SAFETY: as above, token t alone.
+                unsafe { gemv(panel_buf.as_ptr() as *const u8, row_bytes, &x[t * k..(t + 1) * k], &xq[t * nb..(t + 1) * nb], &mut one) };
+                prop_assert_eq!(bits(&b[t * rows..(t + 1) * rows]), bits(&one), "{} token {}", dtype, t);
+            }
+        }
+    }
 }

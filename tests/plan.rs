@@ -405,3 +405,110 @@ fn bad_options_and_pass_names() {
     }
     assert!("fuse-qkv,nope".parse::<PassSelection>().is_err());
 }
+
+// ---- the repack: quantized matrices in row panels ------------------------------------------
+
+/// A tiny model whose output head (tied to the embedding) has a ragged last panel.
+fn ragged(dtype: GgmlType) -> Arc<GgufFile> {
+    tiny_model(TinyLlama {
+        dtype,
+        embd_dtype: dtype,
+        n_vocab: 101,
+        ..TinyLlama::default()
+    })
+}
+
+fn panel_count(p: &Plan) -> usize {
+    p.panel_weights().0
+}
+
+#[test]
+fn repack_snapshot_marks_panel_weights() {
+    let model = ragged(GgmlType::Q4_0);
+    let o = PlanOptions {
+        threads: 2,
+        ..opts_at("all", KernelLevel::Avx2)
+    };
+    let p = plan(LLAMA, &model, &o);
+    // 2 layers × 7 matrices + the tied output head; the embedding lookup keeps its rows.
+    assert_eq!(panel_count(&p), 15);
+    insta::assert_snapshot!("llama_tiny_repacked", dump::text::to_text(&p));
+}
+
+#[test]
+fn repack_leaves_rows_where_no_panel_kernel_reads_them() {
+    // Off, at the scalar level, and for formats with no panel layout: the file's rows.
+    let q4 = ragged(GgmlType::Q4_1);
+    let off = PlanOptions {
+        repack: false,
+        ..opts_at("all", KernelLevel::Avx2)
+    };
+    assert_eq!(panel_count(&plan(LLAMA, &q4, &off)), 0);
+    assert_eq!(
+        panel_count(&plan(LLAMA, &q4, &opts_at("all", KernelLevel::Scalar))),
+        0
+    );
+    for dtype in [GgmlType::F16, GgmlType::F32] {
+        let p = plan(LLAMA, &ragged(dtype), &opts_at("all", KernelLevel::Avx2));
+        assert_eq!(panel_count(&p), 0, "{dtype}");
+        assert_eq!(p.repack.made + p.repack.reused, 0, "{dtype}");
+    }
+    // A second plan over the same file reuses the first one's panels.
+    let first = plan(LLAMA, &q4, &opts_at("all", KernelLevel::Avx2));
+    let second = plan(LLAMA, &q4, &opts_at("all", KernelLevel::Avx2));
+    assert_eq!((first.repack.made, first.repack.reused), (15, 0));
+    assert_eq!((second.repack.made, second.repack.reused), (0, 15));
+}
+
+/// The repack changes where bytes sit, never a value: with it on and off, the logits of a
+/// prompt (through a prefill plan) and of the tokens decoded after it are bitwise equal,
+/// for every format with panels, with ragged panels, at 1 and 3 threads.
+#[test]
+fn repack_preserves_the_logits_bitwise() {
+    assert!(
+        qgraph::kernels::table::supports(KernelLevel::Avx2),
+        "this CPU lacks AVX2"
+    );
+    let prompt = [3u32, 17, 42, 5, 88, 1, 100, 7, 9];
+    let run = |model: &Arc<GgufFile>, repack: bool, threads: usize| -> Vec<Vec<u32>> {
+        let o = PlanOptions {
+            repack,
+            threads,
+            ..opts_at("all", KernelLevel::Avx2)
+        };
+        let decode = Arc::new(plan(LLAMA, model, &o));
+        let prefill = PlanOptions {
+            seq: 4,
+            logits: qgraph::plan::Logits::Last,
+            ..o
+        };
+        let prefill = Arc::new(plan(LLAMA, model, &prefill));
+        let mut s = Session::with_prefill(decode, prefill).unwrap();
+        let mut out = vec![s
+            .forward(&prompt)
+            .unwrap()
+            .iter()
+            .map(|v| v.to_bits())
+            .collect()];
+        for t in [5u32, 60, 2] {
+            out.push(
+                s.forward(&[t])
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.to_bits())
+                    .collect(),
+            );
+        }
+        out
+    };
+    for dtype in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0] {
+        let model = ragged(dtype);
+        let rows = run(&model, false, 1);
+        for threads in [1, 3] {
+            assert!(
+                run(&model, true, threads) == rows,
+                "{dtype}, {threads} threads"
+            );
+        }
+    }
+}

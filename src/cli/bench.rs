@@ -62,17 +62,42 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// Streaming read bandwidth over a buffer of `bytes`, in bytes per second (median of 5).
-pub fn read_bandwidth(bytes: usize) -> f64 {
-    let buf = vec![1u8; bytes];
-    std::hint::black_box(read_all(&buf));
-    let runs: Vec<f64> = (0..5)
-        .map(|_| {
+/// Streaming read bandwidth of `streams` threads reading at once, each its own share of
+/// `bytes` (as the workers of a decode step each stream their rows), in bytes per second
+/// from the common start to the last finish (median of 5).
+pub fn read_bandwidth(bytes: usize, streams: usize) -> f64 {
+    let streams = streams.max(1);
+    let bufs: Vec<Vec<u8>> = (0..streams).map(|_| vec![1u8; bytes / streams]).collect();
+    let total: usize = bufs.iter().map(Vec::len).sum();
+    let start = std::sync::Barrier::new(streams + 1);
+    let go = std::sync::Barrier::new(streams + 1);
+    let runs: Vec<f64> = std::thread::scope(|scope| {
+        let handles: Vec<_> = bufs
+            .iter()
+            .map(|buf| {
+                let (start, go) = (&start, &go);
+                scope.spawn(move || {
+                    std::hint::black_box(read_all(buf)); // first touch
+                    for _ in 0..5 {
+                        start.wait();
+                        std::hint::black_box(read_all(std::hint::black_box(buf)));
+                        go.wait();
+                    }
+                })
+            })
+            .collect();
+        let mut runs = Vec::new();
+        for _ in 0..5 {
+            start.wait();
             let t = Instant::now();
-            std::hint::black_box(read_all(std::hint::black_box(&buf)));
-            bytes as f64 / t.elapsed().as_secs_f64()
-        })
-        .collect();
+            go.wait();
+            runs.push(total as f64 / t.elapsed().as_secs_f64());
+        }
+        for h in handles {
+            let _ = h.join();
+        }
+        runs
+    });
     median(runs)
 }
 
@@ -96,17 +121,19 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         .map(|i| (i * 7919) % n_vocab)
         .collect();
     let weight_bytes = e.session.plan().weight_bytes();
-    let bandwidth = read_bandwidth(weight_bytes as usize);
     // Warm: first touches of the weights and the arena.
     e.session.reset();
     e.session.forward(&[1])?;
 
     let mut samples = Vec::new();
+    // Each thread count's roofline: as many streams as workers, measured in this run.
+    let mut bandwidth = std::collections::BTreeMap::new();
     for &threads in &thread_counts {
         if threads != e.session.threads() {
             e = Engine::new(&engine_args, 1, threads)?;
             e.session.forward(&[1])?;
         }
+        bandwidth.insert(threads, read_bandwidth(weight_bytes as usize, threads));
         if args.n_prompt > 0 {
             let mut ns = Vec::new();
             for _ in 0..args.reps {
@@ -176,7 +203,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                 let (avg_ts, stddev_ts) = mean_sd(&ts);
                 let ns: Vec<f64> = s.ns.iter().map(|&n| n as f64).collect();
                 let (avg_ns, stddev_ns) = mean_sd(&ns);
-                let roofline = (s.n_gen > 0).then(|| avg_ts * bytes_per_token as f64 / bandwidth);
+                let bw = bandwidth[&s.threads];
+                let roofline = (s.n_gen > 0).then(|| avg_ts * bytes_per_token as f64 / bw);
                 serde_json::json!({
                     "model_filename": model_name,
                     "model_type": format!("{} {}", e.model.get_str("general.architecture").unwrap_or("?"), "Q4_1"),
@@ -195,7 +223,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                     "backends": "CPU",
                     "qgraph_kernels": plan.level.name(),
                     "qgraph_passes": args.engine.passes,
-                    "read_bandwidth_gbs": bandwidth / 1e9,
+                    "read_bandwidth_gbs": bw / 1e9,
+                    "read_streams": s.threads,
+                    "repack": args.engine.repack.on(),
                     "bytes_per_token": bytes_per_token,
                     "roofline_fraction": roofline,
                 })
@@ -220,27 +250,37 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             sd
         ));
     }
+    s.push_str("\nread bandwidth, one stream per thread, all at once (median of 5):");
+    for (threads, bw) in &bandwidth {
+        s.push_str(&format!(" {threads}: {:.1} GB/s;", bw / 1e9));
+    }
     s.push_str(&format!(
-        "\nread bandwidth: {:.1} GB/s (median of 5 passes over {:.1} MB)\n",
-        bandwidth / 1e9,
-        weight_bytes as f64 / 1e6
-    ));
-    s.push_str(&format!(
-        "bytes per decoded token: {:.1} MB ({:.1} MB weights + {:.1} MB of K/V rows on average)\n",
+        " over {:.1} MB\nbytes per decoded token: {:.1} MB ({:.1} MB weights + {:.1} MB of K/V rows on average)\n",
+        weight_bytes as f64 / 1e6,
         bytes_per_token as f64 / 1e6,
         weight_bytes as f64 / 1e6,
         (bytes_per_token - weight_bytes) as f64 / 1e6
     ));
-    let roofline_ts = bandwidth / bytes_per_token as f64;
     for sample in samples.iter().filter(|s| s.n_gen > 0) {
         let (m, _) = mean_sd(&sample.ts());
+        let bw = bandwidth[&sample.threads];
+        let roofline_ts = bw / bytes_per_token as f64;
         s.push_str(&format!(
-            "{} at {} thread(s): {:.1}% of the roofline ({:.0} t/s at {:.1} GB/s)\n",
+            "{} at {} thread(s): {:.1}% of its roofline ({:.0} t/s at {:.1} GB/s)\n",
             sample.test,
             sample.threads,
             100.0 * m / roofline_ts,
             roofline_ts,
-            bandwidth / 1e9
+            bw / 1e9
+        ));
+    }
+    let r = &e.session.plan().repack;
+    if r.made + r.reused > 0 {
+        s.push_str(&format!(
+            "repack: {} matrices, {:.1} MB in {:.0} ms at load (last session; --repack off reads the file's rows)\n",
+            r.made + r.reused,
+            r.bytes as f64 / 1e6,
+            r.ms
         ));
     }
     super::out(&s)

@@ -32,6 +32,8 @@ pub struct EngineArgs {
     /// Prompt tokens per prefill step (batched kernels); 1 feeds prompts token by token.
     #[arg(long, default_value_t = 64)]
     pub batch: usize,
+    #[command(flatten)]
+    pub repack: super::plan::RepackArgs,
 }
 
 /// `-t`: how many threads run the forward pass.
@@ -86,6 +88,7 @@ impl Engine {
             level: args.kernels,
             threads,
             logits: Logits::All,
+            repack: args.repack.on(),
         };
         let plan = Arc::new(
             Plan::new(&graph, model.clone(), &opts)

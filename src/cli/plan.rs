@@ -55,6 +55,28 @@ pub struct PlanFlags {
     /// Logits for every token (all) or only the last (last: the output head runs once).
     #[arg(long, default_value = "all")]
     pub logits: LogitsFlag,
+    #[command(flatten)]
+    pub repack: RepackArgs,
+}
+
+/// `--repack`: whether quantized matrices are rearranged into the kernels' row panels.
+#[derive(clap::Args, Clone)]
+pub struct RepackArgs {
+    /// Repack quantized weights into row panels at load (on), or read the file's rows (off).
+    #[arg(long = "repack", value_enum, default_value = "on")]
+    pub repack: OnOff,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, PartialEq, Eq)]
+pub enum OnOff {
+    On,
+    Off,
+}
+
+impl RepackArgs {
+    pub fn on(&self) -> bool {
+        self.repack == OnOff::On
+    }
 }
 
 #[derive(clap::ValueEnum, Clone, Copy)]
@@ -75,6 +97,7 @@ impl PlanFlags {
                 LogitsFlag::All => qgraph::plan::Logits::All,
                 LogitsFlag::Last => qgraph::plan::Logits::Last,
             },
+            repack: self.repack.on(),
         })
     }
 }
@@ -98,8 +121,9 @@ pub fn run(args: PlanArgs) -> anyhow::Result<()> {
     match args.format {
         PlanFormat::Text => {
             super::out(&format!(
-                "{}  plan time            {ms:.1} ms\n",
-                dump::text::to_text(&plan)
+                "{}  plan time            {ms:.1} ms (repacking {:.1} ms of it)\n",
+                dump::text::to_text(&plan),
+                plan.repack.ms
             ))?;
         }
         PlanFormat::Json => {

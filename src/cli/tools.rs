@@ -124,6 +124,8 @@ pub struct PerplexityArgs {
     /// Kernel level: auto, scalar, avx2.
     #[arg(long, default_value = "auto")]
     kernels: qgraph::kernels::KernelLevel,
+    #[command(flatten)]
+    repack: super::plan::RepackArgs,
     #[arg(long)]
     json: bool,
 }
@@ -136,6 +138,7 @@ pub fn perplexity_cmd(args: PerplexityArgs) -> anyhow::Result<()> {
         passes: args.passes,
         kernels: args.kernels,
         batch: 1,
+        repack: args.repack,
     };
     let mut e = Engine::new(&engine_args, 64, args.threads.resolve()?)?;
     let text = std::fs::read_to_string(&args.file)

@@ -1,12 +1,14 @@
 //! GGUF files: a bounds-checked parser, a zero-copy reader over a memory map, and a writer
 //! for the small models tests and examples build.
 
+mod derived;
 mod error;
 mod parse;
 pub mod tiny;
 mod value;
 mod write;
 
+pub use derived::DerivedBytes;
 pub use error::GgufError;
 pub use parse::{parse, Layout, MetadataEntry, TensorInfo, DEFAULT_ALIGNMENT, MAX_DIMS};
 pub use value::{Value, ValueType};
@@ -32,10 +34,12 @@ impl Storage {
     }
 }
 
-/// An opened GGUF file. Tensor data is borrowed from the map, never copied.
+/// An opened GGUF file. Tensor data is borrowed from the map, never copied; copies in other
+/// layouts that plans ask for are made once and kept here (`derived`).
 pub struct GgufFile {
     storage: Storage,
     layout: Layout,
+    derived: derived::DerivedCache,
 }
 
 impl GgufFile {
@@ -56,6 +60,7 @@ impl GgufFile {
         Ok(GgufFile {
             storage: Storage::Mmap(mmap),
             layout,
+            derived: Default::default(),
         })
     }
 
@@ -68,7 +73,11 @@ impl GgufFile {
             len: bytes.len(),
         };
         let layout = parse(storage.bytes())?;
-        Ok(GgufFile { storage, layout })
+        Ok(GgufFile {
+            storage,
+            layout,
+            derived: Default::default(),
+        })
     }
 
     pub fn layout(&self) -> &Layout {

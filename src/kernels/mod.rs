@@ -1,6 +1,7 @@
 //! Kernels: a plain scalar reference for every op (`scalar/`) and, later, SIMD twins with the
 //! same signatures (`x86_64/`). `table` picks one per step, once, at plan time.
 
+pub mod panel;
 pub mod scalar;
 pub mod table;
 #[cfg(target_arch = "x86_64")]
@@ -18,6 +19,25 @@ pub enum KernelLevel {
     Scalar,
     /// AVX2 + FMA + F16C, activations quantized to 8-bit blocks for quantized weights.
     Avx2,
+}
+
+/// How a weight matrix's bytes are arranged for its kernels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WeightLayout {
+    /// As in the file: row after row, read in place from the memory map.
+    Rows,
+    /// Row panels of eight (`panel.rs`), made once by the planner's repack.
+    Panels,
+}
+
+impl WeightLayout {
+    pub fn name(self) -> &'static str {
+        match self {
+            WeightLayout::Rows => "rows",
+            WeightLayout::Panels => "panels",
+        }
+    }
 }
 
 impl KernelLevel {

@@ -5,7 +5,7 @@
 use super::scalar::{act, attention, elementwise, gemv as sg, norm, rope as srope};
 use super::{
     AccumulateFn, AttendFn, BinaryFn, Chosen, GemmFn, GemvFn, KernelLevel, QuantizeActFn,
-    RmsNormFn, RopeFn, RowFn, SiluMulFn, UnaryFn,
+    RmsNormFn, RopeFn, RowFn, SiluMulFn, UnaryFn, WeightLayout,
 };
 use crate::quant::GgmlType;
 
@@ -44,9 +44,17 @@ fn chosen<F>(f: F, name: &'static str) -> Chosen<F> {
     }
 }
 
-/// The gemv kernel for rows of `k` elements of `dtype` at `level`, or `None` when qgraph
-/// has none for the format.
-pub fn gemv(dtype: GgmlType, level: KernelLevel, k: usize) -> Option<Chosen<GemvFn>> {
+/// The gemv kernel for rows of `k` elements of `dtype` in `layout` at `level`, or `None`
+/// when qgraph has none for the format in that layout.
+pub fn gemv(
+    dtype: GgmlType,
+    level: KernelLevel,
+    k: usize,
+    layout: WeightLayout,
+) -> Option<Chosen<GemvFn>> {
+    if layout == WeightLayout::Panels {
+        return gemv_panels(dtype, level);
+    }
     #[cfg(target_arch = "x86_64")]
     if level == KernelLevel::Avx2 {
         use super::x86_64::gemv::*;
@@ -82,27 +90,49 @@ pub fn gemv(dtype: GgmlType, level: KernelLevel, k: usize) -> Option<Chosen<Gemv
     Some(chosen(f, name))
 }
 
-/// The batched (matrix × matrix) kernel for `dtype` at `level`, when there is one; steps
-/// of a plan for one token, and formats without one, loop the gemv over the tokens. The
-/// scalar level has none on purpose: its prefill is its decode, token by token.
-pub fn gemm(dtype: GgmlType, level: KernelLevel) -> Option<Chosen<GemmFn>> {
+/// The gemv over row panels (`kernels/panel.rs`) for `dtype` at `level`: the kernels a
+/// repacked matrix runs. The scalar level reads the file's rows only.
+fn gemv_panels(dtype: GgmlType, level: KernelLevel) -> Option<Chosen<GemvFn>> {
+    #[cfg(target_arch = "x86_64")]
+    if level == KernelLevel::Avx2 {
+        use super::x86_64::panel::*;
+        let (f, name): (GemvFn, &'static str) = match dtype {
+            GgmlType::Q4_1 => (gemv_q4_1x8_avx2, "gemv_q4_1x8_avx2"),
+            GgmlType::Q4_0 => (gemv_q4_0x8_avx2, "gemv_q4_0x8_avx2"),
+            GgmlType::Q8_0 => (gemv_q8_0x8_avx2, "gemv_q8_0x8_avx2"),
+            _ => return None,
+        };
+        return Some(Chosen {
+            f,
+            name,
+            wants_q8: true,
+        });
+    }
+    let _ = (dtype, level);
+    None
+}
+
+/// The batched (matrix × matrix) kernel for `dtype` in `layout` at `level`, when there is
+/// one; steps of a plan for one token, and formats without one, loop the gemv over the
+/// tokens. The scalar level has none on purpose: its prefill is its decode, token by token.
+pub fn gemm(dtype: GgmlType, level: KernelLevel, layout: WeightLayout) -> Option<Chosen<GemmFn>> {
     #[cfg(target_arch = "x86_64")]
     if level == KernelLevel::Avx2 {
         use super::x86_64::gemm::*;
-        let q8 = |f: GemmFn, name| {
-            Some(Chosen {
-                f,
-                name,
-                wants_q8: true,
-            })
+        let (f, name): (GemmFn, &'static str) = match (dtype, layout) {
+            (GgmlType::Q4_1, WeightLayout::Rows) => (gemm_q4_1_avx2, "gemm_q4_1_avx2"),
+            (GgmlType::Q4_0, WeightLayout::Rows) => (gemm_q4_0_avx2, "gemm_q4_0_avx2"),
+            (GgmlType::Q4_1, WeightLayout::Panels) => (gemm_q4_1x8_avx2, "gemm_q4_1x8_avx2"),
+            (GgmlType::Q4_0, WeightLayout::Panels) => (gemm_q4_0x8_avx2, "gemm_q4_0x8_avx2"),
+            _ => return None,
         };
-        match dtype {
-            GgmlType::Q4_1 => return q8(gemm_q4_1_avx2, "gemm_q4_1_avx2"),
-            GgmlType::Q4_0 => return q8(gemm_q4_0_avx2, "gemm_q4_0_avx2"),
-            _ => {}
-        }
+        return Some(Chosen {
+            f,
+            name,
+            wants_q8: true,
+        });
     }
-    let _ = (dtype, level);
+    let _ = (dtype, level, layout);
     None
 }
 

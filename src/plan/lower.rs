@@ -15,15 +15,18 @@ use crate::graph::{Epilogue, Graph, InputKind, NodeId, Op, RopeLayout, ValueId, 
 use crate::kernels::scalar::rope::rope_freqs;
 use crate::kernels::{
     table, AccumulateFn, AttendFn, BinaryFn, GemmFn, GemvFn, KernelLevel, QuantizeActFn, RmsNormFn,
-    RopeFn, RowFn, SiluMulFn, UnaryFn,
+    RopeFn, RowFn, SiluMulFn, UnaryFn, WeightLayout,
 };
 
-/// A weight matrix in the model's memory map: `rows` rows of `row_bytes` bytes.
+/// A weight matrix: `rows` rows of `row_bytes` bytes in the model's memory map, or the same
+/// rows in panels of eight (`kernels/panel.rs`: panel p at `8 · p · row_bytes`) in the
+/// model's repacked copy.
 #[derive(Debug, Clone, Copy)]
 pub struct WeightRef {
     pub ptr: *const u8,
     pub row_bytes: usize,
     pub rows: usize,
+    pub layout: WeightLayout,
 }
 
 /// A norm folded into a product: gamma, eps, and where the normed rows go.
@@ -354,8 +357,9 @@ pub fn lower(
     }
 
     let mut steps = Vec::with_capacity(n_steps);
+    let mut repack = super::repack::RepackStats::default();
     for d in &drafts {
-        steps.push(make_step(g, facts, &model, opts, &buffers, d)?);
+        steps.push(make_step(g, facts, &model, opts, &buffers, d, &mut repack)?);
     }
     let phases = super::parallel::schedule(&steps, &buffers, opts.threads)?;
     Ok(Plan {
@@ -377,6 +381,7 @@ pub fn lower(
         positions,
         outputs,
         passes,
+        repack,
         model,
     })
 }
@@ -394,7 +399,7 @@ fn q8_elements(g: &Graph, facts: &Facts, id: NodeId, level: KernelLevel) -> usiz
     let k = facts.get(g.input_values(id)[slot]).cols();
     let wants = node.weights[first_matrix..].iter().any(|w| {
         let dtype = g.weights[w.0 as usize].dtype;
-        table::gemv(dtype, level, k).is_some_and(|c| c.wants_q8)
+        table::gemv(dtype, level, k, WeightLayout::Rows).is_some_and(|c| c.wants_q8)
     });
     if wants {
         k
@@ -440,24 +445,22 @@ fn make_step(
     opts: &PlanOptions,
     buffers: &[Buffer],
     d: &Draft,
+    repack: &mut super::repack::RepackStats,
 ) -> Result<Step, PlanError> {
     let node = &g.g[d.node];
     let level = opts.level;
     let seq = opts.seq as u64;
     let off = |b: BufId| buffers[b.0 as usize].offset;
     let cols = |b: BufId| buffers[b.0 as usize].fact.cols();
-    let mut acc = Acc {
-        kernels: Vec::new(),
-        weights: Vec::new(),
-        weight_bytes: 0,
-    };
+    let mut acc = Acc::default();
     let mut flops = 0u64;
-    let wcx = WeightCx {
+    let mut wcx = WeightCx {
         g,
         model,
         level,
         node,
         batched: d.rows > 1,
+        repack: opts.repack.then_some(repack),
     };
     let pos_of = |slot: usize| d.inputs.get(slot).map_or(usize::MAX, |&b| off(b));
     let quant = |acc: &mut Acc, k: usize| -> Option<Quant> {
@@ -482,7 +485,7 @@ fn make_step(
         Op::Input { .. } => unreachable!("inputs are buffers, not steps"),
         Op::Embed => {
             let bw = &g.weights[node.weights[0].0 as usize];
-            let w = wcx.matrix(node.weights[0], &mut Acc::default())?.w;
+            let w = wcx.rows(node.weights[0])?;
             let chosen = table::row(bw.dtype, level, bw.dims[0] as usize).ok_or_else(|| {
                 PlanError::WeightDtype {
                     at: node.at.clone(),
@@ -756,6 +759,7 @@ fn make_step(
         scratch: d.scratch,
         qscratch: d.qscratch,
         weights: acc.weights,
+        weight_layouts: acc.layouts,
         weight_bytes: acc.weight_bytes,
         bytes_read,
         bytes_written: act_bytes(&d.outputs),
@@ -770,6 +774,7 @@ fn make_step(
 struct Acc {
     kernels: Vec<&'static str>,
     weights: Vec<String>,
+    layouts: Vec<WeightLayout>,
     weight_bytes: u64,
 }
 
@@ -780,10 +785,12 @@ struct WeightCx<'a> {
     node: &'a crate::graph::Node,
     /// Whether the step runs for many rows (and so uses batched kernels where there are).
     batched: bool,
+    /// Repack matrices into panels where a kernel reads them (`PlanOptions::repack`).
+    repack: Option<&'a mut super::repack::RepackStats>,
 }
 
-impl WeightCx<'_> {
-    fn tensor(&self, w: WeightId) -> Result<&crate::gguf::TensorInfo, PlanError> {
+impl<'a> WeightCx<'a> {
+    fn tensor(&self, w: WeightId) -> Result<&'a crate::gguf::TensorInfo, PlanError> {
         let bw = &self.g.weights[w.0 as usize];
         self.model
             .tensor(&bw.tensor)
@@ -793,41 +800,59 @@ impl WeightCx<'_> {
             })
     }
 
-    /// A matrix and the kernels for its format.
-    fn matrix(&self, w: WeightId, acc: &mut Acc) -> Result<Matmul, PlanError> {
+    /// A matrix in the file's rows, read in place (an embedding table).
+    fn rows(&self, w: WeightId) -> Result<WeightRef, PlanError> {
+        let t = self.tensor(w)?;
+        // infer() checked the matrix is 2-D with whole blocks per row.
+        let row_bytes = t.dtype.bytes_for(t.dims[0]).unwrap_or(0) as usize;
+        Ok(WeightRef {
+            ptr: self.model.tensor_bytes(t).as_ptr(),
+            row_bytes,
+            rows: (t.n_elements / t.dims[0].max(1)) as usize,
+            layout: WeightLayout::Rows,
+        })
+    }
+
+    /// A matrix and the kernels for its format: in row panels when repacking is on and the
+    /// format has panel kernels at this level, else in the file's rows.
+    fn matrix(&mut self, w: WeightId, acc: &mut Acc) -> Result<Matmul, PlanError> {
         let t = self.tensor(w)?;
         let k = t.dims[0] as usize;
-        let chosen = table::gemv(t.dtype, self.level, k).ok_or_else(|| PlanError::WeightDtype {
-            at: self.node.at.clone(),
-            node: self.node.name.clone(),
-            op: self.node.op.name(),
-            weight: t.name.clone(),
-            dtype: t.dtype,
-            why: "no kernel for this format",
+        let mut weight = self.rows(w)?;
+        if let Some(stats) = self.repack.as_deref_mut() {
+            if table::gemv(t.dtype, self.level, k, WeightLayout::Panels).is_some() {
+                if let Some(copy) = super::repack::panels(self.model, t, stats) {
+                    weight.ptr = copy.bytes().as_ptr();
+                    weight.layout = WeightLayout::Panels;
+                }
+            }
+        }
+        let chosen = table::gemv(t.dtype, self.level, k, weight.layout).ok_or_else(|| {
+            PlanError::WeightDtype {
+                at: self.node.at.clone(),
+                node: self.node.name.clone(),
+                op: self.node.op.name(),
+                weight: t.name.clone(),
+                dtype: t.dtype,
+                why: "no kernel for this format",
+            }
         })?;
         acc.kernels.push(chosen.name);
         let gemm = self
             .batched
-            .then(|| table::gemm(t.dtype, self.level))
+            .then(|| table::gemm(t.dtype, self.level, weight.layout))
             .flatten()
             .filter(|g| g.wants_q8 == chosen.wants_q8);
         if let Some(g) = gemm {
             acc.kernels.push(g.name);
         }
         acc.weights.push(t.name.clone());
+        acc.layouts.push(weight.layout);
         acc.weight_bytes += t.n_bytes;
-        // infer() checked the matrix is 2-D with whole blocks per row.
-        let row_bytes = t.dtype.bytes_for(t.dims[0]).unwrap_or(0) as usize;
-        let rows = (t.n_elements / t.dims[0].max(1)) as usize;
-        let w = WeightRef {
-            ptr: self.model.tensor_bytes(t).as_ptr(),
-            row_bytes,
-            rows,
-        };
         Ok(Matmul {
             gemv: chosen.f,
             gemm: gemm.map(|g| g.f),
-            w,
+            w: weight,
         })
     }
 
@@ -854,6 +879,7 @@ impl WeightCx<'_> {
     fn gamma(&self, w: WeightId, acc: &mut Acc) -> Result<*const f32, PlanError> {
         let t = self.tensor(w)?;
         acc.weights.push(t.name.clone());
+        acc.layouts.push(WeightLayout::Rows);
         acc.weight_bytes += t.n_bytes;
         Ok(self.model.tensor_bytes(t).as_ptr() as *const f32)
     }

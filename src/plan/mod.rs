@@ -17,6 +17,7 @@ pub mod liveness;
 mod lower;
 pub mod parallel;
 pub mod passes;
+pub mod repack;
 
 pub use error::PlanError;
 pub use infer::{DType, Fact, Storage};
@@ -44,6 +45,9 @@ pub struct PlanOptions {
     pub threads: usize,
     /// Whose logits a forward step returns.
     pub logits: Logits,
+    /// Whether quantized matrices are repacked into row panels where a kernel reads them
+    /// (`plan/repack.rs`); off keeps the file's rows.
+    pub repack: bool,
 }
 
 /// Which tokens of a forward step get logits.
@@ -65,6 +69,7 @@ impl Default for PlanOptions {
             level: crate::kernels::table::detect(),
             threads: 1,
             logits: Logits::All,
+            repack: true,
         }
     }
 }
@@ -132,8 +137,9 @@ pub struct Step {
     pub scratch: Option<BufId>,
     /// Where the step quantizes its input to 8-bit blocks, if its kernels want that.
     pub qscratch: Option<BufId>,
-    /// GGUF tensors the step reads.
+    /// GGUF tensors the step reads, and the layout each is read in.
     pub weights: Vec<String>,
+    pub weight_layouts: Vec<crate::kernels::WeightLayout>,
     pub weight_bytes: u64,
     /// Bytes read and written per forward step of `seq` tokens (weights included).
     pub bytes_read: u64,
@@ -170,12 +176,15 @@ pub struct Plan {
     pub positions: Option<BufId>,
     pub outputs: Vec<(String, BufId)>,
     pub passes: Vec<PassReport>,
+    /// What the repack did while this plan was made.
+    pub repack: repack::RepackStats,
     pub model: Arc<GgufFile>,
 }
 
-// SAFETY: the raw weight pointers in `steps` point into `model`'s read-only memory map,
-// which the plan keeps alive through its `Arc` and which nothing mutates; sharing or
-// sending the plan shares only those reads.
+// SAFETY: the raw weight pointers in `steps` point into `model`'s read-only memory map or
+// into the repacked copies `model` owns (`GgufFile::derived`, never removed or written once
+// made), which the plan keeps alive through its `Arc`; sharing or sending the plan shares
+// only those reads.
 unsafe impl Send for Plan {}
 // SAFETY: as above: every access through the pointers is a read of immutable memory.
 unsafe impl Sync for Plan {}
@@ -233,6 +242,30 @@ impl Plan {
             .filter_map(|w| self.model.tensor(w).ok())
             .map(|t| t.n_bytes)
             .sum()
+    }
+
+    /// Distinct matrices the steps read as repacked row panels, and their panel bytes.
+    pub fn panel_weights(&self) -> (usize, u64) {
+        let mut seen = std::collections::BTreeSet::new();
+        let mut bytes = 0;
+        for s in &self.steps {
+            for (w, l) in s.weights.iter().zip(&s.weight_layouts) {
+                if *l != crate::kernels::WeightLayout::Panels || !seen.insert(w.as_str()) {
+                    continue;
+                }
+                let Ok(t) = self.model.tensor(w) else {
+                    continue;
+                };
+                let k = t.dims.first().copied().unwrap_or(1).max(1);
+                bytes += crate::kernels::panel::panel_bytes(
+                    t.dtype,
+                    (t.n_elements / k) as usize,
+                    k as usize / crate::quant::QK,
+                )
+                .unwrap_or(0) as u64;
+            }
+        }
+        (seen.len(), bytes)
     }
 
     /// Bytes read and written by all steps for one token (`seq` tokens per forward step).

@@ -2,9 +2,12 @@
 //! activation rows quantized to 8-bit blocks. Each weight block is read from the model once
 //! per call (per 128 tokens) and reused for every token.
 //!
-//! The layout trick: eight weight rows are repacked, a chunk of blocks at a time, into an
+//! The layout trick: eight weight rows are unpacked, a chunk of blocks at a time, into an
 //! L1-resident panel where one 256-bit register holds four consecutive 4-bit codes (as
-//! bytes) of each of the eight rows, one row per 32-bit lane. A token's four matching
+//! bytes) of each of the eight rows, one row per 32-bit lane. From a file's row layout that
+//! takes a transpose per block; from the planner's row panels (`kernels/panel.rs`) only a
+//! mask and a shift, and the decode gemv over panels (`panel.rs`) unpacks tiles the same way
+//! and calls the same `block_dot`, so both compute a row bitwise alike. A token's four matching
 //! activation bytes are broadcast to every lane, so one `maddubs` + `madd` gives each lane
 //! (each row) its partial integer dot product: no horizontal sums, and the per-block scale
 //! of all eight rows is one vector. Per block and token: 8 `maddubs`, 7 `add`, 1 `madd`,
@@ -28,11 +31,11 @@ const TOK_GROUP: usize = 4;
 /// Tokens per pass over a panel (the accumulator buffer on the stack: 4 KiB).
 const TOK_BLOCK: usize = 128;
 
-/// One block of eight rows, repacked: `q[j]` (j < 4) holds codes 4j..4j+4 of every row,
+/// One block of eight rows, unpacked: `q[j]` (j < 4) holds codes 4j..4j+4 of every row,
 /// `q[4 + j]` codes 16+4j..16+4j+4; `d` and `m` the rows' scales and offsets.
 #[derive(Clone, Copy)]
 #[repr(C, align(32))]
-struct Packed {
+pub(super) struct Packed {
     q: [__m256i; 8],
     d: __m256,
     m: __m256,
@@ -45,6 +48,8 @@ pub(super) trait Q4Block {
     const QS: usize;
     /// Whether blocks store an offset `m` (else it is `-8·d`).
     const HAS_M: bool;
+    /// Bytes of a panel tile's scale header (`kernels/panel.rs`): d[8], and m[8] if any.
+    const TILE_HEAD: usize = if Self::HAS_M { 32 } else { 16 };
     /// The block's f16 `d` in the low 16 bits, and its f16 `m` in the high 16 (or 0).
     ///
     /// # Safety
@@ -115,6 +120,36 @@ unsafe fn pack<B: Q4Block>(rows: &[*const u8; PANEL], b0: usize, out: &mut [Pack
     }
 }
 
+/// Unpacks one panel tile (`kernels/panel.rs`): the same `Packed` that `pack` makes from
+/// the eight rows' blocks.
+///
+/// # Safety
+/// `t` points to a whole tile of `B`'s panel layout.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn unpack_tile<B: Q4Block>(t: *const u8) -> Packed {
+    let low = _mm256_set1_epi8(0x0f);
+    // SAFETY: the tile holds the scale header then four 32-byte code chunks (caller).
+    unsafe {
+        let d = _mm256_cvtph_ps(_mm_loadu_si128(t as *const __m128i));
+        let m = if B::HAS_M {
+            _mm256_cvtph_ps(_mm_loadu_si128(t.add(16) as *const __m128i))
+        } else {
+            _mm256_mul_ps(d, _mm256_set1_ps(-8.0))
+        };
+        let c = t.add(B::TILE_HEAD) as *const __m256i;
+        let raw: [__m256i; 4] = std::array::from_fn(|j| _mm256_loadu_si256(c.add(j)));
+        let q = std::array::from_fn(|j| {
+            if j < 4 {
+                _mm256_and_si256(raw[j], low)
+            } else {
+                _mm256_and_si256(_mm256_srli_epi16::<4>(raw[j - 4]), low)
+            }
+        });
+        Packed { q, d, m }
+    }
+}
+
 /// The scales and offsets of block `at` (a byte offset) of eight rows, as f32 lanes
 /// (Q4_0's offset is `-8·d`). The gemv computes them the same way (`gemv.rs`).
 ///
@@ -152,7 +187,7 @@ pub(super) unsafe fn scales8<B: Q4Block>(rows: &[*const u8; PANEL], at: usize) -
 /// every lane a row.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn block_dot(p: &Packed, x: &BlockQ8Act, acc: __m256) -> __m256 {
+pub(super) fn block_dot(p: &Packed, x: &BlockQ8Act, acc: __m256) -> __m256 {
     let qs = x.qs.as_ptr() as *const i32;
     // SAFETY: qs is 32 bytes: words 0..8 (read unaligned).
     let word = |j: usize| _mm256_set1_epi32(unsafe { qs.add(j).read_unaligned() });
@@ -167,10 +202,11 @@ fn block_dot(p: &Packed, x: &BlockQ8Act, acc: __m256) -> __m256 {
 }
 
 /// # Safety
-/// As `kernels::GemmFn`, for a matrix of `B` blocks.
+/// As `kernels::GemmFn`, for a matrix of `B` blocks in the file's row layout, or in row
+/// panels when `PANELS` (then `w` is the start of a panel).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn gemm_q4<B: Q4Block>(
+unsafe fn gemm_q4<B: Q4Block, const PANELS: bool>(
     w: *const u8,
     row_bytes: usize,
     rows: usize,
@@ -191,10 +227,12 @@ unsafe fn gemm_q4<B: Q4Block>(
     let mut acc = [_mm256_setzero_ps(); TOK_BLOCK];
     for r0 in (0..rows).step_by(PANEL) {
         let live = (rows - r0).min(PANEL);
-        // Lanes past the last row repeat it: their results are computed and never stored.
+        // Lanes past the last row repeat it (rows) or are zero blocks (panels): their results
+        // are computed and never stored. With panels, ptrs[0] is the panel.
         // SAFETY: rows r0..r0 + live are rows of the matrix (caller).
-        let ptrs: [*const u8; PANEL] =
-            std::array::from_fn(|i| unsafe { w.add((r0 + i.min(live - 1)) * row_bytes) });
+        let ptrs: [*const u8; PANEL] = std::array::from_fn(|i| unsafe {
+            w.add((r0 + if PANELS { 0 } else { i.min(live - 1) }) * row_bytes)
+        });
         // The next panel's rows stream in while this one is multiplied.
         super::gemv::prefetch(w.wrapping_add((r0 + PANEL) * row_bytes), PANEL * row_bytes);
         for t0 in (0..n_tok).step_by(TOK_BLOCK) {
@@ -202,8 +240,17 @@ unsafe fn gemm_q4<B: Q4Block>(
             acc[..nt].fill(_mm256_setzero_ps());
             for b0 in (0..nb).step_by(KCHUNK) {
                 let nk = (nb - b0).min(KCHUNK);
-                // SAFETY: every row has nb blocks (caller), b0 + nk ≤ nb.
-                unsafe { pack::<B>(&ptrs, b0, &mut panel[..nk]) };
+                if PANELS {
+                    // Panel r0 / 8 starts at r0 · row_bytes; its tiles are 8 blocks each.
+                    let tile = PANEL * B::BYTES;
+                    for (i, p) in panel[..nk].iter_mut().enumerate() {
+                        // SAFETY: tile b0 + i < nb of the panel at row r0 (caller).
+                        *p = unsafe { unpack_tile::<B>(ptrs[0].add((b0 + i) * tile)) };
+                    }
+                } else {
+                    // SAFETY: every row has nb blocks (caller), b0 + nk ≤ nb.
+                    unsafe { pack::<B>(&ptrs, b0, &mut panel[..nk]) };
+                }
                 let mut g = 0;
                 while g + TOK_GROUP <= nt {
                     let x: [&[BlockQ8Act]; TOK_GROUP] =
@@ -259,7 +306,7 @@ pub unsafe fn gemm_q4_1_avx2(
     ldo: usize,
 ) {
     // SAFETY: forwarded from the caller.
-    unsafe { gemm_q4::<Q4_1>(w, row_bytes, rows, xq, n_tok, out, ldo) }
+    unsafe { gemm_q4::<Q4_1, false>(w, row_bytes, rows, xq, n_tok, out, ldo) }
 }
 
 /// Q4_0 weights × 8-bit activations, for `n_tok` tokens at once.
@@ -277,7 +324,45 @@ pub unsafe fn gemm_q4_0_avx2(
     ldo: usize,
 ) {
     // SAFETY: forwarded from the caller.
-    unsafe { gemm_q4::<Q4_0>(w, row_bytes, rows, xq, n_tok, out, ldo) }
+    unsafe { gemm_q4::<Q4_0, false>(w, row_bytes, rows, xq, n_tok, out, ldo) }
+}
+
+/// Q4_1 weights in row panels × 8-bit activations, for `n_tok` tokens at once.
+///
+/// # Safety
+/// As `gemm_q4_1_avx2`, with `w` the start of a panel of `kernels/panel.rs`'s layout.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn gemm_q4_1x8_avx2(
+    w: *const u8,
+    row_bytes: usize,
+    rows: usize,
+    xq: &[BlockQ8Act],
+    n_tok: usize,
+    out: *mut f32,
+    ldo: usize,
+) {
+    // SAFETY: forwarded from the caller.
+    unsafe { gemm_q4::<Q4_1, true>(w, row_bytes, rows, xq, n_tok, out, ldo) }
+}
+
+/// Q4_0 weights in row panels × 8-bit activations, for `n_tok` tokens at once.
+///
+/// # Safety
+/// As `gemm_q4_1x8_avx2`.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn gemm_q4_0x8_avx2(
+    w: *const u8,
+    row_bytes: usize,
+    rows: usize,
+    xq: &[BlockQ8Act],
+    n_tok: usize,
+    out: *mut f32,
+    ldo: usize,
+) {
+    // SAFETY: forwarded from the caller.
+    unsafe { gemm_q4::<Q4_0, true>(w, row_bytes, rows, xq, n_tok, out, ldo) }
 }
 
 const _: () = assert!(QK == 32 && std::mem::size_of::<Packed>() == 320);
+const _: () = assert!(Q4_1::TILE_HEAD + 128 == PANEL * Q4_1::BYTES);
+const _: () = assert!(Q4_0::TILE_HEAD + 128 == PANEL * Q4_0::BYTES);

@@ -5,7 +5,7 @@
 
 use std::arch::x86_64::*;
 
-use super::math::{f16_to_f32, hsum};
+use super::math::hsum;
 use crate::kernels::scalar::act::BlockQ8Act;
 use crate::quant::{BlockQ8_0, QK};
 
@@ -54,6 +54,22 @@ fn load_q8(x: &BlockQ8Act) -> __m256i {
     unsafe { _mm256_loadu_si256(x.qs.as_ptr() as *const __m256i) }
 }
 
+/// The eight vectors' lane sums, vector i's in lane i (exact in i32).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn row_sums(v: [__m256i; 8]) -> __m256i {
+    let h01 = _mm256_hadd_epi32(v[0], v[1]);
+    let h23 = _mm256_hadd_epi32(v[2], v[3]);
+    let h45 = _mm256_hadd_epi32(v[4], v[5]);
+    let h67 = _mm256_hadd_epi32(v[6], v[7]);
+    let h0123 = _mm256_hadd_epi32(h01, h23);
+    let h4567 = _mm256_hadd_epi32(h45, h67);
+    _mm256_add_epi32(
+        _mm256_permute2x128_si256::<0x20>(h0123, h4567),
+        _mm256_permute2x128_si256::<0x31>(h0123, h4567),
+    )
+}
+
 /// Eight rows at a time, one row per lane of the result: each row's block product is
 /// reduced to its exact integer sum (`hadd`), then scaled and accumulated with the same
 /// instructions in the same order as the batched kernel (`gemm.rs`), so a token gives
@@ -91,16 +107,7 @@ unsafe fn gemv_q4_rows<B: super::gemm::Q4Block>(
                 let qs = unsafe { &*(ptrs[i].add(at + B::QS) as *const [u8; QK / 2]) };
                 dot_u8_i8(unpack_nibbles(qs), xv)
             };
-            let h01 = _mm256_hadd_epi32(dot(0), dot(1));
-            let h23 = _mm256_hadd_epi32(dot(2), dot(3));
-            let h45 = _mm256_hadd_epi32(dot(4), dot(5));
-            let h67 = _mm256_hadd_epi32(dot(6), dot(7));
-            let h0123 = _mm256_hadd_epi32(h01, h23);
-            let h4567 = _mm256_hadd_epi32(h45, h67);
-            let sums = _mm256_add_epi32(
-                _mm256_permute2x128_si256::<0x20>(h0123, h4567),
-                _mm256_permute2x128_si256::<0x31>(h0123, h4567),
-            );
+            let sums = row_sums(std::array::from_fn(dot));
             // SAFETY: each pointer is at a whole block (caller).
             let (d, m) = unsafe { super::gemm::scales8::<B>(&ptrs, at) };
             let scale = _mm256_mul_ps(d, _mm256_set1_ps(x.d));
@@ -147,8 +154,10 @@ pub unsafe fn gemv_q4_0_avx2(
     unsafe { gemv_q4_rows::<super::gemm::Q4_0>(w, row_bytes, xq, out) }
 }
 
-/// Twin of `scalar::act::gemv_q8_0_q8_scalar`. `maddubs` needs an unsigned operand: it gets
-/// |x| and w·sign(x), whose products are the same.
+/// Twin of `scalar::act::gemv_q8_0_q8_scalar`, eight rows at a time as `gemv_q4_rows`:
+/// each row's exact integer block sum in its lane, then one FMA per block, as the panel
+/// kernel (`panel.rs`) computes it. `maddubs` needs an unsigned operand: it gets |x| and
+/// w·sign(x), whose products are the same.
 ///
 /// # Safety
 /// As `gemv_q4_1_avx2`.
@@ -160,25 +169,47 @@ pub unsafe fn gemv_q8_0_avx2(
     xq: &[BlockQ8Act],
     out: &mut [f32],
 ) {
-    for (r, o) in out.iter_mut().enumerate() {
-        // SAFETY: row r of the matrix the caller vouched for, xq.len() blocks long.
-        let row = unsafe {
-            std::slice::from_raw_parts(w.add(r * row_bytes) as *const BlockQ8_0, xq.len())
-        };
-        prefetch(w.wrapping_add(r * row_bytes + PREFETCH_BYTES), row_bytes);
+    const BYTES: usize = std::mem::size_of::<BlockQ8_0>();
+    let rows = out.len();
+    for r0 in (0..rows).step_by(8) {
+        let live = (rows - r0).min(8);
+        // Lanes past the last row repeat it: computed, never stored.
+        let ptrs: [*const u8; 8] =
+            std::array::from_fn(|i| w.wrapping_add((r0 + i.min(live - 1)) * row_bytes));
+        prefetch(
+            w.wrapping_add((r0 + 8) * row_bytes + PREFETCH_BYTES),
+            8 * row_bytes,
+        );
         let mut acc = _mm256_setzero_ps();
-        for (b, x) in row.iter().zip(xq) {
-            // SAFETY: b.qs is 32 bytes.
-            let wv = unsafe { _mm256_loadu_si256(b.qs.as_ptr() as *const __m256i) };
+        for (b, x) in xq.iter().enumerate() {
+            let at = b * BYTES;
             let xv = load_q8(x);
-            let p = dot_u8_i8(_mm256_sign_epi8(xv, xv), _mm256_sign_epi8(wv, xv));
-            acc = _mm256_fmadd_ps(
-                _mm256_cvtepi32_ps(p),
-                _mm256_set1_ps(f16_to_f32(b.d.to_bits()) * x.d),
-                acc,
-            );
+            let ax = _mm256_sign_epi8(xv, xv);
+            let dot = |i: usize| {
+                // SAFETY: block b of row i is in bounds (caller): 32 codes after its d.
+                let wv = unsafe { _mm256_loadu_si256(ptrs[i].add(at + 2) as *const __m256i) };
+                dot_u8_i8(ax, _mm256_sign_epi8(wv, xv))
+            };
+            let sums = row_sums(std::array::from_fn(dot));
+            // SAFETY: each block starts with its f16 d (read unaligned).
+            let d16 = |i: usize| unsafe { (ptrs[i].add(at) as *const i16).read_unaligned() };
+            let d = _mm256_cvtph_ps(_mm_setr_epi16(
+                d16(0),
+                d16(1),
+                d16(2),
+                d16(3),
+                d16(4),
+                d16(5),
+                d16(6),
+                d16(7),
+            ));
+            let scale = _mm256_mul_ps(d, _mm256_set1_ps(x.d));
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), scale, acc);
         }
-        *o = hsum(acc);
+        let mut lanes = [0f32; 8];
+        // SAFETY: lanes is 8 floats.
+        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), acc) };
+        out[r0..r0 + live].copy_from_slice(&lanes[..live]);
     }
 }
 

@@ -9,3 +9,4 @@ pub mod bandwidth;
 pub mod gemm;
 pub mod gemv;
 pub mod math;
+pub mod panel;

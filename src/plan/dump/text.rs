@@ -50,7 +50,7 @@ pub fn to_text(plan: &Plan) -> String {
             list(&step.outputs),
             list(&step.inputs),
             step.scratch.map_or("-".to_string(), |b| describe(plan, b)),
-            if step.weights.is_empty() { "-".to_string() } else { step.weights.join(", ") },
+            weights(step),
             step.bytes_read,
             step.bytes_written,
             step.flops
@@ -62,6 +62,11 @@ pub fn to_text(plan: &Plan) -> String {
     let _ = writeln!(s, "totals:");
     let _ = writeln!(s, "  steps                {}", plan.steps.len());
     let _ = writeln!(s, "  weight bytes         {}", plan.weight_bytes());
+    let (n, bytes) = plan.panel_weights();
+    let _ = writeln!(
+        s,
+        "  panel weights        {n} matrices, {bytes} bytes (repacked at plan time)"
+    );
     let _ = writeln!(s, "  arena peak_bytes     {}", plan.peak_bytes);
     let _ = writeln!(s, "  arena naive_bytes    {}", plan.naive_bytes);
     let _ = writeln!(s, "  kv cache bytes       {}", plan.kv_bytes);
@@ -73,6 +78,22 @@ pub fn to_text(plan: &Plan) -> String {
         flops / plan.seq as u64
     );
     s
+}
+
+/// A step's weights, each marked `(panels)` when it is read as repacked row panels.
+fn weights(step: &crate::plan::Step) -> String {
+    if step.weights.is_empty() {
+        return "-".to_string();
+    }
+    step.weights
+        .iter()
+        .zip(&step.weight_layouts)
+        .map(|(w, l)| match l {
+            crate::kernels::WeightLayout::Rows => w.clone(),
+            crate::kernels::WeightLayout::Panels => format!("{w} (panels)"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// What each pass changed: nodes before and after, and the op counts it left.
