@@ -2,59 +2,122 @@
 //! repack), made once per file and shared by every plan over it. Once a tensor has its
 //! copy, the file's pages behind it can be handed back to the kernel, so a model does not
 //! stay resident twice.
+//!
+//! Copies are bump-allocated, 64-byte aligned, from anonymous slabs aligned to 2 MiB and
+//! advised as huge pages: a decode step streams every copy once, and with 4 KiB pages the
+//! hardware prefetchers stop at every page boundary. Measured on the AVX2-only EPYC VM
+//! (`qgraph profile -t 1`, alternating): the 28 MB output head streamed 11.1–11.6 GB/s from
+//! 4 KiB pages, 12.2 from huge pages. Slab pages are touched only as copies are written.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use super::{GgufFile, Storage, TensorInfo};
 
-/// An owned, 8-byte-aligned byte buffer: a tensor in another layout.
+/// Alignment of slabs (a huge page) and of each copy in them (a cache line).
+const SLAB_ALIGN: usize = 2 << 20;
+const COPY_ALIGN: usize = 64;
+/// The smallest slab: most models' copies take a few slabs.
+const SLAB_MIN: usize = 64 << 20;
+
+/// A tensor in another layout: `len` bytes in one of its file's slabs.
 pub struct DerivedBytes {
-    words: Box<[u64]>,
+    ptr: *const u8,
     len: usize,
 }
 
+// SAFETY: the bytes are written once, before the `DerivedBytes` is made, and only read
+// after; the slab they sit in lives as long as the file's cache, which outlives every
+// `Arc<DerivedBytes>` handed out only through `&GgufFile` (plans hold the file's `Arc`).
+unsafe impl Send for DerivedBytes {}
+// SAFETY: as above: shared access is read-only.
+unsafe impl Sync for DerivedBytes {}
+
 impl DerivedBytes {
-    /// `len` zero bytes (the pages are only touched when written).
-    pub fn zeroed(len: usize) -> DerivedBytes {
-        DerivedBytes {
-            words: vec![0u64; len.div_ceil(8)].into_boxed_slice(),
-            len,
-        }
-    }
-
     pub fn bytes(&self) -> &[u8] {
-        &bytemuck::cast_slice(&self.words)[..self.len]
-    }
-
-    pub fn bytes_mut(&mut self) -> &mut [u8] {
-        &mut bytemuck::cast_slice_mut(&mut self.words)[..self.len]
+        // SAFETY: `ptr..ptr + len` lies in a live slab and is never written again (above).
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
     }
 }
 
-/// Derived copies by (tensor name, layout tag).
+/// An anonymous mapping, bump-allocated from its first 2 MiB boundary on.
+struct Slab {
+    map: memmap2::MmapMut,
+    /// Offset of the next free byte.
+    next: usize,
+}
+
+impl Slab {
+    fn new(need: usize) -> Option<Slab> {
+        let size = need.max(SLAB_MIN).checked_add(SLAB_ALIGN)?;
+        let map = memmap2::MmapMut::map_anon(size).ok()?;
+        // A hint: without transparent huge pages the slab works the same, on 4 KiB pages.
+        let _ = map.advise(memmap2::Advice::HugePage);
+        let start = (map.as_ptr() as usize).next_multiple_of(SLAB_ALIGN) - map.as_ptr() as usize;
+        Some(Slab { map, next: start })
+    }
+
+    /// `len` bytes, if they fit: zero when fresh, or left by a copy whose fill failed.
+    fn take(&mut self, len: usize) -> Option<&mut [u8]> {
+        let at = self.next.next_multiple_of(COPY_ALIGN);
+        let end = at.checked_add(len)?;
+        if end > self.map.len() {
+            return None;
+        }
+        self.next = end;
+        Some(&mut self.map[at..end])
+    }
+}
+
 #[derive(Default)]
-pub(super) struct DerivedCache(Mutex<BTreeMap<(String, &'static str), Arc<DerivedBytes>>>);
+struct State {
+    copies: BTreeMap<(String, &'static str), Arc<DerivedBytes>>,
+    slabs: Vec<Slab>,
+}
+
+/// Derived copies by (tensor name, layout tag), and the slabs holding them.
+#[derive(Default)]
+pub(super) struct DerivedCache(Mutex<State>);
 
 impl GgufFile {
-    /// The copy of tensor `t` in layout `tag`, made by `make` from the tensor's bytes the
-    /// first time it is asked for, then shared. `make` returning `None` (a shape the layout
-    /// cannot hold) is not remembered. The second value says whether this call made it.
+    /// The copy of tensor `t` in layout `tag`: `len` bytes that `fill` writes in full from
+    /// the tensor's bytes the first time it is asked for, then shared. `fill` returning `false`
+    /// (a shape the layout cannot hold), or no memory for the copy, gives `None`. The second
+    /// value says whether this call made the copy.
     pub fn derived(
         &self,
         t: &TensorInfo,
         tag: &'static str,
-        make: impl FnOnce(&[u8]) -> Option<DerivedBytes>,
+        len: usize,
+        fill: impl FnOnce(&[u8], &mut [u8]) -> bool,
     ) -> Option<(Arc<DerivedBytes>, bool)> {
         let key = (t.name.clone(), tag);
-        // A poisoned lock only means another plan panicked mid-insert; the map is still
-        // consistent (an insert is one call), so keep using it.
-        let mut cache = self.derived.0.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(d) = cache.get(&key) {
+        // A poisoned lock only means another plan panicked mid-insert; every insert is one
+        // call, so the map and the slabs are still consistent.
+        let mut state = self.derived.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(d) = state.copies.get(&key) {
             return Some((d.clone(), false));
         }
-        let d = Arc::new(make(self.tensor_bytes(t))?);
-        cache.insert(key, d.clone());
+        let has_room = state
+            .slabs
+            .last()
+            .is_some_and(|s| s.next.next_multiple_of(COPY_ALIGN) + len <= s.map.len());
+        if !has_room {
+            state.slabs.push(Slab::new(len)?);
+        }
+        let slab = state.slabs.last_mut()?;
+        let before = slab.next;
+        let out = slab.take(len)?;
+        if !fill(self.tensor_bytes(t), out) {
+            // Give the space back (written bytes stay written; the next copy overwrites).
+            slab.next = before;
+            return None;
+        }
+        let d = Arc::new(DerivedBytes {
+            ptr: out.as_ptr(),
+            len,
+        });
+        state.copies.insert(key, d.clone());
         Some((d, true))
     }
 

@@ -41,9 +41,8 @@ pub fn panels(
     let (rows, nb) = (t.n_elements as usize / k, k / block);
     let len = panel::panel_bytes(t.dtype, rows, nb)?;
     let start = Instant::now();
-    let (copy, made) = model.derived(t, PANELS, |src| {
-        let mut out = DerivedBytes::zeroed(len);
-        panel::repack(t.dtype, src, rows, nb, out.bytes_mut()).then_some(out)
+    let (copy, made) = model.derived(t, PANELS, len, |src, out| {
+        panel::repack(t.dtype, src, rows, nb, out)
     })?;
     if made {
         model.release_pages(t);

@@ -12,7 +12,7 @@
 use std::arch::x86_64::*;
 
 use super::gemm::{block_dot, unpack_tile, Q4Block, Q4_0, Q4_1};
-use super::gemv::{prefetch, PREFETCH_BYTES};
+use super::gemv::{prefetch_once, PREFETCH_BYTES};
 use crate::kernels::panel::PANEL_ROWS;
 use crate::kernels::scalar::act::BlockQ8Act;
 
@@ -49,7 +49,7 @@ unsafe fn gemv_q4_panels<B: Q4Block>(
         let mut acc = _mm256_setzero_ps();
         for (b, x) in xq.iter().enumerate() {
             let t = panel.wrapping_add(b * tile);
-            prefetch(t.wrapping_add(PREFETCH_BYTES), tile);
+            prefetch_once(t.wrapping_add(PREFETCH_BYTES), tile);
             // SAFETY: tile b of panel p is in bounds (caller).
             let pk = unsafe { unpack_tile::<B>(t) };
             acc = block_dot(&pk, x, acc);
@@ -144,7 +144,7 @@ pub unsafe fn gemv_q8_0x8_avx2(
         let mut acc = _mm256_setzero_ps();
         for (b, x) in xq.iter().enumerate() {
             let t = panel.wrapping_add(b * Q8_TILE);
-            prefetch(t.wrapping_add(PREFETCH_BYTES), Q8_TILE);
+            prefetch_once(t.wrapping_add(PREFETCH_BYTES), Q8_TILE);
             // SAFETY: tile b of panel p is in bounds (caller).
             acc = unsafe { q8_tile_dot(t, x, acc) };
         }
