@@ -6,4 +6,4 @@ mod session;
 mod step;
 pub mod threads;
 
-pub use session::{ExecError, Session};
+pub use session::{ExecError, Session, StepTimes};

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::step::run_worker;
+use super::step::{run_worker, WorkerTimes};
 use super::threads::{Barrier, Pool};
 use crate::plan::Plan;
 
@@ -163,20 +163,20 @@ impl Session {
         Ok(self.run(&plan, io, tokens, None))
     }
 
-    /// As `forward_all` for one call, adding each step's wall time in nanoseconds (as
-    /// worker 0 sees it, barrier waits included) to `step_ns` (one entry per plan step),
-    /// for `qgraph profile`.
+    /// As `forward_all` for one call, adding every worker's time in each step's kernels and
+    /// at the barriers before them to `times` (for `qgraph profile`).
     pub fn forward_timed(
         &mut self,
         tokens: &[u32],
-        step_ns: &mut [u64],
+        times: &mut StepTimes,
     ) -> Result<&[f32], ExecError> {
-        if step_ns.len() != self.plan.steps.len() {
+        let steps = self.plan.steps.len();
+        if times.work.len() != steps * self.threads() || times.wait.len() != times.work.len() {
             return Err(ExecError::Interface("step timings"));
         }
         self.check(tokens, self.plan.seq)?;
         let (plan, io) = (self.plan.clone(), self.io);
-        Ok(self.run(&plan, io, tokens, Some(step_ns)))
+        Ok(self.run(&plan, io, tokens, Some(times)))
     }
 
     /// Runs `tokens`, any number that fits in the context, and returns the logits of the
@@ -230,7 +230,13 @@ impl Session {
 
     /// Runs one call of `plan` (checked: `tokens.len() ≤ plan.seq`, ids and positions in
     /// range) and returns its logits rows.
-    fn run(&mut self, plan: &Plan, io: Io, tokens: &[u32], step_ns: Option<&mut [u64]>) -> &[f32] {
+    fn run(
+        &mut self,
+        plan: &Plan,
+        io: Io,
+        tokens: &[u32],
+        times: Option<&mut StepTimes>,
+    ) -> &[f32] {
         let n = tokens.len();
         // SAFETY: the tokens and positions buffers hold `seq` i32 each (plan/infer.rs), and
         // n ≤ seq (checked by the callers).
@@ -247,12 +253,18 @@ impl Session {
             }
         }
         let mem = SharedMem(self.mem);
-        let times = step_ns.map(|t| Times(t.as_mut_ptr(), t.len()));
+        let steps = plan.steps.len();
+        let times = times.map(|t| Times(t.work.as_mut_ptr(), t.wait.as_mut_ptr()));
         let work = |w: usize, barrier: &Barrier| {
-            // SAFETY: only worker 0 takes the timings, which `step_ns` lends for this call.
-            let times = times
-                .filter(|_| w == 0)
-                .map(|t| unsafe { std::slice::from_raw_parts_mut(t.0, t.1) });
+            // SAFETY: worker w takes rows w·steps.. of both tables, which `times` lends for
+            // this call (forward_timed checked they hold a row per worker): no two workers
+            // touch the same entries.
+            let times = times.map(|t| unsafe {
+                WorkerTimes {
+                    work: std::slice::from_raw_parts_mut(t.0.add(w * steps), steps),
+                    wait: std::slice::from_raw_parts_mut(t.1.add(w * steps), steps),
+                }
+            });
             // SAFETY: `mem` holds the session memory for both plans (sized in `build`); the
             // plan's offsets are valid in it; token ids are < n_vocab and positions < n_ctx
             // (checked by the callers); every worker runs `run_worker` for the same call.
@@ -268,10 +280,29 @@ impl Session {
     }
 }
 
-/// The step timings of a profiled call, used by worker 0 only.
+/// Every worker's timings of profiled calls: `[threads][steps]` row-major, in nanoseconds.
+pub struct StepTimes {
+    /// Time in each step's kernels.
+    pub work: Vec<u64>,
+    /// Time waiting at the barriers before each step's phases.
+    pub wait: Vec<u64>,
+}
+
+impl StepTimes {
+    /// Zeroed tables for a session's plan.
+    pub fn new(session: &Session) -> StepTimes {
+        let n = session.plan.steps.len() * session.threads();
+        StepTimes {
+            work: vec![0; n],
+            wait: vec![0; n],
+        }
+    }
+}
+
+/// The timing tables of a profiled call, lent to the workers (each its own rows).
 #[derive(Clone, Copy)]
-struct Times(*mut u64, usize);
-// SAFETY: only worker 0 dereferences it, during the call that lent it.
+struct Times(*mut u64, *mut u64);
+// SAFETY: each worker dereferences only its own rows, during the call that lent them.
 unsafe impl Sync for Times {}
 unsafe impl Send for Times {}
 

@@ -398,9 +398,16 @@ pub unsafe fn run_phase(plan: &Plan, phase: &Phase, mem: *mut u8, n: usize, w: u
     }
 }
 
+/// One worker's timings of a profiled call, in nanoseconds per plan step: time spent in
+/// the step's kernels, and time spent waiting at the barriers before its phases.
+pub struct WorkerTimes<'a> {
+    pub work: &'a mut [u64],
+    pub wait: &'a mut [u64],
+}
+
 /// Runs worker `w`'s part of a whole forward step: every phase in order, waiting at the
-/// planned barriers. `step_ns`, when given (worker 0 only), receives each phase's wall time
-/// added to its step's entry.
+/// planned barriers. `times`, when given, receives each phase's work and barrier wait,
+/// added to its step's entries.
 ///
 /// # Safety
 /// As `run_phase`, for every worker of the plan running it at once.
@@ -410,18 +417,26 @@ pub unsafe fn run_worker(
     n: usize,
     w: usize,
     barrier: &super::threads::Barrier,
-    mut step_ns: Option<&mut [u64]>,
+    mut times: Option<WorkerTimes<'_>>,
 ) {
     for phase in &plan.phases {
-        let start = step_ns.as_ref().map(|_| std::time::Instant::now());
+        let Some(t) = times.as_mut() else {
+            if phase.barrier {
+                barrier.wait();
+            }
+            // SAFETY: forwarded from the caller; the barrier above orders this phase after
+            // every write it depends on.
+            unsafe { run_phase(plan, phase, mem, n, w) };
+            continue;
+        };
+        let start = std::time::Instant::now();
         if phase.barrier {
             barrier.wait();
         }
-        // SAFETY: forwarded from the caller; the barrier above orders this phase after
-        // every write it depends on.
+        let waited = std::time::Instant::now();
+        // SAFETY: as above.
         unsafe { run_phase(plan, phase, mem, n, w) };
-        if let (Some(times), Some(start)) = (step_ns.as_deref_mut(), start) {
-            times[phase.step] += start.elapsed().as_nanos() as u64;
-        }
+        t.wait[phase.step] += (waited - start).as_nanos() as u64;
+        t.work[phase.step] += waited.elapsed().as_nanos() as u64;
     }
 }
