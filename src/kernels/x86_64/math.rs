@@ -202,36 +202,42 @@ pub unsafe fn attend_avx2(
     let group = heads / kv_heads;
     let scale = 1.0 / (head_dim as f32).sqrt();
     let scores = &mut scores[..n_past];
+    let (kp, vp) = (k.as_ptr(), v.as_ptr());
     for h in h0..h1 {
-        let qh = &q[h * head_dim..(h + 1) * head_dim];
         let kv_off = (h / group) * head_dim;
-        // Scores, four positions at a time: four independent FMA chains instead of one.
-        let dot = |j: usize, acc: __m256, i: usize| {
-            // SAFETY: row j < n_past of the cache; i + 8 <= head_dim (a multiple of 8).
-            unsafe {
-                _mm256_fmadd_ps(
-                    _mm256_loadu_ps(qh.as_ptr().add(i)),
-                    _mm256_loadu_ps(k.as_ptr().add(j * kv_dim + kv_off + i)),
-                    acc,
-                )
-            }
-        };
+        // SAFETY (every pointer read below): head h's query is q[h·head_dim..][..head_dim];
+        // rows j < n_past of both caches hold kv_dim ≥ kv_off + head_dim values; head_dim is
+        // a multiple of 8 (the table checks), so every 8-wide load at i < head_dim is whole.
+        let qh = q[h * head_dim..(h + 1) * head_dim].as_ptr();
+        let krow = |j: usize| kp.wrapping_add(j * kv_dim + kv_off);
+        // Scores, four positions at a time: four independent FMA chains, one reduction.
         let quads = n_past / 4 * 4;
         for j in (0..quads).step_by(4) {
-            let mut acc = [_mm256_setzero_ps(); 4];
+            let mut a = [_mm256_setzero_ps(); 4];
             for i in (0..head_dim).step_by(8) {
-                for (r, a) in acc.iter_mut().enumerate() {
-                    *a = dot(j + r, *a, i);
+                let qv = unsafe { _mm256_loadu_ps(qh.add(i)) };
+                for (r, acc) in a.iter_mut().enumerate() {
+                    *acc =
+                        _mm256_fmadd_ps(qv, unsafe { _mm256_loadu_ps(krow(j + r).add(i)) }, *acc);
                 }
             }
-            for (r, a) in acc.iter().enumerate() {
-                scores[j + r] = hsum(*a) * scale;
-            }
+            let h01 = _mm256_hadd_ps(a[0], a[1]);
+            let h23 = _mm256_hadd_ps(a[2], a[3]);
+            let h = _mm256_hadd_ps(h01, h23);
+            let sums = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps::<1>(h));
+            let scaled = _mm_mul_ps(sums, _mm_set1_ps(scale));
+            unsafe { _mm_storeu_ps(scores.as_mut_ptr().add(j), scaled) };
         }
         for (j, s) in scores.iter_mut().enumerate().skip(quads) {
             let mut acc = _mm256_setzero_ps();
             for i in (0..head_dim).step_by(8) {
-                acc = dot(j, acc, i);
+                acc = unsafe {
+                    _mm256_fmadd_ps(
+                        _mm256_loadu_ps(qh.add(i)),
+                        _mm256_loadu_ps(krow(j).add(i)),
+                        acc,
+                    )
+                };
             }
             *s = hsum(acc) * scale;
         }
@@ -255,26 +261,31 @@ pub unsafe fn attend_avx2(
         }
         sum += hsum(vsum);
         let inv = _mm256_set1_ps(1.0 / sum);
-        // Σ_j p_j·v_j, a row at a time: up to 64 values of the head in eight registers, each
-        // its own FMA chain, V read row after row.
-        let oh = &mut out[h * head_dim..(h + 1) * head_dim];
-        for c0 in (0..head_dim).step_by(64) {
-            let width = (head_dim - c0).min(64) / 8;
+        // Σ_j p_j·v_j, V read row after row: 64 values of the head at a time in eight
+        // registers (eight FMA chains), then what is left 8 at a time.
+        let oh = out[h * head_dim..(h + 1) * head_dim].as_mut_ptr();
+        let vrow = |j: usize| vp.wrapping_add(j * kv_dim + kv_off);
+        let wide = head_dim / 64 * 64;
+        for c0 in (0..wide).step_by(64) {
             let mut acc = [_mm256_setzero_ps(); 8];
             for (j, &p) in scores.iter().enumerate() {
                 let pj = _mm256_set1_ps(p);
-                let vj = v[j * kv_dim + kv_off + c0..].as_ptr();
-                for (c, a) in acc[..width].iter_mut().enumerate() {
-                    // SAFETY: c0 + 8c + 8 <= head_dim ≤ what is left of row j.
-                    *a = _mm256_fmadd_ps(pj, unsafe { _mm256_loadu_ps(vj.add(8 * c)) }, *a);
+                let row = vrow(j).wrapping_add(c0);
+                for (c, a) in acc.iter_mut().enumerate() {
+                    *a = _mm256_fmadd_ps(pj, unsafe { _mm256_loadu_ps(row.add(8 * c)) }, *a);
                 }
             }
-            for (c, a) in acc[..width].iter().enumerate() {
-                // SAFETY: c0 + 8c + 8 <= head_dim = oh.len().
-                unsafe {
-                    _mm256_storeu_ps(oh.as_mut_ptr().add(c0 + 8 * c), _mm256_mul_ps(*a, inv))
-                };
+            for (c, a) in acc.iter().enumerate() {
+                unsafe { _mm256_storeu_ps(oh.add(c0 + 8 * c), _mm256_mul_ps(*a, inv)) };
             }
+        }
+        for c0 in (wide..head_dim).step_by(8) {
+            let mut acc = _mm256_setzero_ps();
+            for (j, &p) in scores.iter().enumerate() {
+                let x = unsafe { _mm256_loadu_ps(vrow(j).add(c0)) };
+                acc = _mm256_fmadd_ps(_mm256_set1_ps(p), x, acc);
+            }
+            unsafe { _mm256_storeu_ps(oh.add(c0), _mm256_mul_ps(acc, inv)) };
         }
     }
 }
