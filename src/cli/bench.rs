@@ -62,42 +62,61 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// `len` bytes of ones in an anonymous map advised as huge pages, as the repacked weights
+/// are (`gguf/derived.rs`): the roofline is measured on the footing the kernels stream from.
+fn hugepage_buffer(len: usize) -> memmap2::MmapMut {
+    let mut map = memmap2::MmapMut::map_anon(len.max(1)).unwrap_or_else(|e| {
+        eprintln!("bench: cannot map {len} bytes to measure bandwidth: {e}");
+        std::process::exit(1)
+    });
+    let _ = map.advise(memmap2::Advice::HugePage);
+    map.fill(1);
+    map
+}
+
 /// Streaming read bandwidth of `streams` threads reading at once, each its own share of
 /// `bytes` (as the workers of a decode step each stream their rows), in bytes per second
-/// from the common start to the last finish (median of 5).
+/// from the first stream's start to the last one's finish (median of 5 passes). Each
+/// thread reads its own clock: a coordinating thread would be a third on two cores, and
+/// its late wake-ups would shorten the measured time.
 pub fn read_bandwidth(bytes: usize, streams: usize) -> f64 {
+    const PASSES: usize = 5;
     let streams = streams.max(1);
-    let bufs: Vec<Vec<u8>> = (0..streams).map(|_| vec![1u8; bytes / streams]).collect();
-    let total: usize = bufs.iter().map(Vec::len).sum();
-    let start = std::sync::Barrier::new(streams + 1);
-    let go = std::sync::Barrier::new(streams + 1);
-    let runs: Vec<f64> = std::thread::scope(|scope| {
+    let bufs: Vec<memmap2::MmapMut> = (0..streams)
+        .map(|_| hugepage_buffer(bytes / streams))
+        .collect();
+    let total: usize = bufs.iter().map(|b| b.len()).sum();
+    let start = std::sync::Barrier::new(streams);
+    let spans: Vec<Vec<(Instant, Instant)>> = std::thread::scope(|scope| {
         let handles: Vec<_> = bufs
             .iter()
             .map(|buf| {
-                let (start, go) = (&start, &go);
+                let start = &start;
                 scope.spawn(move || {
                     std::hint::black_box(read_all(buf)); // first touch
-                    for _ in 0..5 {
-                        start.wait();
-                        std::hint::black_box(read_all(std::hint::black_box(buf)));
-                        go.wait();
-                    }
+                    (0..PASSES)
+                        .map(|_| {
+                            start.wait();
+                            let t = Instant::now();
+                            std::hint::black_box(read_all(std::hint::black_box(buf)));
+                            (t, Instant::now())
+                        })
+                        .collect()
                 })
             })
             .collect();
-        let mut runs = Vec::new();
-        for _ in 0..5 {
-            start.wait();
-            let t = Instant::now();
-            go.wait();
-            runs.push(total as f64 / t.elapsed().as_secs_f64());
-        }
-        for h in handles {
-            let _ = h.join();
-        }
-        runs
+        handles.into_iter().filter_map(|h| h.join().ok()).collect()
     });
+    let runs: Vec<f64> = (0..PASSES)
+        .filter_map(|i| {
+            let first = spans.iter().map(|s| s[i].0).min()?;
+            let last = spans.iter().map(|s| s[i].1).max()?;
+            Some(total as f64 / (last - first).as_secs_f64())
+        })
+        .collect();
+    if runs.is_empty() {
+        return f64::NAN;
+    }
     median(runs)
 }
 

@@ -112,7 +112,7 @@ pub type RowFn = unsafe fn(w: *const u8, out: &mut [f32]);
 pub fn read_all(buf: &[u8]) -> u64 {
     #[cfg(target_arch = "x86_64")]
     if table::supports(KernelLevel::Avx2) {
-        // SAFETY: AVX2 was just checked.
+        // SAFETY: AVX2, FMA and F16C were just checked.
         return unsafe { x86_64::bandwidth::read_all_avx2(buf) };
     }
     buf.chunks_exact(8)

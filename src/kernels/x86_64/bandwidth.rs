@@ -4,11 +4,13 @@ use std::arch::x86_64::*;
 
 /// Reads every byte of `buf` (a multiple of 128 bytes is read; the tail is ignored) with four
 /// independent 256-bit accumulators, and returns a value that depends on all of it so the
-/// loads cannot be optimised away.
+/// loads cannot be optimised away. The stream is prefetched as the decode kernels prefetch
+/// theirs (`gemv::prefetch_once`), so the roofline is what a kernel that only reads could
+/// reach the same way.
 ///
 /// # Safety
 /// The CPU has AVX2.
-#[target_feature(enable = "avx2")]
+#[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn read_all_avx2(buf: &[u8]) -> u64 {
     let p = buf.as_ptr();
     let n = buf.len() / 128 * 128;
@@ -20,6 +22,7 @@ pub unsafe fn read_all_avx2(buf: &[u8]) -> u64 {
     );
     let mut i = 0;
     while i < n {
+        super::gemv::prefetch_once(p.wrapping_add(i + super::gemv::PREFETCH_BYTES), 128);
         // SAFETY: i + 128 <= n <= buf.len().
         unsafe {
             a = _mm256_add_epi64(a, _mm256_loadu_si256(p.add(i) as *const __m256i));
