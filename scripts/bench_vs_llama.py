@@ -9,14 +9,15 @@ import time
 import llama_cpp
 
 
-def load_llama(model, threads):
-    # --no-extra-bufts (see tests/golden/README.md): patch the default model params while
-    # the constructor runs.
+def load_llama(model, threads, extra_bufts=False):
+    # --no-extra-bufts by default (see tests/golden/README.md): patch the default model
+    # params while the constructor runs. --extra-bufts keeps llama.cpp's repacked ("CPU_REPACK")
+    # weight layouts, its fastest Q4_0 path, where the CPU runs them.
     orig = llama_cpp.llama_cpp.llama_model_default_params
 
     def params():
         p = orig()
-        p.use_extra_bufts = False
+        p.use_extra_bufts = extra_bufts
         return p
 
     llama_cpp.llama_cpp.llama_model_default_params = params
@@ -25,7 +26,7 @@ def load_llama(model, threads):
                               n_threads_batch=threads, logits_all=False, verbose=False)
     finally:
         llama_cpp.llama_cpp.llama_model_default_params = orig
-    assert llm.model_params.use_extra_bufts is False
+    assert llm.model_params.use_extra_bufts is extra_bufts
     return llm
 
 
@@ -70,14 +71,18 @@ def main():
     ap.add_argument("-n", type=int, default=128)
     ap.add_argument("-t", type=int, default=1)
     ap.add_argument("-r", type=int, default=5)
+    ap.add_argument("--extra-bufts", action="store_true",
+                    help="let llama.cpp repack weights (its Q4_0/Q8_0 fast path)")
     a = ap.parse_args()
-    llm = load_llama(a.model, a.t)
+    llm = load_llama(a.model, a.t, a.extra_bufts)
     llama_round(llm, 8, 8)  # warm
     rounds = {"qgraph": [], "llama.cpp": []}
     for _ in range(a.r):
         rounds["qgraph"].append(qgraph_round(a.qgraph, a.model, a.p, a.n, a.t))
         rounds["llama.cpp"].append(llama_round(llm, a.p, a.n))
-    print(f"model {a.model}, {a.t} thread(s), {a.r} alternating rounds; medians (min..max), t/s\n")
+    bufts = "with" if a.extra_bufts else "without"
+    print(f"model {a.model}, {a.t} thread(s), {a.r} alternating rounds, llama.cpp {bufts} its "
+          f"repacked layouts; medians (min..max), t/s\n")
     print("| engine | test | t/s | range |")
     print("| --- | --- | ---: | --- |")
     med = {}
