@@ -3,8 +3,9 @@
 //! lengths and kernels were all settled at plan time.
 
 use crate::graph::Epilogue;
+use crate::kernels::panel::PANEL_ROWS;
 use crate::kernels::BlockQ8Act;
-use crate::plan::{Exec, Matmul, Phase, PhaseKind, Plan, Prep, Split};
+use crate::plan::{EmbedRow, Exec, Matmul, Phase, PhaseKind, Plan, Prep, Split};
 
 /// Views `len` f32 at byte offset `off` of `mem`.
 ///
@@ -200,10 +201,17 @@ pub unsafe fn run_phase(plan: &Plan, phase: &Phase, mem: *mut u8, n: usize, w: u
             } => {
                 for t in t0..t1 {
                     let id = i32_at(mem, *tokens, t) as usize;
-                    row(
-                        table.ptr.add(id * table.row_bytes),
-                        f32s_mut(mem, out + 4 * t * width, *width),
-                    );
+                    let dst = f32s_mut(mem, out + 4 * t * width, *width);
+                    match row {
+                        EmbedRow::Rows(f) => f(table.ptr.add(id * table.row_bytes), dst),
+                        // Row id is lane id % 8 of panel id / 8, at 8 · row_bytes per panel.
+                        EmbedRow::Panels(f) => {
+                            let panel = table
+                                .ptr
+                                .add(id / PANEL_ROWS * PANEL_ROWS * table.row_bytes);
+                            f(panel, id % PANEL_ROWS, dst)
+                        }
+                    }
                 }
             }
             Exec::RmsNorm {

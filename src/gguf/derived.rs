@@ -17,8 +17,10 @@ use super::{GgufFile, Storage, TensorInfo};
 /// Alignment of slabs (a huge page) and of each copy in them (a cache line).
 const SLAB_ALIGN: usize = 2 << 20;
 const COPY_ALIGN: usize = 64;
-/// The smallest slab: most models' copies take a few slabs.
-const SLAB_MIN: usize = 64 << 20;
+/// The first slab reserves room for a copy of every tensor in the file plus this margin
+/// (panel padding): address space only, since pages are touched as copies are written, so
+/// the copies share one slab and one partly used last huge page.
+const SLAB_MARGIN: usize = 16 << 20;
 
 /// A tensor in another layout: `len` bytes in one of its file's slabs.
 pub struct DerivedBytes {
@@ -48,8 +50,8 @@ struct Slab {
 }
 
 impl Slab {
-    fn new(need: usize) -> Option<Slab> {
-        let size = need.max(SLAB_MIN).checked_add(SLAB_ALIGN)?;
+    fn new(size: usize) -> Option<Slab> {
+        let size = size.checked_add(SLAB_ALIGN)?;
         let map = memmap2::MmapMut::map_anon(size).ok()?;
         // A hint: without transparent huge pages the slab works the same, on 4 KiB pages.
         let _ = map.advise(memmap2::Advice::HugePage);
@@ -73,6 +75,9 @@ impl Slab {
 struct State {
     copies: BTreeMap<(String, &'static str), Arc<DerivedBytes>>,
     slabs: Vec<Slab>,
+    /// Byte ranges of the file whose pages were released, merged where only alignment
+    /// padding separates them (start → end).
+    released: BTreeMap<usize, usize>,
 }
 
 /// Derived copies by (tensor name, layout tag), and the slabs holding them.
@@ -103,7 +108,14 @@ impl GgufFile {
             .last()
             .is_some_and(|s| s.next.next_multiple_of(COPY_ALIGN) + len <= s.map.len());
         if !has_room {
-            state.slabs.push(Slab::new(len)?);
+            let first = state.slabs.is_empty();
+            let data = self.storage.bytes().len() - self.layout.data_start as usize;
+            let size = if first {
+                data + data / 8 + SLAB_MARGIN
+            } else {
+                0
+            };
+            state.slabs.push(Slab::new(size.max(len))?);
         }
         let slab = state.slabs.last_mut()?;
         let before = slab.next;
@@ -121,17 +133,36 @@ impl GgufFile {
         Some((d, true))
     }
 
-    /// Tells the kernel it may drop the mapped pages that lie wholly inside tensor `t`
+    /// Tells the kernel it may drop the mapped pages behind tensor `t`
     /// (`madvise(MADV_DONTNEED)`): they leave this process's resident memory and are read
-    /// back from the file only if touched again. A hint: errors are ignored, and an
-    /// in-memory file keeps its bytes.
+    /// back from the file only if touched again. A page shared with a neighbouring tensor
+    /// is released once that tensor's pages are released too. A hint: errors are ignored,
+    /// and an in-memory file keeps its bytes.
     pub fn release_pages(&self, t: &TensorInfo) {
         let Storage::Mmap(map) = &self.storage else {
             return;
         };
         const PAGE: usize = 4096;
-        let start = (self.layout.data_start + t.offset) as usize;
-        let end = start + t.n_bytes as usize;
+        let gap = self.layout.alignment as usize;
+        let mut start = (self.layout.data_start + t.offset) as usize;
+        let mut end = start + t.n_bytes as usize;
+        let mut state = self.derived.0.lock().unwrap_or_else(|e| e.into_inner());
+        // Merge with released neighbours that only alignment padding separates from t.
+        if let Some((&a, &b)) = state.released.range(..=start).next_back() {
+            if b + gap >= start {
+                start = a;
+                end = end.max(b);
+                state.released.remove(&a);
+            }
+        }
+        while let Some((&a, &b)) = state.released.range(start..).next() {
+            if a > end + gap {
+                break;
+            }
+            end = end.max(b);
+            state.released.remove(&a);
+        }
+        state.released.insert(start, end);
         let (a, b) = (start.next_multiple_of(PAGE), end / PAGE * PAGE);
         if a < b {
             // SAFETY: the map is read-only and private, so MADV_DONTNEED discards nothing

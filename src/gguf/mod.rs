@@ -57,6 +57,16 @@ impl GgufFile {
         // against the mapped length once, at open.
         let mmap = unsafe { memmap2::Mmap::map(&file) }.map_err(io_err)?;
         let layout = parse(&mmap)?;
+        // The header (metadata, the vocabulary among it) now lives in `layout`: its pages
+        // need not stay resident.
+        let header = (layout.data_start as usize).min(mmap.len()) / 4096 * 4096;
+        if header > 0 {
+            // SAFETY: a read-only private map: MADV_DONTNEED only drops pages that a later
+            // read faults back in from the file, unchanged. 0..header lies inside the map.
+            let _ = unsafe {
+                mmap.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, 0, header)
+            };
+        }
         Ok(GgufFile {
             storage: Storage::Mmap(mmap),
             layout,

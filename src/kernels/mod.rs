@@ -107,6 +107,12 @@ pub type SiluMulFn = unsafe fn(g: &mut [f32], u: &[f32]);
 /// `w` points to one row of `out.len()` elements in the format, aligned for its blocks.
 pub type RowFn = unsafe fn(w: *const u8, out: &mut [f32]);
 
+/// Converts row `lane` (< 8) of a panel (`panel.rs`) of `out.len() / 32` tiles to f32.
+///
+/// # Safety
+/// `panel` points to a whole panel of the format's panel layout.
+pub type PanelRowFn = unsafe fn(panel: *const u8, lane: usize, out: &mut [f32]);
+
 /// Reads every byte of `buf` as fast as this CPU can stream it; returns a value that
 /// depends on all of it. `qgraph bench` times it to measure read bandwidth.
 pub fn read_all(buf: &[u8]) -> u64 {

@@ -103,6 +103,78 @@ pub fn repack(dtype: GgmlType, src: &[u8], rows: usize, nb: usize, out: &mut [u8
     true
 }
 
+/// Block `b` of lane `lane`'s row, gathered from its tile back into the file's block bytes.
+///
+/// # Safety
+/// `panel` points to a whole panel of `nb > b` tiles of `dtype`'s layout; `lane < 8`.
+unsafe fn gather_block<const BLOCK: usize>(
+    dtype: GgmlType,
+    panel: *const u8,
+    lane: usize,
+    b: usize,
+) -> [u8; BLOCK] {
+    let (head, codes) = shape(dtype).unwrap_or((16, 16));
+    let tile = head + PANEL_ROWS * codes;
+    let scales = head / 16;
+    let mut out = [0u8; BLOCK];
+    // SAFETY: tile b of the panel is in bounds (caller); every offset below is inside it.
+    unsafe {
+        let t = panel.add(b * tile);
+        for s in 0..scales {
+            std::ptr::copy_nonoverlapping(t.add(16 * s + 2 * lane), out.as_mut_ptr().add(2 * s), 2);
+        }
+        for j in 0..codes / 4 {
+            std::ptr::copy_nonoverlapping(
+                t.add(head + 32 * j + 4 * lane),
+                out.as_mut_ptr().add(2 * scales + 4 * j),
+                4,
+            );
+        }
+    }
+    out
+}
+
+macro_rules! panel_row {
+    ($name:ident, $dtype:expr, $block:ty, $dequantize:path) => {
+        /// Converts row `lane` of a panel to f32 (an embedding lookup in a table that was
+        /// repacked because it is also the output head), as the row-layout kernel would.
+        ///
+        /// # Safety
+        /// `panel` points to a whole panel of `out.len() / 32` tiles of this format's panel
+        /// layout; `lane < 8`.
+        pub unsafe fn $name(panel: *const u8, lane: usize, out: &mut [f32]) {
+            const BLOCK: usize = std::mem::size_of::<$block>();
+            for (b, o) in out.chunks_exact_mut(crate::quant::QK).enumerate() {
+                // SAFETY: forwarded from the caller.
+                let bytes = unsafe { gather_block::<BLOCK>($dtype, panel, lane, b) };
+                let block: $block = bytemuck::pod_read_unaligned(&bytes);
+                let mut vals = [0f32; crate::quant::QK];
+                $dequantize(&block, &mut vals);
+                o.copy_from_slice(&vals);
+            }
+        }
+    };
+}
+
+panel_row!(
+    row_q4_0_panel,
+    GgmlType::Q4_0,
+    crate::quant::BlockQ4_0,
+    crate::quant::blocks::dequantize_q4_0
+);
+panel_row!(
+    row_q4_1_panel,
+    GgmlType::Q4_1,
+    crate::quant::BlockQ4_1,
+    crate::quant::blocks::dequantize_q4_1
+);
+panel_row!(
+    row_q8_0_panel,
+    GgmlType::Q8_0,
+    crate::quant::BlockQ8_0,
+    crate::quant::blocks::dequantize_q8_0
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,6 +219,34 @@ mod tests {
                         assert_eq!(got, want, "{dtype} row {r} block {b} of {rows}");
                     }
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn rows_read_back_from_panels_exactly() {
+        type RowFn = unsafe fn(*const u8, usize, &mut [f32]);
+        let readers: [(GgmlType, RowFn); 3] = [
+            (GgmlType::Q4_0, row_q4_0_panel),
+            (GgmlType::Q4_1, row_q4_1_panel),
+            (GgmlType::Q8_0, row_q8_0_panel),
+        ];
+        for (dtype, read) in readers {
+            let (rows, nb) = (13, 4);
+            let w: Vec<f32> = (0..rows * nb * 32)
+                .map(|i| ((i * 53 % 97) as f32 - 48.0) / 9.0)
+                .collect();
+            let src = quantize(dtype, &w).unwrap();
+            let mut want = vec![0f32; w.len()];
+            crate::quant::dequantize(dtype, &src, &mut want).unwrap();
+            let mut packed = vec![0u8; panel_bytes(dtype, rows, nb).unwrap()];
+            assert!(repack(dtype, &src, rows, nb, &mut packed));
+            let panel = nb * tile_bytes(dtype).unwrap();
+            for r in 0..rows {
+                let mut got = vec![f32::NAN; nb * 32];
+                // SAFETY: panel r / 8 is whole in `packed`; lane < 8.
+                unsafe { read(packed[r / 8 * panel..].as_ptr(), r % 8, &mut got) };
+                assert_eq!(got, want[r * nb * 32..(r + 1) * nb * 32], "{dtype} row {r}");
             }
         }
     }

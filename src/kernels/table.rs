@@ -4,8 +4,8 @@
 
 use super::scalar::{act, attention, elementwise, gemv as sg, norm, rope as srope};
 use super::{
-    AccumulateFn, AttendFn, BinaryFn, Chosen, GemmFn, GemvFn, KernelLevel, QuantizeActFn,
-    RmsNormFn, RopeFn, RowFn, SiluMulFn, UnaryFn, WeightLayout,
+    AccumulateFn, AttendFn, BinaryFn, Chosen, GemmFn, GemvFn, KernelLevel, PanelRowFn,
+    QuantizeActFn, RmsNormFn, RopeFn, RowFn, SiluMulFn, UnaryFn, WeightLayout,
 };
 use crate::quant::GgmlType;
 
@@ -175,6 +175,20 @@ pub fn row(dtype: GgmlType, level: KernelLevel, n: usize) -> Option<Chosen<RowFn
         GgmlType::Q8_0 => (sg::row_q8_0_scalar, "embed_q8_0_scalar"),
         GgmlType::Q4_0 => (sg::row_q4_0_scalar, "embed_q4_0_scalar"),
         GgmlType::Q4_1 => (sg::row_q4_1_scalar, "embed_q4_1_scalar"),
+        _ => return None,
+    };
+    Some(chosen(f, name))
+}
+
+/// The row-conversion kernel for a table of `dtype` held in row panels (a tied embedding
+/// whose matrix the output head reads repacked): plain Rust at every level, since a lookup
+/// converts one row per token.
+pub fn row_panels(dtype: GgmlType) -> Option<Chosen<PanelRowFn>> {
+    use super::panel::*;
+    let (f, name): (PanelRowFn, &'static str) = match dtype {
+        GgmlType::Q4_0 => (row_q4_0_panel, "embed_q4_0x8_scalar"),
+        GgmlType::Q4_1 => (row_q4_1_panel, "embed_q4_1x8_scalar"),
+        GgmlType::Q8_0 => (row_q8_0_panel, "embed_q8_0x8_scalar"),
         _ => return None,
     };
     Some(chosen(f, name))

@@ -14,8 +14,8 @@ use crate::gguf::GgufFile;
 use crate::graph::{Epilogue, Graph, InputKind, NodeId, Op, RopeLayout, ValueId, WeightId};
 use crate::kernels::scalar::rope::rope_freqs;
 use crate::kernels::{
-    table, AccumulateFn, AttendFn, BinaryFn, GemmFn, GemvFn, KernelLevel, QuantizeActFn, RmsNormFn,
-    RopeFn, RowFn, SiluMulFn, UnaryFn, WeightLayout,
+    table, AccumulateFn, AttendFn, BinaryFn, GemmFn, GemvFn, KernelLevel, PanelRowFn,
+    QuantizeActFn, RmsNormFn, RopeFn, RowFn, SiluMulFn, UnaryFn, WeightLayout,
 };
 
 /// A weight matrix: `rows` rows of `row_bytes` bytes in the model's memory map, or the same
@@ -71,6 +71,14 @@ pub struct Matmul {
     pub w: WeightRef,
 }
 
+/// How an embedding lookup converts a row: from the file's rows, or from row panels (a
+/// table tied to the output head, which reads it repacked).
+#[derive(Debug, Clone, Copy)]
+pub enum EmbedRow {
+    Rows(RowFn),
+    Panels(PanelRowFn),
+}
+
 /// One output of a fused projection.
 #[derive(Debug, Clone)]
 pub struct ProjOut {
@@ -93,7 +101,7 @@ pub struct ProjOut {
 #[derive(Debug, Clone)]
 pub enum Exec {
     Embed {
-        row: RowFn,
+        row: EmbedRow,
         table: WeightRef,
         tokens: usize,
         out: usize,
@@ -357,10 +365,29 @@ pub fn lower(
     }
 
     let mut steps = Vec::with_capacity(n_steps);
-    let mut repack = super::repack::RepackStats::default();
+    let mut repacking = Repacking {
+        stats: Default::default(),
+        // Tensors some product multiplies: an embedding among them (tied to the output
+        // head) is read from the head's panels, so the file's copy need not stay resident.
+        products: g
+            .g
+            .node_weights()
+            .filter_map(product_of)
+            .flat_map(|(_, ws)| ws.iter().map(|w| g.weights[w.0 as usize].tensor.as_str()))
+            .collect(),
+    };
     for d in &drafts {
-        steps.push(make_step(g, facts, &model, opts, &buffers, d, &mut repack)?);
+        steps.push(make_step(
+            g,
+            facts,
+            &model,
+            opts,
+            &buffers,
+            d,
+            &mut repacking,
+        )?);
     }
+    let repack = repacking.stats;
     let phases = super::parallel::schedule(&steps, &buffers, opts.threads)?;
     Ok(Plan {
         graph_name: g.name.clone(),
@@ -386,18 +413,27 @@ pub fn lower(
     })
 }
 
-/// Elements of the step's input to quantize to 8-bit blocks: the product's row length when
-/// one of its kernels multiplies 8-bit activations, else 0.
-fn q8_elements(g: &Graph, facts: &Facts, id: NodeId, level: KernelLevel) -> usize {
-    let node = &g.g[id];
+/// A product step's input slot and the weights it multiplies (after a folded norm's gamma);
+/// `None` for other ops.
+fn product_of(node: &crate::graph::Node) -> Option<(usize, &[WeightId])> {
     let (slot, first_matrix) = match &node.op {
         Op::Gemv => (0, 0),
         Op::Proj { norm, .. } | Op::SwiGlu { norm } => (0, norm.is_some() as usize),
         Op::GemvAdd => (1, 0),
-        _ => return 0,
+        _ => return None,
+    };
+    Some((slot, node.weights.get(first_matrix..)?))
+}
+
+/// Elements of the step's input to quantize to 8-bit blocks: the product's row length when
+/// one of its kernels multiplies 8-bit activations, else 0.
+fn q8_elements(g: &Graph, facts: &Facts, id: NodeId, level: KernelLevel) -> usize {
+    let node = &g.g[id];
+    let Some((slot, matrices)) = product_of(node) else {
+        return 0;
     };
     let k = facts.get(g.input_values(id)[slot]).cols();
-    let wants = node.weights[first_matrix..].iter().any(|w| {
+    let wants = matrices.iter().any(|w| {
         let dtype = g.weights[w.0 as usize].dtype;
         table::gemv(dtype, level, k, WeightLayout::Rows).is_some_and(|c| c.wants_q8)
     });
@@ -445,7 +481,7 @@ fn make_step(
     opts: &PlanOptions,
     buffers: &[Buffer],
     d: &Draft,
-    repack: &mut super::repack::RepackStats,
+    repacking: &mut Repacking,
 ) -> Result<Step, PlanError> {
     let node = &g.g[d.node];
     let level = opts.level;
@@ -460,7 +496,7 @@ fn make_step(
         level,
         node,
         batched: d.rows > 1,
-        repack: opts.repack.then_some(repack),
+        repack: opts.repack.then_some(&mut repacking.stats),
     };
     let pos_of = |slot: usize| d.inputs.get(slot).map_or(usize::MAX, |&b| off(b));
     let quant = |acc: &mut Acc, k: usize| -> Option<Quant> {
@@ -485,23 +521,37 @@ fn make_step(
         Op::Input { .. } => unreachable!("inputs are buffers, not steps"),
         Op::Embed => {
             let bw = &g.weights[node.weights[0].0 as usize];
-            let w = wcx.rows(node.weights[0])?;
-            let chosen = table::row(bw.dtype, level, bw.dims[0] as usize).ok_or_else(|| {
-                PlanError::WeightDtype {
-                    at: node.at.clone(),
-                    node: node.name.clone(),
-                    op: "embed",
-                    weight: bw.tensor.clone(),
-                    dtype: bw.dtype,
-                    why: "no row kernel for this format",
+            let no_kernel = || PlanError::WeightDtype {
+                at: node.at.clone(),
+                node: node.name.clone(),
+                op: "embed",
+                weight: bw.tensor.clone(),
+                dtype: bw.dtype,
+                why: "no row kernel for this format",
+            };
+            let tied = repacking.products.contains(bw.tensor.as_str());
+            let panel_row = table::row_panels(bw.dtype).filter(|_| tied);
+            let panels = match panel_row {
+                Some(_) => wcx.panels(node.weights[0])?,
+                None => None,
+            };
+            let (row, table) = match (panel_row, panels) {
+                (Some(k), Some(w)) => {
+                    acc.kernels.push(k.name);
+                    (EmbedRow::Panels(k.f), w)
                 }
-            })?;
-            acc.kernels.push(chosen.name);
+                _ => {
+                    let n = bw.dims[0] as usize;
+                    let k = table::row(bw.dtype, level, n).ok_or_else(no_kernel)?;
+                    acc.kernels.push(k.name);
+                    (EmbedRow::Rows(k.f), wcx.rows(node.weights[0])?)
+                }
+            };
             // Only the rows of the step's tokens are read, not the table.
-            acc.weight_bytes = seq * w.row_bytes as u64;
+            acc.weight_bytes = seq * table.row_bytes as u64;
             Exec::Embed {
-                row: chosen.f,
-                table: w,
+                row,
+                table,
                 tokens: off(d.inputs[0]),
                 out: off(d.outputs[0]),
                 n: cols(d.outputs[0]),
@@ -769,6 +819,13 @@ fn make_step(
     })
 }
 
+/// The repack's state while a plan's steps are made.
+struct Repacking<'g> {
+    stats: super::repack::RepackStats,
+    /// Tensors that some product step multiplies.
+    products: std::collections::BTreeSet<&'g str>,
+}
+
 /// What a step has gathered while its kernels and weights were chosen.
 #[derive(Default)]
 struct Acc {
@@ -813,20 +870,36 @@ impl<'a> WeightCx<'a> {
         })
     }
 
+    /// The matrix in row panels, when repacking is on and the format has panel kernels at
+    /// this level (made on first use, then shared); else `None`.
+    fn panels(&mut self, w: WeightId) -> Result<Option<WeightRef>, PlanError> {
+        let t = self.tensor(w)?;
+        let k = t.dims[0] as usize;
+        let Some(stats) = self.repack.as_deref_mut() else {
+            return Ok(None);
+        };
+        if table::gemv(t.dtype, self.level, k, WeightLayout::Panels).is_none() {
+            return Ok(None);
+        }
+        let Some(copy) = super::repack::panels(self.model, t, stats) else {
+            return Ok(None);
+        };
+        Ok(Some(WeightRef {
+            ptr: copy.bytes().as_ptr(),
+            layout: WeightLayout::Panels,
+            ..self.rows(w)?
+        }))
+    }
+
     /// A matrix and the kernels for its format: in row panels when repacking is on and the
     /// format has panel kernels at this level, else in the file's rows.
     fn matrix(&mut self, w: WeightId, acc: &mut Acc) -> Result<Matmul, PlanError> {
         let t = self.tensor(w)?;
         let k = t.dims[0] as usize;
-        let mut weight = self.rows(w)?;
-        if let Some(stats) = self.repack.as_deref_mut() {
-            if table::gemv(t.dtype, self.level, k, WeightLayout::Panels).is_some() {
-                if let Some(copy) = super::repack::panels(self.model, t, stats) {
-                    weight.ptr = copy.bytes().as_ptr();
-                    weight.layout = WeightLayout::Panels;
-                }
-            }
-        }
+        let weight = match self.panels(w)? {
+            Some(p) => p,
+            None => self.rows(w)?,
+        };
         let chosen = table::gemv(t.dtype, self.level, k, weight.layout).ok_or_else(|| {
             PlanError::WeightDtype {
                 at: self.node.at.clone(),

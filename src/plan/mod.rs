@@ -21,7 +21,7 @@ pub mod repack;
 
 pub use error::PlanError;
 pub use infer::{DType, Fact, Storage};
-pub use lower::{Exec, Matmul, Norm, Prep, ProjOut, Quant, WeightRef};
+pub use lower::{EmbedRow, Exec, Matmul, Norm, Prep, ProjOut, Quant, WeightRef};
 pub use parallel::{Phase, PhaseKind, Split};
 pub use passes::{PassReport, PassSelection};
 
