@@ -32,6 +32,18 @@ fn dot_u8_i8(u: __m256i, i: __m256i) -> __m256i {
 /// (about 4 GB/s of the 20 GB/s the machine streams).
 pub const PREFETCH_BYTES: usize = 4096;
 
+/// Prefetches the cache lines of `len` bytes at `p` with hint `HINT` (never faults).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn prefetch_lines<const HINT: i32>(p: *const u8, len: usize) {
+    let mut off = 0;
+    while off < len {
+        // A hint: it never faults, whatever the address.
+        _mm_prefetch::<HINT>(p.wrapping_add(off) as *const i8);
+        off += 64;
+    }
+}
+
 /// Prefetches the cache lines of `len` bytes at `p` into L1 (hints only: never faults).
 ///
 /// # Safety
@@ -39,12 +51,7 @@ pub const PREFETCH_BYTES: usize = 4096;
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 pub fn prefetch(p: *const u8, len: usize) {
-    let mut off = 0;
-    while off < len {
-        // A hint: it never faults, whatever the address.
-        _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(off) as *const i8);
-        off += 64;
-    }
+    prefetch_lines::<_MM_HINT_T0>(p, len)
 }
 
 /// Prefetches the cache lines of `len` bytes at `p` for a single use (`prefetchnta`): the
@@ -58,12 +65,7 @@ pub fn prefetch(p: *const u8, len: usize) {
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 pub fn prefetch_once(p: *const u8, len: usize) {
-    let mut off = 0;
-    while off < len {
-        // A hint: it never faults, whatever the address.
-        _mm_prefetch::<_MM_HINT_NTA>(p.wrapping_add(off) as *const i8);
-        off += 64;
-    }
+    prefetch_lines::<_MM_HINT_NTA>(p, len)
 }
 
 #[inline]
@@ -89,6 +91,42 @@ fn row_sums(v: [__m256i; 8]) -> __m256i {
     )
 }
 
+/// The row-layout kernels' loop: eight rows at a time, one row per lane, the stream kept
+/// `PREFETCH_BYTES` ahead of the eight rows (they are contiguous). `block(ptrs, b, x, acc)`
+/// accumulates block `b` of the eight rows at `ptrs`; lanes past the last row repeat it,
+/// computed and never stored.
+///
+/// # Safety
+/// As `kernels::GemvFn`; `block` reads only block `b` of each row at `ptrs`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn eight_rows(
+    w: *const u8,
+    row_bytes: usize,
+    xq: &[BlockQ8Act],
+    out: &mut [f32],
+    block: impl Fn(&[*const u8; 8], usize, &BlockQ8Act, __m256) -> __m256,
+) {
+    let rows = out.len();
+    for r0 in (0..rows).step_by(8) {
+        let live = (rows - r0).min(8);
+        let ptrs: [*const u8; 8] =
+            std::array::from_fn(|i| w.wrapping_add((r0 + i.min(live - 1)) * row_bytes));
+        prefetch(
+            w.wrapping_add((r0 + 8) * row_bytes + PREFETCH_BYTES),
+            8 * row_bytes,
+        );
+        let mut acc = _mm256_setzero_ps();
+        for (b, x) in xq.iter().enumerate() {
+            acc = block(&ptrs, b, x, acc);
+        }
+        let mut lanes = [0f32; 8];
+        // SAFETY: lanes is 8 floats.
+        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), acc) };
+        out[r0..r0 + live].copy_from_slice(&lanes[..live]);
+    }
+}
+
 /// Eight rows at a time, one row per lane of the result: each row's block product is
 /// reduced to its exact integer sum (`hadd`), then scaled and accumulated with the same
 /// instructions in the same order as the batched kernel (`gemm.rs`), so a token gives
@@ -105,39 +143,23 @@ unsafe fn gemv_q4_rows<B: super::gemm::Q4Block>(
     xq: &[BlockQ8Act],
     out: &mut [f32],
 ) {
-    let rows = out.len();
-    for r0 in (0..rows).step_by(8) {
-        let live = (rows - r0).min(8);
-        // Lanes past the last row repeat it: computed, never stored.
-        let ptrs: [*const u8; 8] =
-            std::array::from_fn(|i| w.wrapping_add((r0 + i.min(live - 1)) * row_bytes));
-        // The panel's rows are contiguous: keep the stream PREFETCH_BYTES ahead of the end
-        // of this panel, as the row-at-a-time kernels do.
-        prefetch(
-            w.wrapping_add((r0 + 8) * row_bytes + PREFETCH_BYTES),
-            8 * row_bytes,
-        );
-        let mut acc = _mm256_setzero_ps();
-        for (b, x) in xq.iter().enumerate() {
-            let at = b * B::BYTES;
-            let xv = load_q8(x);
-            let dot = |i: usize| {
-                // SAFETY: block b of row i is in bounds (caller): 16 code bytes at QS.
-                let qs = unsafe { &*(ptrs[i].add(at + B::QS) as *const [u8; QK / 2]) };
-                dot_u8_i8(unpack_nibbles(qs), xv)
-            };
-            let sums = row_sums(std::array::from_fn(dot));
-            // SAFETY: each pointer is at a whole block (caller).
-            let (d, m) = unsafe { super::gemm::scales8::<B>(&ptrs, at) };
-            let scale = _mm256_mul_ps(d, _mm256_set1_ps(x.d));
-            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), scale, acc);
-            acc = _mm256_fmadd_ps(m, _mm256_set1_ps(x.s), acc);
-        }
-        let mut lanes = [0f32; 8];
-        // SAFETY: lanes is 8 floats.
-        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), acc) };
-        out[r0..r0 + live].copy_from_slice(&lanes[..live]);
-    }
+    let block = |ptrs: &[*const u8; 8], b: usize, x: &BlockQ8Act, acc: __m256| {
+        let at = b * B::BYTES;
+        let xv = load_q8(x);
+        let dot = |i: usize| {
+            // SAFETY: block b of row i is in bounds (caller): 16 code bytes at QS.
+            let qs = unsafe { &*(ptrs[i].add(at + B::QS) as *const [u8; QK / 2]) };
+            dot_u8_i8(unpack_nibbles(qs), xv)
+        };
+        let sums = row_sums(std::array::from_fn(dot));
+        // SAFETY: each pointer is at a whole block (caller).
+        let (d, m) = unsafe { super::gemm::scales8::<B>(ptrs, at) };
+        let scale = _mm256_mul_ps(d, _mm256_set1_ps(x.d));
+        let acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), scale, acc);
+        _mm256_fmadd_ps(m, _mm256_set1_ps(x.s), acc)
+    };
+    // SAFETY: forwarded from the caller; `block` reads block b of each row.
+    unsafe { eight_rows(w, row_bytes, xq, out, block) }
 }
 
 /// Twin of `scalar::act::gemv_q4_1_q8_scalar` (see `gemv_q4_rows`).
@@ -189,47 +211,33 @@ pub unsafe fn gemv_q8_0_avx2(
     out: &mut [f32],
 ) {
     const BYTES: usize = std::mem::size_of::<BlockQ8_0>();
-    let rows = out.len();
-    for r0 in (0..rows).step_by(8) {
-        let live = (rows - r0).min(8);
-        // Lanes past the last row repeat it: computed, never stored.
-        let ptrs: [*const u8; 8] =
-            std::array::from_fn(|i| w.wrapping_add((r0 + i.min(live - 1)) * row_bytes));
-        prefetch(
-            w.wrapping_add((r0 + 8) * row_bytes + PREFETCH_BYTES),
-            8 * row_bytes,
-        );
-        let mut acc = _mm256_setzero_ps();
-        for (b, x) in xq.iter().enumerate() {
-            let at = b * BYTES;
-            let xv = load_q8(x);
-            let ax = _mm256_sign_epi8(xv, xv);
-            let dot = |i: usize| {
-                // SAFETY: block b of row i is in bounds (caller): 32 codes after its d.
-                let wv = unsafe { _mm256_loadu_si256(ptrs[i].add(at + 2) as *const __m256i) };
-                dot_u8_i8(ax, _mm256_sign_epi8(wv, xv))
-            };
-            let sums = row_sums(std::array::from_fn(dot));
-            // SAFETY: each block starts with its f16 d (read unaligned).
-            let d16 = |i: usize| unsafe { (ptrs[i].add(at) as *const i16).read_unaligned() };
-            let d = _mm256_cvtph_ps(_mm_setr_epi16(
-                d16(0),
-                d16(1),
-                d16(2),
-                d16(3),
-                d16(4),
-                d16(5),
-                d16(6),
-                d16(7),
-            ));
-            let scale = _mm256_mul_ps(d, _mm256_set1_ps(x.d));
-            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), scale, acc);
-        }
-        let mut lanes = [0f32; 8];
-        // SAFETY: lanes is 8 floats.
-        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), acc) };
-        out[r0..r0 + live].copy_from_slice(&lanes[..live]);
-    }
+    let block = |ptrs: &[*const u8; 8], b: usize, x: &BlockQ8Act, acc: __m256| {
+        let at = b * BYTES;
+        let xv = load_q8(x);
+        let ax = _mm256_sign_epi8(xv, xv);
+        let dot = |i: usize| {
+            // SAFETY: block b of row i is in bounds (caller): 32 codes after its d.
+            let wv = unsafe { _mm256_loadu_si256(ptrs[i].add(at + 2) as *const __m256i) };
+            dot_u8_i8(ax, _mm256_sign_epi8(wv, xv))
+        };
+        let sums = row_sums(std::array::from_fn(dot));
+        // SAFETY: each block starts with its f16 d (read unaligned).
+        let d16 = |i: usize| unsafe { (ptrs[i].add(at) as *const i16).read_unaligned() };
+        let d = _mm256_cvtph_ps(_mm_setr_epi16(
+            d16(0),
+            d16(1),
+            d16(2),
+            d16(3),
+            d16(4),
+            d16(5),
+            d16(6),
+            d16(7),
+        ));
+        let scale = _mm256_mul_ps(d, _mm256_set1_ps(x.d));
+        _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), scale, acc)
+    };
+    // SAFETY: forwarded from the caller; `block` reads block b of each row.
+    unsafe { eight_rows(w, row_bytes, xq, out, block) }
 }
 
 /// Twin of `scalar::gemv::gemv_f16_scalar`; `x.len()` must be a multiple of 8.
