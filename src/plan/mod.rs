@@ -18,12 +18,14 @@ mod lower;
 pub mod parallel;
 pub mod passes;
 pub mod repack;
+mod step;
+mod weights;
 
 pub use error::PlanError;
 pub use infer::{DType, Fact, Storage};
-pub use lower::{EmbedRow, Exec, Matmul, Norm, Prep, ProjOut, Quant, WeightRef};
 pub use parallel::{Phase, PhaseKind, Split};
 pub use passes::{PassReport, PassSelection};
+pub use step::{EmbedRow, Exec, Matmul, Norm, Prep, ProjOut, Quant, WeightRef};
 
 use std::sync::Arc;
 

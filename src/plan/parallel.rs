@@ -12,7 +12,7 @@
 //! multiples of 16 (and of the head size where rope follows), so even the batched kernels'
 //! row panels line up; logits are bitwise identical for any number of threads.
 
-use super::lower::{Exec, Prep};
+use super::step::{Exec, Prep};
 use super::{BufKind, Buffer, PlanError, Step};
 use crate::graph::Epilogue;
 
