@@ -2,10 +2,10 @@
 //! heads, fixed by the planner (`plan/parallel.rs`). No checks, no allocation: offsets,
 //! lengths and kernels were all settled at plan time.
 
-use crate::graph::Epilogue;
 use crate::kernels::panel::PANEL_ROWS;
 use crate::kernels::BlockQ8Act;
 use crate::plan::{EmbedRow, Exec, Matmul, Phase, PhaseKind, Plan, Prep, Split};
+use crate::vocab::Epilogue;
 
 /// Views `len` f32 at byte offset `off` of `mem`.
 ///

@@ -5,7 +5,7 @@
 use super::value::{Value, ValueType};
 use super::write::GgufWriter;
 use crate::quant::{GgmlType, QuantError};
-use crate::sample::rng::SplitMix64;
+use crate::rng::SplitMix64;
 
 /// The shape of a tiny llama model. Row lengths (`n_embd`, `n_ff`) must be multiples of 32
 /// when `dtype` is a block format.

@@ -150,7 +150,7 @@ pub type RopeFn = unsafe fn(
     heads: usize,
     pos: i32,
     freqs: &[f32],
-    layout: crate::graph::RopeLayout,
+    layout: crate::vocab::RopeLayout,
 );
 /// Attention of one query row over the first `n_past` rows of a K and a V cache, for the
 /// query heads `h0..h1` (of `heads`; a worker of a threaded plan takes a range of them).

@@ -2,11 +2,11 @@
 //! offsets of its buffers in session memory, its sizes as plain integers and its weights'
 //! addresses. The executor (`exec/step.rs`) reads these and nothing else.
 
-use crate::graph::{Epilogue, RopeLayout};
 use crate::kernels::{
     AccumulateFn, AttendFn, BinaryFn, GemmFn, GemvFn, PanelRowFn, QuantizeActFn, RmsNormFn, RopeFn,
     RowFn, SiluMulFn, UnaryFn, WeightLayout,
 };
+use crate::vocab::{Epilogue, RopeLayout};
 
 /// A weight matrix: `rows` rows of `row_bytes` bytes in the model's memory map, or the same
 /// rows in panels of eight (`kernels/panel.rs`: panel p at `8 · p · row_bytes`) in the

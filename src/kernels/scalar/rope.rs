@@ -2,7 +2,7 @@
 //! angle `pos · theta^(-2i / head_dim)`. Normal layout pairs `(x[2i], x[2i+1])` (llama.cpp's
 //! default rope, right for llama GGUFs); NeoX pairs `(x[i], x[i + head_dim/2])`.
 
-use crate::graph::RopeLayout;
+use crate::vocab::RopeLayout;
 
 /// Pair i's angle per position, `theta^(-2i / head_dim)`, for `i < head_dim / 2`: computed
 /// once per plan.

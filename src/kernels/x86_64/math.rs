@@ -307,13 +307,13 @@ pub unsafe fn rope_avx2(
     heads: usize,
     pos: i32,
     freqs: &[f32],
-    layout: crate::graph::RopeLayout,
+    layout: crate::vocab::RopeLayout,
 ) {
     let head_dim = x.len() / heads;
     let half = head_dim / 2;
     let (mut cos, mut sin) = ([0f32; ROPE_MAX_HEAD_DIM], [0f32; ROPE_MAX_HEAD_DIM]);
     match layout {
-        crate::graph::RopeLayout::Normal => {
+        crate::vocab::RopeLayout::Normal => {
             // Pair i sits at (2i, 2i+1): lane 2i gets (cos, -sin), lane 2i+1 (cos, +sin), so
             // out = x·cos + swap(x)·sin'.
             for (i, &f) in freqs.iter().enumerate().take(half) {
@@ -339,7 +339,7 @@ pub unsafe fn rope_avx2(
                 }
             }
         }
-        crate::graph::RopeLayout::Neox => {
+        crate::vocab::RopeLayout::Neox => {
             for (i, &f) in freqs.iter().enumerate().take(half) {
                 let (s, c) = (pos as f32 * f).sin_cos();
                 cos[i] = c;
