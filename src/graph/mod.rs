@@ -15,17 +15,21 @@
 //! ```
 
 mod bind;
+mod check;
 mod def;
 pub mod dot;
 mod error;
 mod expr;
 mod op;
+mod parse;
+mod raw;
 pub mod summary;
 
-pub use def::{parse, GraphDef, NodeSpec, OpKind, RUNTIME_DIMS};
+pub use def::{GraphDef, NodeSpec, OpKind, RUNTIME_DIMS};
 pub use error::{GraphError, Location};
 pub use expr::{EvalError, Expr};
 pub use op::{Epilogue, InputKind, Op, RopeLayout};
+pub use parse::parse;
 
 use petgraph::stable_graph::{NodeIndex, StableDiGraph};
 use petgraph::visit::EdgeRef;
