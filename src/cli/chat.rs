@@ -33,8 +33,19 @@ struct Message {
     content: String,
 }
 
+/// Instructions a chat template may run per rendering: real templates take a few thousand
+/// for a long conversation; a hostile one (a loop over `range(10**9)`) stops here, in well
+/// under a second, with an error instead of running forever.
+const TEMPLATE_FUEL: u64 = 2_000_000;
+/// Nesting depth of macro calls and includes a template may reach.
+const TEMPLATE_RECURSION: usize = 64;
+
+/// Renders a chat template from a model file: sandboxed (bounded fuel and recursion, no
+/// filesystem access: minijinja has none unless given a loader).
 fn render(template: &str, messages: &[Message], bos: &str, eos: &str) -> anyhow::Result<String> {
     let mut env = minijinja::Environment::new();
+    env.set_fuel(Some(TEMPLATE_FUEL));
+    env.set_recursion_limit(TEMPLATE_RECURSION);
     env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
     env.add_function(
         "raise_exception",
@@ -48,12 +59,13 @@ fn render(template: &str, messages: &[Message], bos: &str, eos: &str) -> anyhow:
     env.add_template("chat", template)
         .context("parsing the model's chat template")?;
     let tmpl = env.get_template("chat")?;
-    Ok(tmpl.render(minijinja::context! {
+    tmpl.render(minijinja::context! {
         messages => messages,
         add_generation_prompt => true,
         bos_token => bos,
         eos_token => eos,
-    })?)
+    })
+    .context("rendering the model's chat template")
 }
 
 pub fn run(args: ChatArgs) -> anyhow::Result<()> {
@@ -68,7 +80,7 @@ pub fn run(args: ChatArgs) -> anyhow::Result<()> {
             .unwrap_or_default()
     };
     let (bos, eos) = (name(e.tokenizer.bos), name(e.tokenizer.eos));
-    let mut sampler = Sampler::new(args.sampling.config(), e.session.n_vocab());
+    let mut sampler = Sampler::new(args.sampling.config()?, e.session.n_vocab());
     let mut messages: Vec<Message> = args
         .system
         .iter()
@@ -155,5 +167,47 @@ pub fn run(args: ChatArgs) -> anyhow::Result<()> {
             role: "assistant".into(),
             content: e.tokenizer.decode(&answer, false),
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msgs() -> Vec<Message> {
+        vec![Message {
+            role: "user".into(),
+            content: "hi".into(),
+        }]
+    }
+
+    #[test]
+    fn a_real_template_renders() {
+        let t = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}\
+                 {% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
+        let out = render(t, &msgs(), "", "").unwrap();
+        assert_eq!(
+            out,
+            "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+        );
+    }
+
+    #[test]
+    fn hostile_templates_stop_with_an_error() {
+        let start = std::time::Instant::now();
+        let endless =
+            "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}";
+        let e = render(endless, &msgs(), "", "").unwrap_err();
+        assert!(format!("{e:#}").contains("fuel"), "{e:#}");
+        let deep = "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}";
+        assert!(render(deep, &msgs(), "", "").is_err());
+        let broken = "{% for m in messages %}";
+        let e = render(broken, &msgs(), "", "").unwrap_err();
+        assert!(format!("{e:#}").contains("chat template"), "{e:#}");
+        assert!(
+            start.elapsed().as_secs() < 5,
+            "rejected in {:?}",
+            start.elapsed()
+        );
     }
 }
