@@ -251,6 +251,9 @@ fn missing_model_and_mismatched_graph() {
         !ok && err.contains("/no/such/model.gguf") && !err.contains("panicked"),
         "{err}"
     );
+    // Each cause once: the path and the OS error are not repeated along the chain.
+    assert_eq!(err.matches("/no/such/model.gguf").count(), 1, "{err}");
+    assert_eq!(err.matches("No such file").count(), 1, "{err}");
     // A graph whose dimensions the model does not have.
     let dir = tempfile::tempdir().unwrap();
     let graph = dir.path().join("g.toml");
@@ -367,4 +370,96 @@ fn chat_reuses_the_cache_exactly() {
     ]);
     assert!(ok, "{err}");
     assert_eq!(fresh.trim_end(), answers[1]);
+}
+
+#[test]
+fn sampling_options_out_of_range_are_errors_and_negative_temperature_is_greedy() {
+    let model = common::real_model();
+    let m = model.to_str().unwrap();
+    for (flag, value, name) in [
+        ("--top-p", "2", "top-p"),
+        ("--top-p", "0", "top-p"),
+        ("--min-p", "-0.5", "min-p"),
+        ("--repeat-penalty", "0", "repeat-penalty"),
+        ("--temp", "nan", "temperature"),
+    ] {
+        let (ok, _, err) = qgraph(&["run", "-m", m, "-p", "hi", "-n", "1", flag, value]);
+        assert!(
+            !ok && err.contains(name) && err.contains("must be"),
+            "{flag} {value}: {err}"
+        );
+    }
+    // llama.cpp reads a temperature at or below 0 as greedy.
+    let run = |temp: &str| {
+        let args = [
+            "run",
+            "-m",
+            m,
+            "-p",
+            "The sky is",
+            "-n",
+            "6",
+            "--temp",
+            temp,
+        ];
+        let (ok, out, err) = qgraph(&args);
+        assert!(ok, "--temp {temp}: {err}");
+        out
+    };
+    assert_eq!(run("-1"), run("0"));
+}
+
+#[test]
+fn text_from_a_file_and_thread_counts_checked() {
+    let model = common::real_model();
+    let m = model.to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("prompt.txt");
+    std::fs::write(&file, "Rivers shape the cities").unwrap();
+    let f = file.to_str().unwrap();
+    let (ok, from_file, err) = qgraph(&["tokenize", "-m", m, "-f", f]);
+    assert!(ok, "{err}");
+    let (_, inline, _) = qgraph(&["tokenize", "-m", m, "Rivers shape the cities"]);
+    assert_eq!(from_file, inline);
+    let run = |text: &[&str]| {
+        let mut args = vec!["run", "-m", m, "-n", "4", "--temp", "0"];
+        args.extend_from_slice(text);
+        let (ok, out, err) = qgraph(&args);
+        assert!(ok, "{err}");
+        out
+    };
+    assert_eq!(run(&["-f", f]), run(&["-p", "Rivers shape the cities"]));
+    let (ok, _, err) = qgraph(&["run", "-m", m, "-n", "1", "-p", "x", "-f", f]);
+    assert!(!ok && err.contains("cannot be used with"), "{err}");
+    let (ok, _, err) = qgraph(&["run", "-m", m, "-n", "1", "-f", "/no/such/prompt.txt"]);
+    assert!(!ok && err.contains("/no/such/prompt.txt"), "{err}");
+    let npy = dir.path().join("l.npy");
+    let (ok, _, err) = qgraph(&["logits", "-m", m, "-f", f, "-o", npy.to_str().unwrap()]);
+    assert!(ok && npy.exists(), "{err}");
+    // More threads than the machine has: a warning, and it still runs; absurd counts: errors.
+    let hw = std::thread::available_parallelism().unwrap().get();
+    let t = (hw + 1).to_string();
+    let (ok, _, err) = qgraph(&["run", "-m", m, "-n", "1", "-p", "x", "-t", &t]);
+    assert!(
+        ok && err.contains("warning") && err.contains("hardware threads"),
+        "{err}"
+    );
+    for t in ["0", "1000"] {
+        let (ok, _, err) = qgraph(&["run", "-m", m, "-n", "1", "-p", "x", "-t", t]);
+        assert!(!ok && err.contains("between 1 and 256"), "-t {t}: {err}");
+    }
+}
+
+#[test]
+fn plan_dot_folds_layers_unless_asked() {
+    let model = common::real_model();
+    let m = model.to_str().unwrap();
+    let (ok, folded, err) = qgraph(&["plan", "-m", m, "--format", "dot"]);
+    assert!(ok, "{err}");
+    assert!(
+        folded.contains("other layers") && !folded.contains("blk.5."),
+        "folded by default"
+    );
+    let (ok, all, _) = qgraph(&["plan", "-m", m, "--format", "dot", "--layers", "all"]);
+    assert!(ok && all.contains("blk.29.") && !all.contains("other layers"));
 }

@@ -129,8 +129,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     } else {
         args.threads.clone()
     };
-    if thread_counts.contains(&0) {
-        bail!("-t: thread counts must be at least 1");
+    for &t in &thread_counts {
+        super::engine::check_threads(t)?;
     }
     let mut engine_args = args.engine.clone();
     engine_args.n_ctx = engine_args.n_ctx.max(args.n_prompt + args.n_gen + 1);

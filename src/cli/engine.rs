@@ -47,11 +47,30 @@ pub struct ThreadArgs {
 impl ThreadArgs {
     pub fn resolve(&self) -> anyhow::Result<usize> {
         match self.threads {
-            Some(0) => bail!("-t must be at least 1"),
-            Some(t) => Ok(t),
+            Some(t) => check_threads(t),
             None => Ok(qgraph::plan::physical_cores()),
         }
     }
+}
+
+/// A `-t` value: at least 1, at most 256 (the planner's limit); above this machine's
+/// hardware threads it runs, with a warning (once per process): workers then share cores
+/// and every barrier waits for a descheduled one.
+pub fn check_threads(t: usize) -> anyhow::Result<usize> {
+    if t == 0 || t > 256 {
+        bail!("-t {t}: the thread count must be between 1 and 256");
+    }
+    let hw = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if t > hw {
+        static WARNED: std::sync::Once = std::sync::Once::new();
+        WARNED.call_once(|| {
+            eprintln!(
+                "warning: -t {t} is more than this machine's {hw} hardware threads: workers will \
+                 share cores and wait for each other at every step (expect it to be slow)"
+            )
+        });
+    }
+    Ok(t)
 }
 
 pub struct Engine {

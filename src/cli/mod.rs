@@ -81,8 +81,23 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", chain_message(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error and its causes, outermost first, joined by `: `, each said once: a cause whose
+/// text the message before it already contains (a context naming the same path, an error
+/// that prints its source) is skipped.
+pub fn chain_message(e: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || parts.last().is_some_and(|p| p.contains(&text)) {
+            continue;
+        }
+        parts.push(text);
+    }
+    parts.join(": ")
 }

@@ -25,9 +25,10 @@ pub struct PlanArgs {
     pub plan: PlanFlags,
     #[arg(long, value_enum, default_value = "text")]
     format: PlanFormat,
-    /// Draw only these layers' steps in DOT (e.g. 0..2); the others fold into one box.
-    #[arg(long)]
-    layers: Option<LayerRange>,
+    /// Layers whose steps DOT draws (START..END, or all); the others fold into one box.
+    /// Layer 0 alone by default: Graphviz takes minutes to lay out all of a deep model.
+    #[arg(long, default_value = "0..1")]
+    layers: LayerRange,
     /// Print what each pass changed instead of the plan.
     #[arg(long)]
     diff_passes: bool,
@@ -129,7 +130,7 @@ pub fn run(args: PlanArgs) -> anyhow::Result<()> {
         PlanFormat::Json => {
             super::out(&(serde_json::to_string_pretty(&dump::json::to_json(&plan))? + "\n"))?
         }
-        PlanFormat::Dot => super::out(&dump::dot::to_dot(&plan, args.layers))?,
+        PlanFormat::Dot => super::out(&dump::dot::to_dot(&plan, Some(args.layers)))?,
         PlanFormat::Svg => super::out(&dump::svg::to_svg(&plan))?,
     }
     Ok(())

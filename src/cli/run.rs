@@ -11,20 +11,20 @@ use super::engine::{Engine, EngineArgs};
 
 #[derive(clap::Args, Clone)]
 pub struct SamplingArgs {
-    /// Temperature; 0 picks the most likely token (greedy).
-    #[arg(long = "temp", default_value_t = 0.8)]
+    /// Temperature; 0 or less picks the most likely token (greedy).
+    #[arg(long = "temp", default_value_t = 0.8, allow_negative_numbers = true)]
     pub temperature: f32,
     /// Keep the k most likely tokens (0: all).
     #[arg(long, default_value_t = 40)]
     pub top_k: usize,
-    /// Keep the smallest set of tokens whose probability reaches p (1: all).
-    #[arg(long, default_value_t = 0.95)]
+    /// Keep the smallest set of tokens whose probability reaches p, in (0, 1] (1: all).
+    #[arg(long, default_value_t = 0.95, allow_negative_numbers = true)]
     pub top_p: f32,
-    /// Drop tokens less likely than min-p times the most likely one (0: off).
-    #[arg(long, default_value_t = 0.05)]
+    /// Drop tokens less likely than min-p times the most likely one, in [0, 1] (0: off).
+    #[arg(long, default_value_t = 0.05, allow_negative_numbers = true)]
     pub min_p: f32,
-    /// Penalise tokens seen in the last --repeat-last-n tokens (1: off).
-    #[arg(long, default_value_t = 1.0)]
+    /// Penalise tokens seen in the last --repeat-last-n tokens, > 0 (1: off).
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
     pub repeat_penalty: f32,
     #[arg(long, default_value_t = 64)]
     pub repeat_last_n: usize,
@@ -34,8 +34,9 @@ pub struct SamplingArgs {
 }
 
 impl SamplingArgs {
-    pub fn config(&self) -> SamplerConfig {
-        SamplerConfig {
+    /// The sampler's options, checked: an option out of range is an error naming the flag.
+    pub fn config(&self) -> anyhow::Result<SamplerConfig> {
+        let cfg = SamplerConfig {
             temperature: self.temperature,
             top_k: self.top_k,
             top_p: self.top_p,
@@ -43,7 +44,9 @@ impl SamplingArgs {
             repeat_penalty: self.repeat_penalty,
             repeat_last_n: self.repeat_last_n,
             seed: self.seed,
-        }
+        };
+        cfg.check().map_err(|e| anyhow::anyhow!("--{e}"))?;
+        Ok(cfg)
     }
 }
 
@@ -55,10 +58,10 @@ pub struct RunArgs {
     threads: super::engine::ThreadArgs,
     #[command(flatten)]
     sampling: SamplingArgs,
-    /// The prompt. Special tokens written in it (`<|im_start|>`) are parsed as llama.cpp's
-    /// tools do, unless --no-special.
-    #[arg(short, long)]
-    prompt: String,
+    /// The prompt (-p TEXT or -f FILE). Special tokens written in it (`<|im_start|>`) are
+    /// parsed as llama.cpp's tools do, unless --no-special.
+    #[command(flatten)]
+    text: super::tools::TextArgs,
     /// Tokens to generate at most (generation also stops at an end-of-generation token or
     /// a full context).
     #[arg(short = 'n', long, default_value_t = 128)]
@@ -114,8 +117,10 @@ fn rate(n: usize, ms: f64) -> f64 {
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
+    let sampling = args.sampling.config()?;
+    let text = args.text.read()?;
     let mut e = Engine::new(&args.engine, 1, args.threads.resolve()?)?;
-    let prompt = e.tokenizer.encode(&args.prompt, !args.no_special, true)?;
+    let prompt = e.tokenizer.encode(&text, !args.no_special, true)?;
     if prompt.is_empty() {
         bail!("the prompt is empty (and the model adds no BOS token)");
     }
@@ -126,7 +131,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             e.n_ctx()
         );
     }
-    let mut sampler = Sampler::new(args.sampling.config(), e.session.n_vocab());
+    let mut sampler = Sampler::new(sampling, e.session.n_vocab());
     let t0 = Instant::now();
     let mut logits = Vec::new();
     for &t in &prompt {

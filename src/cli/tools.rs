@@ -8,21 +8,54 @@ use qgraph::exec::perplexity::perplexity;
 
 use super::engine::{Engine, EngineArgs};
 
+/// Text given on the command line (`-p TEXT`) or read from a file (`-f FILE`): one of them.
+#[derive(clap::Args, Clone)]
+#[group(required = true, multiple = false)]
+pub struct TextArgs {
+    /// The text itself.
+    #[arg(short, long)]
+    prompt: Option<String>,
+    /// A file holding the text (UTF-8), for long prompts.
+    #[arg(short = 'f', long = "file")]
+    file: Option<PathBuf>,
+}
+
+impl TextArgs {
+    pub fn read(&self) -> anyhow::Result<String> {
+        match (&self.prompt, &self.file) {
+            (Some(p), _) => Ok(p.clone()),
+            (None, Some(path)) => {
+                std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+            }
+            (None, None) => bail!("give -p TEXT or -f FILE"),
+        }
+    }
+}
+
 #[derive(clap::Args)]
 pub struct TokenizeArgs {
     #[arg(short, long)]
     model: Option<PathBuf>,
     /// The text to tokenize.
-    text: String,
+    #[arg(required_unless_present = "file", conflicts_with = "file")]
+    text: Option<String>,
+    /// A file holding the text to tokenize.
+    #[arg(short = 'f', long = "file")]
+    file: Option<PathBuf>,
     /// Treat special-token text (`<|im_start|>`) as plain text.
     #[arg(long)]
     no_special: bool,
 }
 
 pub fn tokenize(args: TokenizeArgs) -> anyhow::Result<()> {
+    let text = TextArgs {
+        prompt: args.text,
+        file: args.file,
+    }
+    .read()?;
     let (_, model) = super::model::open_model(args.model)?;
     let tok = qgraph::tokenizer::Tokenizer::from_gguf(&model)?;
-    let ids = tok.encode(&args.text, !args.no_special, true)?;
+    let ids = tok.encode(&text, !args.no_special, true)?;
     super::out(&(serde_json::to_string(&ids)? + "\n"))
 }
 
@@ -33,8 +66,11 @@ pub struct LogitsArgs {
     #[command(flatten)]
     threads: super::engine::ThreadArgs,
     /// The text to run (special tokens parsed).
-    #[arg(short, long, conflicts_with = "tokens")]
+    #[arg(short, long, conflicts_with_all = ["tokens", "file"])]
     prompt: Option<String>,
+    /// A file holding the text to run.
+    #[arg(short = 'f', long = "file", conflicts_with = "tokens")]
+    file: Option<PathBuf>,
     /// A JSON file holding an array of token ids.
     #[arg(long)]
     tokens: Option<PathBuf>,
@@ -43,7 +79,9 @@ pub struct LogitsArgs {
     output: PathBuf,
 }
 
-/// Writes a float32 C-order array as NumPy `.npy` (format version 1.0).
+/// Writes a float32 C-order array as NumPy `.npy` (format version 1.0), atomically: into a
+/// temporary file beside `path`, renamed into place once complete, so an interrupted or
+/// failed write never leaves a truncated `.npy` under the final name.
 pub fn write_npy(path: &std::path::Path, shape: [usize; 2], data: &[f32]) -> anyhow::Result<()> {
     let mut header = format!(
         "{{'descr': '<f4', 'fortran_order': False, 'shape': ({}, {}), }}",
@@ -53,22 +91,43 @@ pub fn write_npy(path: &std::path::Path, shape: [usize; 2], data: &[f32]) -> any
     let total = (10 + header.len() + 1).div_ceil(64) * 64;
     header.push_str(&" ".repeat(total - 10 - header.len() - 1));
     header.push('\n');
-    let mut f = std::io::BufWriter::new(
-        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
-    );
-    f.write_all(b"\x93NUMPY\x01\x00")?;
-    f.write_all(&(header.len() as u16).to_le_bytes())?;
-    f.write_all(header.as_bytes())?;
-    for v in data {
-        f.write_all(&v.to_le_bytes())?;
-    }
-    f.flush()?;
-    Ok(())
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".partial");
+    let tmp = PathBuf::from(tmp);
+    let write = || -> anyhow::Result<()> {
+        let mut f = std::io::BufWriter::new(
+            std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?,
+        );
+        f.write_all(b"\x93NUMPY\x01\x00")?;
+        f.write_all(&(header.len() as u16).to_le_bytes())?;
+        f.write_all(header.as_bytes())?;
+        for v in data {
+            f.write_all(&v.to_le_bytes())?;
+        }
+        f.into_inner()
+            .map_err(|e| e.into_error())?
+            .sync_all()
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))
+    };
+    write().inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
 }
 
 pub fn logits(args: LogitsArgs) -> anyhow::Result<()> {
     let mut e = Engine::new(&args.engine, 1, args.threads.resolve()?)?;
-    let tokens: Vec<u32> = match (&args.prompt, &args.tokens) {
+    let text = match (&args.prompt, &args.file) {
+        (None, None) => None,
+        (p, f) => Some(
+            TextArgs {
+                prompt: p.clone(),
+                file: f.clone(),
+            }
+            .read()?,
+        ),
+    };
+    let tokens: Vec<u32> = match (&text, &args.tokens) {
         (Some(p), _) => e.tokenizer.encode(p, true, true)?,
         (None, Some(path)) => {
             let text = std::fs::read_to_string(path)
@@ -77,7 +136,7 @@ pub fn logits(args: LogitsArgs) -> anyhow::Result<()> {
                 format!("{}: expected a JSON array of token ids", path.display())
             })?
         }
-        (None, None) => bail!("give -p TEXT or --tokens IDS.json"),
+        (None, None) => bail!("give -p TEXT, -f FILE or --tokens IDS.json"),
     };
     if tokens.is_empty() {
         bail!("no tokens to run");

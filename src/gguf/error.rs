@@ -4,7 +4,8 @@ use crate::quant::GgmlType;
 /// the problem was found and, where there is one, the metadata key or tensor involved.
 #[derive(Debug, thiserror::Error)]
 pub enum GgufError {
-    #[error("{path}: {source}")]
+    /// The cause is the I/O error (not repeated in the message: error chains print it).
+    #[error("{path}")]
     Io {
         path: String,
         source: std::io::Error,

@@ -19,7 +19,8 @@ impl fmt::Display for Location {
 /// Each variant names the place in the file and the name involved.
 #[derive(Debug, thiserror::Error)]
 pub enum GraphError {
-    #[error("{path}: {source}")]
+    /// The cause is the I/O error (not repeated in the message: error chains print it).
+    #[error("{path}")]
     Io {
         path: String,
         source: std::io::Error,

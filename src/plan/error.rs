@@ -44,7 +44,7 @@ pub enum PlanError {
     UnknownPass { name: String, known: String },
     #[error("bad plan options: {0}")]
     Options(String),
-    #[error("weight `{tensor}` is not in the model: {source}")]
+    #[error("weight `{tensor}` is not in the model")]
     Weight {
         tensor: String,
         source: crate::gguf::GgufError,

@@ -40,12 +40,53 @@ impl Default for SamplerConfig {
     }
 }
 
+/// A sampling option outside the range where it means something.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{option} {value}: must be {range}")]
+pub struct SamplerError {
+    pub option: &'static str,
+    pub value: f32,
+    pub range: &'static str,
+}
+
 impl SamplerConfig {
     pub fn greedy() -> Self {
         SamplerConfig {
             temperature: 0.0,
             ..Self::default()
         }
+    }
+
+    /// Checks every option's range (a temperature at or below 0 is valid: greedy).
+    pub fn check(&self) -> Result<(), SamplerError> {
+        let bad = |option, value, range| {
+            Err(SamplerError {
+                option,
+                value,
+                range,
+            })
+        };
+        if !self.temperature.is_finite() {
+            return bad(
+                "temperature",
+                self.temperature,
+                "a finite number (≤ 0: greedy)",
+            );
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            return bad("top-p", self.top_p, "in (0, 1] (1: off)");
+        }
+        if !(0.0..=1.0).contains(&self.min_p) {
+            return bad("min-p", self.min_p, "in [0, 1] (0: off)");
+        }
+        if !(self.repeat_penalty.is_finite() && self.repeat_penalty > 0.0) {
+            return bad(
+                "repeat-penalty",
+                self.repeat_penalty,
+                "a positive number (1: off)",
+            );
+        }
+        Ok(())
     }
 }
 
@@ -165,6 +206,57 @@ impl Sampler {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn options_out_of_range_are_named() {
+        assert!(SamplerConfig::default().check().is_ok());
+        let greedy = SamplerConfig {
+            temperature: -1.0,
+            ..Default::default()
+        };
+        assert!(greedy.check().is_ok(), "temperature ≤ 0 means greedy");
+        for (cfg, option) in [
+            (
+                SamplerConfig {
+                    top_p: 2.0,
+                    ..Default::default()
+                },
+                "top-p",
+            ),
+            (
+                SamplerConfig {
+                    top_p: 0.0,
+                    ..Default::default()
+                },
+                "top-p",
+            ),
+            (
+                SamplerConfig {
+                    min_p: -0.1,
+                    ..Default::default()
+                },
+                "min-p",
+            ),
+            (
+                SamplerConfig {
+                    repeat_penalty: 0.0,
+                    ..Default::default()
+                },
+                "repeat-penalty",
+            ),
+            (
+                SamplerConfig {
+                    temperature: f32::NAN,
+                    ..Default::default()
+                },
+                "temperature",
+            ),
+        ] {
+            let e = cfg.check().unwrap_err();
+            assert_eq!(e.option, option);
+            assert!(e.to_string().contains("must be"), "{e}");
+        }
+    }
 
     fn cfg(temperature: f32, top_k: usize, top_p: f32, min_p: f32) -> SamplerConfig {
         SamplerConfig {

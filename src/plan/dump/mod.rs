@@ -27,13 +27,24 @@ pub struct LayerRange {
     pub end: u32,
 }
 
+impl LayerRange {
+    /// Every layer expanded.
+    pub const ALL: LayerRange = LayerRange {
+        start: 0,
+        end: u32::MAX,
+    };
+}
+
 impl std::str::FromStr for LayerRange {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
+        if s.trim() == "all" {
+            return Ok(LayerRange::ALL);
+        }
         let (a, b) = s
             .split_once("..")
-            .ok_or_else(|| format!("`{s}`: expected START..END, e.g. 0..2"))?;
+            .ok_or_else(|| format!("`{s}`: expected START..END (e.g. 0..2) or all"))?;
         let start = a
             .trim()
             .parse()
