@@ -278,7 +278,8 @@ pub unsafe fn run_phase(plan: &Plan, phase: &Phase, mem: *mut u8, n: usize, w: u
                 heads,
                 kv_heads,
             } => {
-                let kv = width / heads * kv_heads;
+                let hd = width / heads;
+                let kv = hd * kv_heads;
                 let cache_rows = plan.n_ctx;
                 let scores = f32s_mut(mem, scores + 4 * w * cache_rows, cache_rows);
                 for t in 0..n {
@@ -293,7 +294,8 @@ pub unsafe fn run_phase(plan: &Plan, phase: &Phase, mem: *mut u8, n: usize, w: u
                         a,
                         b,
                         scores,
-                        f32s_mut(mem, out + 4 * t * width, *width),
+                        // This worker's heads only: another holds the rest of the row.
+                        f32s_mut(mem, out + 4 * (t * width + a * hd), (b - a) * hd),
                     );
                 }
             }

@@ -154,6 +154,8 @@ pub type RopeFn = unsafe fn(
 );
 /// Attention of one query row over the first `n_past` rows of a K and a V cache, for the
 /// query heads `h0..h1` (of `heads`; a worker of a threaded plan takes a range of them).
+/// `q` is the whole row; `out` holds only heads `h0..h1` (`(h1 - h0) · head_dim` values),
+/// so workers never hold overlapping `&mut` to one row.
 pub type AttendFn = unsafe fn(
     q: &[f32],
     k: &[f32],

@@ -42,7 +42,7 @@ pub fn attend_scalar(
             *s = (*s - max).exp();
             sum += *s;
         }
-        let oh = &mut out[h * head_dim..(h + 1) * head_dim];
+        let oh = &mut out[(h - h0) * head_dim..(h - h0 + 1) * head_dim];
         oh.fill(0.0);
         for (j, s) in scores.iter().enumerate() {
             let w = s / sum;

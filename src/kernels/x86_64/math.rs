@@ -263,7 +263,7 @@ pub unsafe fn attend_avx2(
         let inv = _mm256_set1_ps(1.0 / sum);
         // Σ_j p_j·v_j, V read row after row: 64 values of the head at a time in eight
         // registers (eight FMA chains), then what is left 8 at a time.
-        let oh = out[h * head_dim..(h + 1) * head_dim].as_mut_ptr();
+        let oh = out[(h - h0) * head_dim..(h - h0 + 1) * head_dim].as_mut_ptr();
         let vrow = |j: usize| vp.wrapping_add(j * kv_dim + kv_off);
         let wide = head_dim / 64 * 64;
         for c0 in (0..wide).step_by(64) {
