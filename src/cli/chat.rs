@@ -6,6 +6,7 @@ use std::io::{BufRead, Write};
 
 use anyhow::{bail, Context};
 use qgraph::sample::Sampler;
+use qgraph::tokenizer::chat::{render, Message};
 use qgraph::tokenizer::StreamDecoder;
 
 use super::engine::{Engine, EngineArgs};
@@ -25,47 +26,6 @@ pub struct ChatArgs {
     /// Tokens to generate at most per answer.
     #[arg(short = 'n', long, default_value_t = 512)]
     n_predict: usize,
-}
-
-#[derive(serde::Serialize, Clone)]
-struct Message {
-    role: String,
-    content: String,
-}
-
-/// Instructions a chat template may run per rendering: real templates take a few thousand
-/// for a long conversation; a hostile one (a loop over `range(10**9)`) stops here, in well
-/// under a second, with an error instead of running forever.
-const TEMPLATE_FUEL: u64 = 2_000_000;
-/// Nesting depth of macro calls and includes a template may reach.
-const TEMPLATE_RECURSION: usize = 64;
-
-/// Renders a chat template from a model file: sandboxed (bounded fuel and recursion, no
-/// filesystem access: minijinja has none unless given a loader).
-fn render(template: &str, messages: &[Message], bos: &str, eos: &str) -> anyhow::Result<String> {
-    let mut env = minijinja::Environment::new();
-    env.set_fuel(Some(TEMPLATE_FUEL));
-    env.set_recursion_limit(TEMPLATE_RECURSION);
-    env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-    env.add_function(
-        "raise_exception",
-        |msg: String| -> Result<String, minijinja::Error> {
-            Err(minijinja::Error::new(
-                minijinja::ErrorKind::InvalidOperation,
-                msg,
-            ))
-        },
-    );
-    env.add_template("chat", template)
-        .context("parsing the model's chat template")?;
-    let tmpl = env.get_template("chat")?;
-    tmpl.render(minijinja::context! {
-        messages => messages,
-        add_generation_prompt => true,
-        bos_token => bos,
-        eos_token => eos,
-    })
-    .context("rendering the model's chat template")
 }
 
 pub fn run(args: ChatArgs) -> anyhow::Result<()> {
@@ -112,7 +72,8 @@ pub fn run(args: ChatArgs) -> anyhow::Result<()> {
             role: "user".into(),
             content: user,
         });
-        let prompt = render(&template, &messages, &bos, &eos)?;
+        let prompt = render(&template, &messages, &bos, &eos)
+            .context("the model's chat template (tokenizer.chat_template)")?;
         let tokens = e.tokenizer.encode(&prompt, true, true)?;
         // Reuse the cached prefix; recompute from the first token that differs.
         let common = context
@@ -167,47 +128,5 @@ pub fn run(args: ChatArgs) -> anyhow::Result<()> {
             role: "assistant".into(),
             content: e.tokenizer.decode(&answer, false),
         });
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn msgs() -> Vec<Message> {
-        vec![Message {
-            role: "user".into(),
-            content: "hi".into(),
-        }]
-    }
-
-    #[test]
-    fn a_real_template_renders() {
-        let t = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}\
-                 {% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
-        let out = render(t, &msgs(), "", "").unwrap();
-        assert_eq!(
-            out,
-            "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
-        );
-    }
-
-    #[test]
-    fn hostile_templates_stop_with_an_error() {
-        let start = std::time::Instant::now();
-        let endless =
-            "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}";
-        let e = render(endless, &msgs(), "", "").unwrap_err();
-        assert!(format!("{e:#}").contains("fuel"), "{e:#}");
-        let deep = "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}";
-        assert!(render(deep, &msgs(), "", "").is_err());
-        let broken = "{% for m in messages %}";
-        let e = render(broken, &msgs(), "", "").unwrap_err();
-        assert!(format!("{e:#}").contains("chat template"), "{e:#}");
-        assert!(
-            start.elapsed().as_secs() < 5,
-            "rejected in {:?}",
-            start.elapsed()
-        );
     }
 }

@@ -7,6 +7,7 @@
 //! then applies the GPT-2 regex; `gpt-2`/`default` apply the GPT-2 regex alone.
 
 mod bytes;
+pub mod chat;
 
 pub use bytes::StreamDecoder;
 
