@@ -165,12 +165,12 @@ impl GgufFile {
         state.released.insert(start, end);
         let (a, b) = (start.next_multiple_of(PAGE), end / PAGE * PAGE);
         if a < b {
+            let dont_need = memmap2::UncheckedAdvice::DontNeed;
             // SAFETY: the map is read-only and private, so MADV_DONTNEED discards nothing
-            // that cannot be read back: a later read of these pages faults them in from the
-            // file with the same bytes. The range lies inside the map (the parser checked
-            // every tensor's bytes against its length).
-            let _ =
-                unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, a, b - a) };
+            // that cannot be read back: a later read faults the pages in from the file with
+            // the same bytes. The range lies inside the map (the parser checked every
+            // tensor's bytes against its length).
+            let _ = unsafe { map.unchecked_advise_range(dont_need, a, b - a) };
         }
     }
 }

@@ -215,10 +215,12 @@ pub unsafe fn attend_avx2(
         for j in (0..quads).step_by(4) {
             let mut a = [_mm256_setzero_ps(); 4];
             for i in (0..head_dim).step_by(8) {
+                // SAFETY: i + 8 <= head_dim: inside head h's query (see above).
                 let qv = unsafe { _mm256_loadu_ps(qh.add(i)) };
                 for (r, acc) in a.iter_mut().enumerate() {
-                    *acc =
-                        _mm256_fmadd_ps(qv, unsafe { _mm256_loadu_ps(krow(j + r).add(i)) }, *acc);
+                    // SAFETY: row j + r < n_past of the K cache, values i..i + 8 of the head.
+                    let kv = unsafe { _mm256_loadu_ps(krow(j + r).add(i)) };
+                    *acc = _mm256_fmadd_ps(qv, kv, *acc);
                 }
             }
             let h01 = _mm256_hadd_ps(a[0], a[1]);
@@ -226,11 +228,13 @@ pub unsafe fn attend_avx2(
             let h = _mm256_hadd_ps(h01, h23);
             let sums = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps::<1>(h));
             let scaled = _mm_mul_ps(sums, _mm_set1_ps(scale));
+            // SAFETY: j + 4 <= quads <= n_past = scores.len().
             unsafe { _mm_storeu_ps(scores.as_mut_ptr().add(j), scaled) };
         }
         for (j, s) in scores.iter_mut().enumerate().skip(quads) {
             let mut acc = _mm256_setzero_ps();
             for i in (0..head_dim).step_by(8) {
+                // SAFETY: as above, for row j < n_past.
                 acc = unsafe {
                     _mm256_fmadd_ps(
                         _mm256_loadu_ps(qh.add(i)),
@@ -272,19 +276,24 @@ pub unsafe fn attend_avx2(
                 let pj = _mm256_set1_ps(p);
                 let row = vrow(j).wrapping_add(c0);
                 for (c, a) in acc.iter_mut().enumerate() {
-                    *a = _mm256_fmadd_ps(pj, unsafe { _mm256_loadu_ps(row.add(8 * c)) }, *a);
+                    // SAFETY: row j < n_past of the V cache; c0 + 8c + 8 <= wide <= head_dim.
+                    let x = unsafe { _mm256_loadu_ps(row.add(8 * c)) };
+                    *a = _mm256_fmadd_ps(pj, x, *a);
                 }
             }
             for (c, a) in acc.iter().enumerate() {
+                // SAFETY: oh is head h's head_dim outputs; c0 + 8c + 8 <= head_dim.
                 unsafe { _mm256_storeu_ps(oh.add(c0 + 8 * c), _mm256_mul_ps(*a, inv)) };
             }
         }
         for c0 in (wide..head_dim).step_by(8) {
             let mut acc = _mm256_setzero_ps();
             for (j, &p) in scores.iter().enumerate() {
+                // SAFETY: row j < n_past of the V cache; c0 + 8 <= head_dim.
                 let x = unsafe { _mm256_loadu_ps(vrow(j).add(c0)) };
                 acc = _mm256_fmadd_ps(_mm256_set1_ps(p), x, acc);
             }
+            // SAFETY: c0 + 8 <= head_dim = the head's outputs at oh.
             unsafe { _mm256_storeu_ps(oh.add(c0), _mm256_mul_ps(acc, inv)) };
         }
     }
