@@ -1,12 +1,17 @@
 //! Tensor element formats: the ggml type table and the block layouts qgraph computes with.
 //!
 //! `GgmlType` knows every type id a GGUF file may carry (so `inspect` can describe any
-//! model and sizes can be checked), while `blocks` defines the five formats qgraph
-//! computes with: F32, F16, Q8_0, Q4_0 and Q4_1.
+//! model and sizes can be checked). qgraph converts and computes with F32, F16, BF16 and
+//! the block formats defined here: `blocks` (Q4_0, Q4_1, Q8_0), `q5` (Q5_0, Q5_1, IQ4_NL)
+//! and `kquants` (Q2_K … Q6_K, IQ4_XS).
 
 pub mod blocks;
+pub mod kquants;
+pub mod q5;
 
 pub use blocks::{BlockQ4_0, BlockQ4_1, BlockQ8_0, QK};
+pub use kquants::{BlockIq4Xs, BlockQ2K, BlockQ3K, BlockQ4K, BlockQ5K, BlockQ6K, QK_K};
+pub use q5::{BlockIq4Nl, BlockQ5_0, BlockQ5_1};
 
 use serde::Serialize;
 
@@ -27,17 +32,28 @@ pub enum GgmlType {
     Q5K,
     Q6K,
     Q8K,
+    Iq2Xxs,
+    Iq2Xs,
+    Iq3Xxs,
+    Iq1S,
+    Iq4Nl,
+    Iq3S,
+    Iq2S,
+    Iq4Xs,
     I8,
     I16,
     I32,
     I64,
     F64,
+    Iq1M,
     BF16,
+    Tq1_0,
+    Tq2_0,
 }
 
 impl GgmlType {
     /// Every type this table describes, for iteration in tests and docs.
-    pub const ALL: [GgmlType; 20] = [
+    pub const ALL: [GgmlType; 31] = [
         GgmlType::F32,
         GgmlType::F16,
         GgmlType::Q4_0,
@@ -52,12 +68,23 @@ impl GgmlType {
         GgmlType::Q5K,
         GgmlType::Q6K,
         GgmlType::Q8K,
+        GgmlType::Iq2Xxs,
+        GgmlType::Iq2Xs,
+        GgmlType::Iq3Xxs,
+        GgmlType::Iq1S,
+        GgmlType::Iq4Nl,
+        GgmlType::Iq3S,
+        GgmlType::Iq2S,
+        GgmlType::Iq4Xs,
         GgmlType::I8,
         GgmlType::I16,
         GgmlType::I32,
         GgmlType::I64,
         GgmlType::F64,
+        GgmlType::Iq1M,
         GgmlType::BF16,
+        GgmlType::Tq1_0,
+        GgmlType::Tq2_0,
     ];
 
     /// The type for a ggml type id, or `None` for an id this table does not know.
@@ -82,12 +109,23 @@ impl GgmlType {
             GgmlType::Q5K => 13,
             GgmlType::Q6K => 14,
             GgmlType::Q8K => 15,
+            GgmlType::Iq2Xxs => 16,
+            GgmlType::Iq2Xs => 17,
+            GgmlType::Iq3Xxs => 18,
+            GgmlType::Iq1S => 19,
+            GgmlType::Iq4Nl => 20,
+            GgmlType::Iq3S => 21,
+            GgmlType::Iq2S => 22,
+            GgmlType::Iq4Xs => 23,
             GgmlType::I8 => 24,
             GgmlType::I16 => 25,
             GgmlType::I32 => 26,
             GgmlType::I64 => 27,
             GgmlType::F64 => 28,
+            GgmlType::Iq1M => 29,
             GgmlType::BF16 => 30,
+            GgmlType::Tq1_0 => 34,
+            GgmlType::Tq2_0 => 35,
         }
     }
 
@@ -108,12 +146,23 @@ impl GgmlType {
             GgmlType::Q5K => "Q5_K",
             GgmlType::Q6K => "Q6_K",
             GgmlType::Q8K => "Q8_K",
+            GgmlType::Iq2Xxs => "IQ2_XXS",
+            GgmlType::Iq2Xs => "IQ2_XS",
+            GgmlType::Iq3Xxs => "IQ3_XXS",
+            GgmlType::Iq1S => "IQ1_S",
+            GgmlType::Iq4Nl => "IQ4_NL",
+            GgmlType::Iq3S => "IQ3_S",
+            GgmlType::Iq2S => "IQ2_S",
+            GgmlType::Iq4Xs => "IQ4_XS",
             GgmlType::I8 => "I8",
             GgmlType::I16 => "I16",
             GgmlType::I32 => "I32",
             GgmlType::I64 => "I64",
             GgmlType::F64 => "F64",
+            GgmlType::Iq1M => "IQ1_M",
             GgmlType::BF16 => "BF16",
+            GgmlType::Tq1_0 => "TQ1_0",
+            GgmlType::Tq2_0 => "TQ2_0",
         }
     }
 
@@ -129,9 +178,9 @@ impl GgmlType {
             | GgmlType::F64
             | GgmlType::BF16 => 1,
             GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q5_1 => 32,
-            GgmlType::Q8_0 | GgmlType::Q8_1 => 32,
-            GgmlType::Q2K | GgmlType::Q3K | GgmlType::Q4K => 256,
-            GgmlType::Q5K | GgmlType::Q6K | GgmlType::Q8K => 256,
+            GgmlType::Q8_0 | GgmlType::Q8_1 | GgmlType::Iq4Nl => 32,
+            // every other block format: 256-element super-blocks
+            _ => 256,
         }
     }
 
@@ -152,6 +201,17 @@ impl GgmlType {
             GgmlType::Q5K => 176,
             GgmlType::Q6K => 210,
             GgmlType::Q8K => 292,
+            GgmlType::Iq2Xxs => 66,
+            GgmlType::Iq2Xs => 74,
+            GgmlType::Iq3Xxs => 98,
+            GgmlType::Iq1S => 50,
+            GgmlType::Iq4Nl => 18,
+            GgmlType::Iq3S => 110,
+            GgmlType::Iq2S => 82,
+            GgmlType::Iq4Xs => 136,
+            GgmlType::Iq1M => 56,
+            GgmlType::Tq1_0 => 54,
+            GgmlType::Tq2_0 => 66,
             GgmlType::I8 => 1,
             GgmlType::I16 => 2,
             GgmlType::I32 => 4,
@@ -166,18 +226,40 @@ impl GgmlType {
         match self {
             GgmlType::F32 | GgmlType::I32 => 4,
             GgmlType::I64 | GgmlType::F64 => 8,
-            GgmlType::I8 => 1,
-            // every other block starts with (or is) an f16/u16 field
+            GgmlType::I8 | GgmlType::Iq1M => 1,
+            // every other block holds f16/u16 fields at even offsets
             _ => 2,
         }
     }
 
-    /// Whether qgraph has kernels for this type (the five formats of `blocks`).
+    /// Whether qgraph converts this type and has kernels for it.
     pub fn is_computable(self) -> bool {
-        matches!(
-            self,
-            GgmlType::F32 | GgmlType::F16 | GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0
-        )
+        Self::COMPUTABLE.contains(&self)
+    }
+
+    /// The types qgraph converts and computes with, in the order messages list them.
+    pub const COMPUTABLE: [GgmlType; 15] = [
+        GgmlType::F32,
+        GgmlType::F16,
+        GgmlType::BF16,
+        GgmlType::Q8_0,
+        GgmlType::Q4_0,
+        GgmlType::Q4_1,
+        GgmlType::Q5_0,
+        GgmlType::Q5_1,
+        GgmlType::Q2K,
+        GgmlType::Q3K,
+        GgmlType::Q4K,
+        GgmlType::Q5K,
+        GgmlType::Q6K,
+        GgmlType::Iq4Nl,
+        GgmlType::Iq4Xs,
+    ];
+
+    /// "F32, F16, …": the computable types, for error messages.
+    pub fn computable_list() -> String {
+        let names: Vec<&str> = Self::COMPUTABLE.iter().map(|t| t.name()).collect();
+        names.join(", ")
     }
 
     /// Bytes taken by `n_elements` elements, or `None` if they are not a whole number
@@ -199,7 +281,7 @@ impl std::fmt::Display for GgmlType {
 /// Why a row could not be converted.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum QuantError {
-    #[error("{dtype} has no scalar conversion in qgraph (supported: F32, F16, Q4_0, Q4_1, Q8_0)")]
+    #[error("{dtype} has no scalar conversion in qgraph (supported: {})", GgmlType::computable_list())]
     Unsupported { dtype: GgmlType },
     #[error("{dtype}: {n_elements} elements are not a whole number of {block_len}-element blocks")]
     PartialBlock {
@@ -253,9 +335,23 @@ pub fn dequantize(dtype: GgmlType, data: &[u8], out: &mut [f32]) -> Result<(), Q
                 *o = half::f16::from_le_bytes([c[0], c[1]]).to_f32();
             }
         }
-        GgmlType::Q4_0 => each_block::<BlockQ4_0>(data, out, blocks::dequantize_q4_0),
-        GgmlType::Q4_1 => each_block::<BlockQ4_1>(data, out, blocks::dequantize_q4_1),
-        GgmlType::Q8_0 => each_block::<BlockQ8_0>(data, out, blocks::dequantize_q8_0),
+        GgmlType::BF16 => {
+            for (o, c) in out.iter_mut().zip(data.chunks_exact(2)) {
+                *o = bf16_to_f32(u16::from_le_bytes([c[0], c[1]]));
+            }
+        }
+        GgmlType::Q4_0 => each_block(data, out, blocks::dequantize_q4_0),
+        GgmlType::Q4_1 => each_block(data, out, blocks::dequantize_q4_1),
+        GgmlType::Q8_0 => each_block(data, out, blocks::dequantize_q8_0),
+        GgmlType::Q5_0 => each_block(data, out, q5::dequantize_q5_0),
+        GgmlType::Q5_1 => each_block(data, out, q5::dequantize_q5_1),
+        GgmlType::Iq4Nl => each_block(data, out, q5::dequantize_iq4_nl),
+        GgmlType::Q2K => each_block(data, out, kquants::dequantize_q2_k),
+        GgmlType::Q3K => each_block(data, out, kquants::dequantize_q3_k),
+        GgmlType::Q4K => each_block(data, out, kquants::dequantize_q4_k),
+        GgmlType::Q5K => each_block(data, out, kquants::dequantize_q5_k),
+        GgmlType::Q6K => each_block(data, out, kquants::dequantize_q6_k),
+        GgmlType::Iq4Xs => each_block(data, out, kquants::dequantize_iq4_xs),
         _ => return Err(QuantError::Unsupported { dtype }),
     }
     Ok(())
@@ -271,35 +367,69 @@ pub fn quantize(dtype: GgmlType, x: &[f32]) -> Result<Vec<u8>, QuantError> {
             block_len: dtype.block_len(),
         })?;
     let mut out = Vec::with_capacity(want as usize);
+    let n = dtype.block_len() as usize;
     match dtype {
         GgmlType::F32 => x.iter().for_each(|v| out.extend(v.to_le_bytes())),
         GgmlType::F16 => x
             .iter()
             .for_each(|v| out.extend(half::f16::from_f32(*v).to_le_bytes())),
-        GgmlType::Q4_0 => x
-            .chunks_exact(QK)
-            .for_each(|c| out.extend_from_slice(bytemuck::bytes_of(&blocks::quantize_q4_0(c)))),
-        GgmlType::Q4_1 => x
-            .chunks_exact(QK)
-            .for_each(|c| out.extend_from_slice(bytemuck::bytes_of(&blocks::quantize_q4_1(c)))),
-        GgmlType::Q8_0 => x
-            .chunks_exact(QK)
-            .for_each(|c| out.extend_from_slice(bytemuck::bytes_of(&blocks::quantize_q8_0(c)))),
+        GgmlType::BF16 => x
+            .iter()
+            .for_each(|v| out.extend(f32_to_bf16(*v).to_le_bytes())),
+        GgmlType::Q4_0 => each_chunk(x, n, &mut out, blocks::quantize_q4_0),
+        GgmlType::Q4_1 => each_chunk(x, n, &mut out, blocks::quantize_q4_1),
+        GgmlType::Q8_0 => each_chunk(x, n, &mut out, blocks::quantize_q8_0),
+        GgmlType::Q5_0 => each_chunk(x, n, &mut out, q5::quantize_q5_0),
+        GgmlType::Q5_1 => each_chunk(x, n, &mut out, q5::quantize_q5_1),
+        GgmlType::Iq4Nl => each_chunk(x, n, &mut out, q5::quantize_iq4_nl),
+        GgmlType::Q2K => each_chunk(x, n, &mut out, kquants::quantize_q2_k),
+        GgmlType::Q3K => each_chunk(x, n, &mut out, kquants::quantize_q3_k),
+        GgmlType::Q4K => each_chunk(x, n, &mut out, kquants::quantize_q4_k),
+        GgmlType::Q5K => each_chunk(x, n, &mut out, kquants::quantize_q5_k),
+        GgmlType::Q6K => each_chunk(x, n, &mut out, kquants::quantize_q6_k),
+        GgmlType::Iq4Xs => each_chunk(x, n, &mut out, kquants::quantize_iq4_xs),
         _ => return Err(QuantError::Unsupported { dtype }),
     }
     Ok(out)
 }
 
-fn each_block<B: bytemuck::AnyBitPattern>(
+/// Dequantizes every block of `data` (unaligned) into `N`-element chunks of `out`.
+fn each_block<B: bytemuck::AnyBitPattern, const N: usize>(
     data: &[u8],
     out: &mut [f32],
-    f: impl Fn(&B, &mut [f32; QK]),
+    f: impl Fn(&B, &mut [f32; N]),
 ) {
     let size = std::mem::size_of::<B>();
-    for (bytes, o) in data.chunks_exact(size).zip(out.chunks_exact_mut(QK)) {
+    for (bytes, o) in data.chunks_exact(size).zip(out.chunks_exact_mut(N)) {
         let block: B = bytemuck::pod_read_unaligned(bytes);
-        // infallible: chunks_exact_mut(QK) yields slices of exactly QK elements
-        let o: &mut [f32; QK] = o.try_into().expect("chunk of QK");
+        // infallible: chunks_exact_mut(N) yields slices of exactly N elements
+        let o: &mut [f32; N] = o.try_into().expect("chunk of N");
         f(&block, o);
     }
+}
+
+/// Quantizes each block-sized chunk of `x` with `f`, appending the blocks' bytes.
+fn each_chunk<B: bytemuck::NoUninit>(
+    x: &[f32],
+    n: usize,
+    out: &mut Vec<u8>,
+    f: impl Fn(&[f32]) -> B,
+) {
+    x.chunks_exact(n)
+        .for_each(|c| out.extend_from_slice(bytemuck::bytes_of(&f(c))));
+}
+
+/// BF16 to f32: the 16 bits are the f32's high half.
+pub fn bf16_to_f32(b: u16) -> f32 {
+    f32::from_bits((b as u32) << 16)
+}
+
+/// f32 to BF16 as ggml rounds it (`ggml_compute_fp32_to_bf16`): to nearest even, NaN kept a
+/// quiet NaN.
+pub fn f32_to_bf16(v: f32) -> u16 {
+    let u = v.to_bits();
+    if u & 0x7fff_ffff > 0x7f80_0000 {
+        return ((u >> 16) | 64) as u16;
+    }
+    ((u + (0x7fff + ((u >> 16) & 1))) >> 16) as u16
 }
