@@ -79,15 +79,33 @@ pub fn gemv(
         }
     }
     let _ = k;
-    let (f, name): (GemvFn, &'static str) = match dtype {
+    scalar_gemv(dtype).map(|(f, name)| chosen(f, name))
+}
+
+/// The reference gemv of every computable format (f32 arithmetic, weights dequantized
+/// block by block); also what the AVX2 level runs for a format in the file's rows that has
+/// no SIMD kernel in that layout.
+fn scalar_gemv(dtype: GgmlType) -> Option<(GemvFn, &'static str)> {
+    use crate::quant::*;
+    use sg::gemv_blocks_scalar as g;
+    Some(match dtype {
         GgmlType::F32 => (sg::gemv_f32_scalar, "gemv_f32_scalar"),
         GgmlType::F16 => (sg::gemv_f16_scalar, "gemv_f16_scalar"),
-        GgmlType::Q8_0 => (sg::gemv_q8_0_scalar, "gemv_q8_0_scalar"),
-        GgmlType::Q4_0 => (sg::gemv_q4_0_scalar, "gemv_q4_0_scalar"),
-        GgmlType::Q4_1 => (sg::gemv_q4_1_scalar, "gemv_q4_1_scalar"),
+        GgmlType::BF16 => (sg::gemv_bf16_scalar, "gemv_bf16_scalar"),
+        GgmlType::Q8_0 => (g::<BlockQ8_0>, "gemv_q8_0_scalar"),
+        GgmlType::Q4_0 => (g::<BlockQ4_0>, "gemv_q4_0_scalar"),
+        GgmlType::Q4_1 => (g::<BlockQ4_1>, "gemv_q4_1_scalar"),
+        GgmlType::Q5_0 => (g::<BlockQ5_0>, "gemv_q5_0_scalar"),
+        GgmlType::Q5_1 => (g::<BlockQ5_1>, "gemv_q5_1_scalar"),
+        GgmlType::Iq4Nl => (g::<BlockIq4Nl>, "gemv_iq4_nl_scalar"),
+        GgmlType::Q2K => (g::<BlockQ2K>, "gemv_q2_k_scalar"),
+        GgmlType::Q3K => (g::<BlockQ3K>, "gemv_q3_k_scalar"),
+        GgmlType::Q4K => (g::<BlockQ4K>, "gemv_q4_k_scalar"),
+        GgmlType::Q5K => (g::<BlockQ5K>, "gemv_q5_k_scalar"),
+        GgmlType::Q6K => (g::<BlockQ6K>, "gemv_q6_k_scalar"),
+        GgmlType::Iq4Xs => (g::<BlockIq4Xs>, "gemv_iq4_xs_scalar"),
         _ => return None,
-    };
-    Some(chosen(f, name))
+    })
 }
 
 /// The gemv over row panels (`kernels/panel.rs`) for `dtype` at `level`: the kernels a
@@ -169,12 +187,24 @@ pub fn row(dtype: GgmlType, level: KernelLevel, n: usize) -> Option<Chosen<RowFn
         }
     }
     let _ = (level, n);
+    use crate::quant::*;
+    use sg::row_blocks_scalar as r;
     let (f, name): (RowFn, &'static str) = match dtype {
         GgmlType::F32 => (sg::row_f32_scalar, "embed_f32_scalar"),
         GgmlType::F16 => (sg::row_f16_scalar, "embed_f16_scalar"),
-        GgmlType::Q8_0 => (sg::row_q8_0_scalar, "embed_q8_0_scalar"),
-        GgmlType::Q4_0 => (sg::row_q4_0_scalar, "embed_q4_0_scalar"),
-        GgmlType::Q4_1 => (sg::row_q4_1_scalar, "embed_q4_1_scalar"),
+        GgmlType::BF16 => (sg::row_bf16_scalar, "embed_bf16_scalar"),
+        GgmlType::Q8_0 => (r::<BlockQ8_0>, "embed_q8_0_scalar"),
+        GgmlType::Q4_0 => (r::<BlockQ4_0>, "embed_q4_0_scalar"),
+        GgmlType::Q4_1 => (r::<BlockQ4_1>, "embed_q4_1_scalar"),
+        GgmlType::Q5_0 => (r::<BlockQ5_0>, "embed_q5_0_scalar"),
+        GgmlType::Q5_1 => (r::<BlockQ5_1>, "embed_q5_1_scalar"),
+        GgmlType::Iq4Nl => (r::<BlockIq4Nl>, "embed_iq4_nl_scalar"),
+        GgmlType::Q2K => (r::<BlockQ2K>, "embed_q2_k_scalar"),
+        GgmlType::Q3K => (r::<BlockQ3K>, "embed_q3_k_scalar"),
+        GgmlType::Q4K => (r::<BlockQ4K>, "embed_q4_k_scalar"),
+        GgmlType::Q5K => (r::<BlockQ5K>, "embed_q5_k_scalar"),
+        GgmlType::Q6K => (r::<BlockQ6K>, "embed_q6_k_scalar"),
+        GgmlType::Iq4Xs => (r::<BlockIq4Xs>, "embed_iq4_xs_scalar"),
         _ => return None,
     };
     Some(chosen(f, name))
@@ -188,7 +218,12 @@ pub fn row_panels(dtype: GgmlType) -> Option<Chosen<PanelRowFn>> {
     let (f, name): (PanelRowFn, &'static str) = match dtype {
         GgmlType::Q4_0 => (row_q4_0_panel, "embed_q4_0x8_scalar"),
         GgmlType::Q4_1 => (row_q4_1_panel, "embed_q4_1x8_scalar"),
+        GgmlType::Q5_0 => (row_q5_0_panel, "embed_q5_0x8_scalar"),
+        GgmlType::Q5_1 => (row_q5_1_panel, "embed_q5_1x8_scalar"),
         GgmlType::Q8_0 => (row_q8_0_panel, "embed_q8_0x8_scalar"),
+        GgmlType::Q4K => (row_q4_k_panel, "embed_q4_kx8_scalar"),
+        GgmlType::Q5K => (row_q5_k_panel, "embed_q5_kx8_scalar"),
+        GgmlType::Q6K => (row_q6_k_panel, "embed_q6_kx8_scalar"),
         _ => return None,
     };
     Some(chosen(f, name))

@@ -262,7 +262,7 @@ impl Plan {
                 bytes += crate::kernels::panel::panel_bytes(
                     t.dtype,
                     (t.n_elements / k) as usize,
-                    k as usize / crate::quant::QK,
+                    k as usize / t.dtype.block_len() as usize,
                 )
                 .unwrap_or(0) as u64;
             }

@@ -34,7 +34,7 @@ pub fn panels(
     stats: &mut RepackStats,
 ) -> Option<Arc<DerivedBytes>> {
     let k = *t.dims.first()? as usize;
-    let block = crate::quant::QK;
+    let block = t.dtype.block_len() as usize;
     if k == 0 || k % block != 0 || !panel::has_layout(t.dtype) {
         return None;
     }

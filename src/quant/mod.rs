@@ -15,6 +15,46 @@ pub use q5::{BlockIq4Nl, BlockQ5_0, BlockQ5_1};
 
 use serde::Serialize;
 
+/// A block format: a `#[repr(C)]` block of `LEN` elements and its scalar dequantizer, for
+/// code generic over formats (the scalar kernels, tests).
+pub trait BlockFormat: bytemuck::Pod {
+    const LEN: usize;
+    const TYPE: GgmlType;
+    /// Converts the block to `out[..LEN]` (`out` holds at least `LEN` values).
+    fn dequantize_into(&self, out: &mut [f32]);
+}
+
+macro_rules! block_format {
+    ($($block:ty: $len:expr, $dtype:expr, $f:path;)*) => {$(
+        impl BlockFormat for $block {
+            const LEN: usize = $len;
+            const TYPE: GgmlType = $dtype;
+            fn dequantize_into(&self, out: &mut [f32]) {
+                let out: &mut [f32; $len] = (&mut out[..$len])
+                    .try_into()
+                    // infallible: the slice was just cut to $len
+                    .expect("block-sized slice");
+                $f(self, out)
+            }
+        }
+    )*};
+}
+
+block_format! {
+    BlockQ4_0: QK, GgmlType::Q4_0, blocks::dequantize_q4_0;
+    BlockQ4_1: QK, GgmlType::Q4_1, blocks::dequantize_q4_1;
+    BlockQ8_0: QK, GgmlType::Q8_0, blocks::dequantize_q8_0;
+    BlockQ5_0: QK, GgmlType::Q5_0, q5::dequantize_q5_0;
+    BlockQ5_1: QK, GgmlType::Q5_1, q5::dequantize_q5_1;
+    BlockIq4Nl: QK, GgmlType::Iq4Nl, q5::dequantize_iq4_nl;
+    BlockQ2K: QK_K, GgmlType::Q2K, kquants::dequantize_q2_k;
+    BlockQ3K: QK_K, GgmlType::Q3K, kquants::dequantize_q3_k;
+    BlockQ4K: QK_K, GgmlType::Q4K, kquants::dequantize_q4_k;
+    BlockQ5K: QK_K, GgmlType::Q5K, kquants::dequantize_q5_k;
+    BlockQ6K: QK_K, GgmlType::Q6K, kquants::dequantize_q6_k;
+    BlockIq4Xs: QK_K, GgmlType::Iq4Xs, kquants::dequantize_iq4_xs;
+}
+
 /// A ggml tensor type, as stored in a GGUF tensor info (`ggml_type` in ggml.h).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum GgmlType {

@@ -3,7 +3,7 @@
 use half::f16;
 
 use super::act::BlockQ8Act;
-use crate::quant::{blocks, BlockQ4_0, BlockQ4_1, BlockQ8_0, QK};
+use crate::quant::{bf16_to_f32, BlockFormat, QK_K};
 
 /// # Safety
 /// `w` points to `n` values of `T`, aligned (see `GemvFn`).
@@ -13,67 +13,74 @@ unsafe fn row<'a, T>(w: *const u8, n: usize) -> &'a [T] {
 }
 
 /// Sum of `x[i] * y[i]` over one dequantized block.
-fn dot_block(block: &[f32; QK], x: &[f32]) -> f32 {
+fn dot_block(block: &[f32], x: &[f32]) -> f32 {
     block.iter().zip(x).map(|(a, b)| a * b).sum()
 }
 
-macro_rules! block_gemv {
-    ($gemv:ident, $dequant_row:ident, $block:ty, $dequant:path) => {
-        /// # Safety
-        /// See `kernels::GemvFn`.
-        pub unsafe fn $gemv(
-            w: *const u8,
-            row_bytes: usize,
-            x: &[f32],
-            _xq: &[BlockQ8Act],
-            out: &mut [f32],
-        ) {
-            let n_blocks = x.len() / QK;
-            let mut tmp = [0f32; QK];
-            for (r, o) in out.iter_mut().enumerate() {
-                // SAFETY: row r lies within the matrix the caller vouched for.
-                let blocks: &[$block] = unsafe { row(w.add(r * row_bytes), n_blocks) };
-                let mut acc = 0f32;
-                for (b, xs) in blocks.iter().zip(x.chunks_exact(QK)) {
-                    $dequant(b, &mut tmp);
-                    acc += dot_block(&tmp, xs);
-                }
-                *o = acc;
-            }
+/// The reference product for a block format: each block dequantized to f32, then an f32
+/// dot product with `x`.
+///
+/// # Safety
+/// See `kernels::GemvFn`.
+pub unsafe fn gemv_blocks_scalar<B: BlockFormat>(
+    w: *const u8,
+    row_bytes: usize,
+    x: &[f32],
+    _xq: &[BlockQ8Act],
+    out: &mut [f32],
+) {
+    let n_blocks = x.len() / B::LEN;
+    let mut tmp = [0f32; QK_K];
+    let tmp = &mut tmp[..B::LEN];
+    for (r, o) in out.iter_mut().enumerate() {
+        // SAFETY: row r lies within the matrix the caller vouched for.
+        let blocks: &[B] = unsafe { row(w.add(r * row_bytes), n_blocks) };
+        let mut acc = 0f32;
+        for (b, xs) in blocks.iter().zip(x.chunks_exact(B::LEN)) {
+            b.dequantize_into(tmp);
+            acc += dot_block(tmp, xs);
         }
-
-        /// # Safety
-        /// See `kernels::RowFn`.
-        pub unsafe fn $dequant_row(w: *const u8, out: &mut [f32]) {
-            // SAFETY: the caller vouches for one row of out.len() elements at w.
-            let blocks: &[$block] = unsafe { row(w, out.len() / QK) };
-            for (b, o) in blocks.iter().zip(out.chunks_exact_mut(QK)) {
-                // infallible: chunks_exact_mut(QK) yields QK-element chunks
-                let o: &mut [f32; QK] = o.try_into().expect("QK chunk");
-                $dequant(b, o);
-            }
-        }
-    };
+        *o = acc;
+    }
 }
 
-block_gemv!(
-    gemv_q4_0_scalar,
-    row_q4_0_scalar,
-    BlockQ4_0,
-    blocks::dequantize_q4_0
-);
-block_gemv!(
-    gemv_q4_1_scalar,
-    row_q4_1_scalar,
-    BlockQ4_1,
-    blocks::dequantize_q4_1
-);
-block_gemv!(
-    gemv_q8_0_scalar,
-    row_q8_0_scalar,
-    BlockQ8_0,
-    blocks::dequantize_q8_0
-);
+/// Converts one row of a block format to f32.
+///
+/// # Safety
+/// See `kernels::RowFn`.
+pub unsafe fn row_blocks_scalar<B: BlockFormat>(w: *const u8, out: &mut [f32]) {
+    // SAFETY: the caller vouches for one row of out.len() elements at w.
+    let blocks: &[B] = unsafe { row(w, out.len() / B::LEN) };
+    for (b, o) in blocks.iter().zip(out.chunks_exact_mut(B::LEN)) {
+        b.dequantize_into(o);
+    }
+}
+
+/// # Safety
+/// See `kernels::GemvFn`.
+pub unsafe fn gemv_bf16_scalar(
+    w: *const u8,
+    row_bytes: usize,
+    x: &[f32],
+    _xq: &[BlockQ8Act],
+    out: &mut [f32],
+) {
+    for (r, o) in out.iter_mut().enumerate() {
+        // SAFETY: row r lies within the matrix the caller vouched for.
+        let wr: &[u16] = unsafe { row(w.add(r * row_bytes), x.len()) };
+        *o = wr.iter().zip(x).map(|(&a, b)| bf16_to_f32(a) * b).sum();
+    }
+}
+
+/// # Safety
+/// See `kernels::RowFn`.
+pub unsafe fn row_bf16_scalar(w: *const u8, out: &mut [f32]) {
+    // SAFETY: the caller vouches for one row of out.len() bf16 at w.
+    let src: &[u16] = unsafe { row(w, out.len()) };
+    for (o, &v) in out.iter_mut().zip(src) {
+        *o = bf16_to_f32(v);
+    }
+}
 
 /// # Safety
 /// See `kernels::GemvFn`.
@@ -129,24 +136,22 @@ mod tests {
     use super::*;
     use crate::quant::{quantize, GgmlType};
 
-    /// Each gemv against a dot product over `quant::dequantize`, an independent path.
+    /// Each format's gemv against a dot product over `quant::dequantize`, an independent path.
     #[test]
     fn gemv_matches_dequantized_dot() {
-        let (rows, cols) = (5, 96);
+        let (rows, cols) = (5, 512);
         let w: Vec<f32> = (0..rows * cols)
             .map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0)
             .collect();
         let x: Vec<f32> = (0..cols)
             .map(|i| ((i * 13 % 17) as f32 - 8.0) / 4.0)
             .collect();
-        let cases: [(GgmlType, crate::kernels::GemvFn); 5] = [
-            (GgmlType::F32, gemv_f32_scalar),
-            (GgmlType::F16, gemv_f16_scalar),
-            (GgmlType::Q8_0, gemv_q8_0_scalar),
-            (GgmlType::Q4_0, gemv_q4_0_scalar),
-            (GgmlType::Q4_1, gemv_q4_1_scalar),
-        ];
-        for (dtype, f) in cases {
+        for dtype in GgmlType::COMPUTABLE {
+            let level = crate::kernels::KernelLevel::Scalar;
+            let layout = crate::kernels::WeightLayout::Rows;
+            let f = crate::kernels::table::gemv(dtype, level, cols, layout)
+                .unwrap_or_else(|| panic!("{dtype} has no scalar gemv"))
+                .f;
             let bytes = quantize(dtype, &w).unwrap();
             // Keep the bytes 4-aligned for the f32 rows.
             let mut aligned = vec![0u32; bytes.len().div_ceil(4)];
