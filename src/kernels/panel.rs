@@ -60,8 +60,18 @@ fn runs(dtype: GgmlType) -> Option<&'static [Run]> {
         GgmlType::Q5_1 => &[run!(0, 2, 2), run!(4, 4, 1), run!(8, 4, 4)],
         GgmlType::Q8_0 => &[run!(0, 2, 1), run!(2, 4, 8)],
         GgmlType::Q4K => &[run!(0, 2, 2), run!(4, 1, 12), run!(16, 4, 32)],
-        GgmlType::Q5K => &[run!(0, 2, 2), run!(4, 1, 12), run!(16, 4, 8), run!(48, 4, 32)],
-        GgmlType::Q6K => &[run!(208, 2, 1), run!(192, 1, 16), run!(0, 4, 32), run!(128, 4, 16)],
+        GgmlType::Q5K => &[
+            run!(0, 2, 2),
+            run!(4, 1, 12),
+            run!(16, 4, 8),
+            run!(48, 4, 32),
+        ],
+        GgmlType::Q6K => &[
+            run!(208, 2, 1),
+            run!(192, 1, 16),
+            run!(0, 4, 32),
+            run!(128, 4, 16),
+        ],
         _ => return None,
     })
 }
@@ -225,9 +235,8 @@ mod tests {
                 for r in 0..rows.div_ceil(8) * 8 {
                     for b in 0..nb {
                         // SAFETY: panel r / 8 is whole in `out`; lane < 8.
-                        let got = unsafe {
-                            gather_block(dtype, out[r / 8 * panel..].as_ptr(), r % 8, b)
-                        };
+                        let got =
+                            unsafe { gather_block(dtype, out[r / 8 * panel..].as_ptr(), r % 8, b) };
                         let want = if r < rows {
                             src[(r * nb + b) * block..][..block].to_vec()
                         } else {
@@ -247,10 +256,15 @@ mod tests {
             let mut per_row = vec![vec![0u8; dtype.block_bytes() as usize]; PANEL_ROWS];
             each_piece(runs(dtype).unwrap(), |at, row, from, width| {
                 seen[at..at + width].iter_mut().for_each(|c| *c += 1);
-                per_row[row][from..from + width].iter_mut().for_each(|c| *c += 1);
+                per_row[row][from..from + width]
+                    .iter_mut()
+                    .for_each(|c| *c += 1);
             });
             assert!(seen.iter().all(|&c| c == 1), "{dtype} tile");
-            assert!(per_row.iter().flatten().all(|&c| c == 1), "{dtype} block bytes");
+            assert!(
+                per_row.iter().flatten().all(|&c| c == 1),
+                "{dtype} block bytes"
+            );
         }
     }
 

@@ -113,11 +113,17 @@ fn scalar_gemv(dtype: GgmlType) -> Option<(GemvFn, &'static str)> {
 fn gemv_panels(dtype: GgmlType, level: KernelLevel) -> Option<Chosen<GemvFn>> {
     #[cfg(target_arch = "x86_64")]
     if level == KernelLevel::Avx2 {
-        use super::x86_64::panel::*;
+        use super::x86_64::kpanel::*;
+        use super::x86_64::panel::{gemv_q4_0x8_avx2, gemv_q4_1x8_avx2};
         let (f, name): (GemvFn, &'static str) = match dtype {
             GgmlType::Q4_1 => (gemv_q4_1x8_avx2, "gemv_q4_1x8_avx2"),
             GgmlType::Q4_0 => (gemv_q4_0x8_avx2, "gemv_q4_0x8_avx2"),
             GgmlType::Q8_0 => (gemv_q8_0x8_avx2, "gemv_q8_0x8_avx2"),
+            GgmlType::Q5_0 => (gemv_q5_0x8_avx2, "gemv_q5_0x8_avx2"),
+            GgmlType::Q5_1 => (gemv_q5_1x8_avx2, "gemv_q5_1x8_avx2"),
+            GgmlType::Q4K => (gemv_q4_kx8_avx2, "gemv_q4_kx8_avx2"),
+            GgmlType::Q5K => (gemv_q5_kx8_avx2, "gemv_q5_kx8_avx2"),
+            GgmlType::Q6K => (gemv_q6_kx8_avx2, "gemv_q6_kx8_avx2"),
             _ => return None,
         };
         return Some(Chosen {
@@ -137,11 +143,18 @@ pub fn gemm(dtype: GgmlType, level: KernelLevel, layout: WeightLayout) -> Option
     #[cfg(target_arch = "x86_64")]
     if level == KernelLevel::Avx2 {
         use super::x86_64::gemm::*;
+        use super::x86_64::kpanel::*;
         let (f, name): (GemmFn, &'static str) = match (dtype, layout) {
             (GgmlType::Q4_1, WeightLayout::Rows) => (gemm_q4_1_avx2, "gemm_q4_1_avx2"),
             (GgmlType::Q4_0, WeightLayout::Rows) => (gemm_q4_0_avx2, "gemm_q4_0_avx2"),
             (GgmlType::Q4_1, WeightLayout::Panels) => (gemm_q4_1x8_avx2, "gemm_q4_1x8_avx2"),
             (GgmlType::Q4_0, WeightLayout::Panels) => (gemm_q4_0x8_avx2, "gemm_q4_0x8_avx2"),
+            (GgmlType::Q8_0, WeightLayout::Panels) => (gemm_q8_0x8_avx2, "gemm_q8_0x8_avx2"),
+            (GgmlType::Q5_0, WeightLayout::Panels) => (gemm_q5_0x8_avx2, "gemm_q5_0x8_avx2"),
+            (GgmlType::Q5_1, WeightLayout::Panels) => (gemm_q5_1x8_avx2, "gemm_q5_1x8_avx2"),
+            (GgmlType::Q4K, WeightLayout::Panels) => (gemm_q4_kx8_avx2, "gemm_q4_kx8_avx2"),
+            (GgmlType::Q5K, WeightLayout::Panels) => (gemm_q5_kx8_avx2, "gemm_q5_kx8_avx2"),
+            (GgmlType::Q6K, WeightLayout::Panels) => (gemm_q6_kx8_avx2, "gemm_q6_kx8_avx2"),
             _ => return None,
         };
         return Some(Chosen {

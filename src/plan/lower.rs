@@ -118,7 +118,7 @@ pub fn lower(
         let qscratch = scratch_buf(
             "q8",
             super::DType::Q8Act,
-            slots * q8_elements(g, facts, id, opts.level),
+            slots * q8_elements(g, facts, id, opts.level, opts.repack),
         );
         drafts.push(Draft {
             node: id,
@@ -250,8 +250,10 @@ fn product_of(node: &crate::graph::Node) -> Option<(usize, &[WeightId])> {
 }
 
 /// Elements of the step's input to quantize to 8-bit blocks: the product's row length when
-/// one of its kernels multiplies 8-bit activations, else 0.
-fn q8_elements(g: &Graph, facts: &Facts, id: NodeId, level: KernelLevel) -> usize {
+/// one of its kernels multiplies 8-bit activations, else 0. With the repack on, a format
+/// with panel kernels runs those (they all multiply 8-bit activations), whatever its
+/// row-layout kernel is.
+fn q8_elements(g: &Graph, facts: &Facts, id: NodeId, level: KernelLevel, repack: bool) -> usize {
     let node = &g.g[id];
     let Some((slot, matrices)) = product_of(node) else {
         return 0;
@@ -259,7 +261,8 @@ fn q8_elements(g: &Graph, facts: &Facts, id: NodeId, level: KernelLevel) -> usiz
     let k = facts.get(g.input_values(id)[slot]).cols();
     let wants = matrices.iter().any(|w| {
         let dtype = g.weights[w.0 as usize].dtype;
-        table::gemv(dtype, level, k, WeightLayout::Rows).is_some_and(|c| c.wants_q8)
+        let wants = |layout| table::gemv(dtype, level, k, layout).is_some_and(|c| c.wants_q8);
+        wants(WeightLayout::Rows) || (repack && wants(WeightLayout::Panels))
     });
     if wants {
         k

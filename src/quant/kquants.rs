@@ -381,7 +381,11 @@ pub fn quantize_iq4_xs(x: &[f32]) -> BlockIq4Xs {
     // Signed per-sub-block scales: the largest magnitude lands on -127 (the widest level).
     let fits: Vec<f32> = x
         .chunks_exact(32)
-        .map(|c| c.iter().fold(0.0f32, |m, &v| if v.abs() > m.abs() { v } else { m }) / -127.0)
+        .map(|c| {
+            c.iter()
+                .fold(0.0f32, |m, &v| if v.abs() > m.abs() { v } else { m })
+                / -127.0
+        })
         .collect();
     let d = super_scale(fits.iter().map(|s| s.abs()), 32.0);
     let mut b = BlockIq4Xs {

@@ -321,7 +321,10 @@ impl std::fmt::Display for GgmlType {
 /// Why a row could not be converted.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum QuantError {
-    #[error("{dtype} has no scalar conversion in qgraph (supported: {})", GgmlType::computable_list())]
+    #[error(
+        "{dtype} has no scalar conversion in qgraph (supported: {})",
+        GgmlType::computable_list()
+    )]
     Unsupported { dtype: GgmlType },
     #[error("{dtype}: {n_elements} elements are not a whole number of {block_len}-element blocks")]
     PartialBlock {

@@ -150,7 +150,11 @@ pub fn quantize_iq4_nl(x: &[f32]) -> BlockIq4Nl {
         .copied()
         .fold(0.0f32, |m, v| if v.abs() > m.abs() { v } else { m });
     let d16 = f16::from_f32(max / -127.0);
-    let id = if d16.to_f32() != 0.0 { 1.0 / d16.to_f32() } else { 0.0 };
+    let id = if d16.to_f32() != 0.0 {
+        1.0 / d16.to_f32()
+    } else {
+        0.0
+    };
     let mut qs = [0u8; QK / 2];
     for (j, q) in qs.iter_mut().enumerate() {
         *q = nearest_iq4(x[j] * id) | (nearest_iq4(x[j + QK / 2] * id) << 4);

@@ -133,7 +133,6 @@ pub unsafe fn row_f16_scalar(w: *const u8, out: &mut [f32]) {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use crate::quant::{quantize, GgmlType};
 
     /// Each format's gemv against a dot product over `quant::dequantize`, an independent path.

@@ -36,9 +36,9 @@ const TOK_BLOCK: usize = 128;
 #[derive(Clone, Copy)]
 #[repr(C, align(32))]
 pub(super) struct Packed {
-    q: [__m256i; 8],
-    d: __m256,
-    m: __m256,
+    pub(super) q: [__m256i; 8],
+    pub(super) d: __m256,
+    pub(super) m: __m256,
 }
 
 /// The formats this kernel multiplies: 32 4-bit codes per block, `x = q·d + m`.
@@ -184,29 +184,94 @@ pub(super) unsafe fn scales8<B: Q4Block>(rows: &[*const u8; PANEL], at: usize) -
 }
 
 /// `acc + d_w·d_x·Σ q_w·q_x + m_w·s_x` for one packed block and one activation block,
-/// every lane a row.
+/// every lane a row. `WIDE` is for codes up to 31 (Q5): each half's eight-bit products are
+/// widened to i32 before the halves are added, as their i16 sum could overflow.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(super) fn block_dot(p: &Packed, x: &BlockQ8Act, acc: __m256) -> __m256 {
+pub(super) fn block_dot<const WIDE: bool>(p: &Packed, x: &BlockQ8Act, acc: __m256) -> __m256 {
     let qs = x.qs.as_ptr() as *const i32;
     // SAFETY: qs is 32 bytes: words 0..8 (read unaligned).
     let word = |j: usize| _mm256_set1_epi32(unsafe { qs.add(j).read_unaligned() });
-    // Each i16 sums two products ≤ 15·127, so eight of them stay below 2^15.
+    // Each i16 sums two products ≤ 15·127, so eight of them stay below 2^15 (four of
+    // them for codes ≤ 31).
     let s = |j: usize| _mm256_maddubs_epi16(p.q[j], word(j));
     let lo = _mm256_add_epi16(_mm256_add_epi16(s(0), s(1)), _mm256_add_epi16(s(2), s(3)));
     let hi = _mm256_add_epi16(_mm256_add_epi16(s(4), s(5)), _mm256_add_epi16(s(6), s(7)));
-    let dot = _mm256_madd_epi16(_mm256_add_epi16(lo, hi), _mm256_set1_epi16(1));
+    let ones = _mm256_set1_epi16(1);
+    let dot = if WIDE {
+        _mm256_add_epi32(_mm256_madd_epi16(lo, ones), _mm256_madd_epi16(hi, ones))
+    } else {
+        _mm256_madd_epi16(_mm256_add_epi16(lo, hi), ones)
+    };
     let scale = _mm256_mul_ps(p.d, _mm256_set1_ps(x.d));
     let acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), scale, acc);
     _mm256_fmadd_ps(p.m, _mm256_set1_ps(x.s), acc)
 }
 
+/// A format in row panels (`kernels/panel.rs`) that the decode gemv (`panel.rs`) and the
+/// prefill gemm read one 32-weight activation block at a time: both unpack a block of a
+/// tile with `unpack` and multiply it with `dot`, so a row computes bitwise alike in both.
+pub(super) trait PanelFormat {
+    /// Activation blocks per tile: 1, or 8 for the 256-element formats.
+    const BLOCKS: usize;
+    /// Bytes per tile (eight rows' blocks).
+    const TILE: usize;
+    /// Unpacks activation block `sub` (< `BLOCKS`) of the tile at `t`.
+    ///
+    /// # Safety
+    /// `t` points to a whole tile of the format's panel layout; the CPU has AVX2, FMA, F16C.
+    unsafe fn unpack(t: *const u8, sub: usize) -> Packed;
+    /// `acc` plus the eight rows' products of an unpacked block with `x`.
+    ///
+    /// # Safety
+    /// The CPU has AVX2, FMA and F16C.
+    unsafe fn dot(p: &Packed, x: &BlockQ8Act, acc: __m256) -> __m256;
+}
+
+impl<B: Q4Block> PanelFormat for B {
+    const BLOCKS: usize = 1;
+    const TILE: usize = PANEL * B::BYTES;
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn unpack(t: *const u8, _sub: usize) -> Packed {
+        // SAFETY: forwarded from the caller.
+        unsafe { unpack_tile::<B>(t) }
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn dot(p: &Packed, x: &BlockQ8Act, acc: __m256) -> __m256 {
+        block_dot::<false>(p, x, acc)
+    }
+}
+
+/// Unpacks blocks `b0..b0 + out.len()` of the panel at `panel` (tile `b / BLOCKS`, block
+/// `b % BLOCKS` within it).
+///
 /// # Safety
-/// As `kernels::GemmFn`, for a matrix of `B` blocks in the file's row layout, or in row
-/// panels when `PANELS` (then `w` is the start of a panel).
+/// The panel holds tiles up to block `b0 + out.len()`; the CPU has AVX2, FMA and F16C.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn gemm_q4<B: Q4Block, const PANELS: bool>(
+pub(super) unsafe fn unpack_blocks<F: PanelFormat>(
+    panel: *const u8,
+    b0: usize,
+    out: &mut [Packed],
+) {
+    for (i, p) in out.iter_mut().enumerate() {
+        let b = b0 + i;
+        // SAFETY: tile b / BLOCKS is in the panel (caller).
+        *p = unsafe { F::unpack(panel.add(b / F::BLOCKS * F::TILE), b % F::BLOCKS) };
+    }
+}
+
+/// The batched product for format `F`, from the file's rows of `B` blocks (`PANELS`
+/// false: eight rows are packed by a transpose, `pack`) or from row panels (`PANELS`: `w`
+/// is the start of a panel, tiles are unpacked with `F::unpack`).
+///
+/// # Safety
+/// As `kernels::GemmFn`, for a matrix of the format in the layout `PANELS` says.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn gemm_tiles<F: PanelFormat, B: Q4Block, const PANELS: bool>(
     w: *const u8,
     row_bytes: usize,
     rows: usize,
@@ -241,12 +306,9 @@ unsafe fn gemm_q4<B: Q4Block, const PANELS: bool>(
             for b0 in (0..nb).step_by(KCHUNK) {
                 let nk = (nb - b0).min(KCHUNK);
                 if PANELS {
-                    // Panel r0 / 8 starts at r0 · row_bytes; its tiles are 8 blocks each.
-                    let tile = PANEL * B::BYTES;
-                    for (i, p) in panel[..nk].iter_mut().enumerate() {
-                        // SAFETY: tile b0 + i < nb of the panel at row r0 (caller).
-                        *p = unsafe { unpack_tile::<B>(ptrs[0].add((b0 + i) * tile)) };
-                    }
+                    // Panel r0 / 8 starts at r0 · row_bytes.
+                    // SAFETY: blocks b0..b0 + nk < nb of the panel at row r0 (caller).
+                    unsafe { unpack_blocks::<F>(ptrs[0], b0, &mut panel[..nk]) };
                 } else {
                     // SAFETY: every row has nb blocks (caller), b0 + nk ≤ nb.
                     unsafe { pack::<B>(&ptrs, b0, &mut panel[..nk]) };
@@ -258,7 +320,8 @@ unsafe fn gemm_q4<B: Q4Block, const PANELS: bool>(
                     let mut a: [__m256; TOK_GROUP] = std::array::from_fn(|i| acc[g + i]);
                     for (b, p) in panel[..nk].iter().enumerate() {
                         for i in 0..TOK_GROUP {
-                            a[i] = block_dot(p, &x[i][b], a[i]);
+                            // SAFETY: the CPU has AVX2, FMA and F16C (caller).
+                            a[i] = unsafe { F::dot(p, &x[i][b], a[i]) };
                         }
                     }
                     acc[g..g + TOK_GROUP].copy_from_slice(&a);
@@ -268,7 +331,8 @@ unsafe fn gemm_q4<B: Q4Block, const PANELS: bool>(
                     let x = &xq[(t0 + t) * nb + b0..][..nk];
                     let mut a = acc[t];
                     for (p, xb) in panel[..nk].iter().zip(x) {
-                        a = block_dot(p, xb, a);
+                        // SAFETY: as above.
+                        a = unsafe { F::dot(p, xb, a) };
                     }
                     acc[t] = a;
                 }
@@ -306,7 +370,7 @@ pub unsafe fn gemm_q4_1_avx2(
     ldo: usize,
 ) {
     // SAFETY: forwarded from the caller.
-    unsafe { gemm_q4::<Q4_1, false>(w, row_bytes, rows, xq, n_tok, out, ldo) }
+    unsafe { gemm_tiles::<Q4_1, Q4_1, false>(w, row_bytes, rows, xq, n_tok, out, ldo) }
 }
 
 /// Q4_0 weights × 8-bit activations, for `n_tok` tokens at once.
@@ -324,7 +388,7 @@ pub unsafe fn gemm_q4_0_avx2(
     ldo: usize,
 ) {
     // SAFETY: forwarded from the caller.
-    unsafe { gemm_q4::<Q4_0, false>(w, row_bytes, rows, xq, n_tok, out, ldo) }
+    unsafe { gemm_tiles::<Q4_0, Q4_0, false>(w, row_bytes, rows, xq, n_tok, out, ldo) }
 }
 
 /// Q4_1 weights in row panels × 8-bit activations, for `n_tok` tokens at once.
@@ -342,7 +406,7 @@ pub unsafe fn gemm_q4_1x8_avx2(
     ldo: usize,
 ) {
     // SAFETY: forwarded from the caller.
-    unsafe { gemm_q4::<Q4_1, true>(w, row_bytes, rows, xq, n_tok, out, ldo) }
+    unsafe { gemm_tiles::<Q4_1, Q4_1, true>(w, row_bytes, rows, xq, n_tok, out, ldo) }
 }
 
 /// Q4_0 weights in row panels × 8-bit activations, for `n_tok` tokens at once.
@@ -360,7 +424,7 @@ pub unsafe fn gemm_q4_0x8_avx2(
     ldo: usize,
 ) {
     // SAFETY: forwarded from the caller.
-    unsafe { gemm_q4::<Q4_0, true>(w, row_bytes, rows, xq, n_tok, out, ldo) }
+    unsafe { gemm_tiles::<Q4_0, Q4_0, true>(w, row_bytes, rows, xq, n_tok, out, ldo) }
 }
 
 const _: () = assert!(QK == 32 && std::mem::size_of::<Packed>() == 320);

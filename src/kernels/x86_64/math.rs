@@ -400,7 +400,7 @@ pub unsafe fn accumulate_avx2(acc: &mut [f32], x: &[f32]) {
     }
 }
 
-/// Twin of `scalar::gemv::row_q8_0_scalar`: one embedding row, 32 codes per block widened
+/// Twin of `scalar::gemv::row_blocks_scalar::<BlockQ8_0>`: one embedding row, 32 codes per block widened
 /// to f32 eight at a time and scaled.
 ///
 /// # Safety

@@ -8,5 +8,6 @@
 pub mod bandwidth;
 pub mod gemm;
 pub mod gemv;
+pub mod kpanel;
 pub mod math;
 pub mod panel;

@@ -1,0 +1,427 @@
+//! Unpacking the row panels (`kernels/panel.rs`) of Q5_0, Q5_1, Q4_K, Q5_K and Q6_K into the
+//! `Packed` blocks the decode gemv (`panel.rs`) and prefill gemm (`gemm.rs`) multiply: eight
+//! rows' codes of one 32-weight activation block, one row per 32-bit lane, four codes per
+//! lane per register, with the rows' scales as f32 lanes.
+//!
+//! - Q5_0/Q5_1: the 4-bit codes as Q4's, each row's fifth bits (a u32 per lane) spread to
+//!   bit 4 of their bytes by a byte shuffle and a compare. `x = q·d + m` (Q5_0: m = −16·d).
+//! - Q4_K/Q5_K: an activation block is one 32-weight sub-block; its scale and min are
+//!   decoded from the six-bit packing for all eight rows at once (a scale-byte run holds byte
+//!   k of every row), and `x = (d·sc)·q − (dmin·m)`, so the Q4 product applies unchanged.
+//!   Q5_K's fifth bits are bit `sub` of each code's qh byte, shifted to bit 4.
+//! - Q6_K: six-bit codes minus 32 as signed bytes, two scales per block (one per 16
+//!   weights), multiplied by `q6_dot` with the sign trick of the Q8_0 kernel.
+//!
+//! `d·sc` and `dmin·m` are exact in f32 (an f16 times an integer below 64), so the products
+//! use the file's values exactly; only the activations are rounded (to 8 bits, as for
+//! every quantized kernel).
+
+use std::arch::x86_64::*;
+
+use super::gemm::{block_dot, Packed, PanelFormat};
+use crate::kernels::scalar::act::BlockQ8Act;
+
+/// Eight f16 at `p` as f32 lanes.
+///
+/// # Safety
+/// `p` points to 16 readable bytes.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn f16x8(p: *const u8) -> __m256 {
+    // SAFETY: forwarded from the caller.
+    _mm256_cvtph_ps(unsafe { _mm_loadu_si128(p as *const __m128i) })
+}
+
+/// Eight bytes at `p` as u32 lanes.
+///
+/// # Safety
+/// `p` points to 8 readable bytes.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn u8x8(p: *const u8) -> __m256i {
+    // SAFETY: forwarded from the caller.
+    _mm256_cvtepu8_epi32(unsafe { _mm_loadl_epi64(p as *const __m128i) })
+}
+
+/// The 32-byte chunk `j` of the code array at `p`.
+///
+/// # Safety
+/// `p + 32·j` points to 32 readable bytes.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn chunk(p: *const u8, j: usize) -> __m256i {
+    // SAFETY: forwarded from the caller.
+    unsafe { _mm256_loadu_si256(p.add(32 * j) as *const __m256i) }
+}
+
+/// Nibble `nib` (0 low, 1 high) of every byte.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn nibble(v: __m256i, nib: usize) -> __m256i {
+    let v = if nib == 0 {
+        v
+    } else {
+        _mm256_srli_epi16::<4>(v)
+    };
+    _mm256_and_si256(v, _mm256_set1_epi8(0x0f))
+}
+
+/// Q5_0/Q5_1's codes: chunk j's low nibbles are elements 4j..4j+4 and its high nibbles
+/// 16+4j..16+4j+4; `qh` (a u32 per lane) holds bit e for element e.
+///
+/// # Safety
+/// `codes` points to 4 chunks.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q5_codes(codes: *const u8, qh: __m256i) -> [__m256i; 8] {
+    let bit = _mm256_set1_epi32(0x0804_0201);
+    let five = _mm256_set1_epi8(0x10);
+    // Byte 0 (then byte 2) of each lane copied to its four bytes.
+    let lo_bytes = _mm256_set1_epi64x(0x0404_0404_0000_0000);
+    let lo_bytes = _mm256_add_epi8(
+        lo_bytes,
+        _mm256_setr_epi64x(0, 0x0808_0808_0808_0808, 0, 0x0808_0808_0808_0808),
+    );
+    let hi_bytes = _mm256_add_epi8(lo_bytes, _mm256_set1_epi8(2));
+    let spread = |v: __m256i, at: __m256i| {
+        let b = _mm256_and_si256(_mm256_shuffle_epi8(v, at), bit);
+        _mm256_and_si256(_mm256_cmpeq_epi8(b, bit), five)
+    };
+    let mut q = [_mm256_setzero_si256(); 8];
+    for j in 0..4 {
+        // SAFETY: chunk j < 4 (caller).
+        let raw = unsafe { chunk(codes, j) };
+        let t = _mm256_srl_epi32(qh, _mm_cvtsi32_si128(4 * j as i32));
+        q[j] = _mm256_or_si256(nibble(raw, 0), spread(t, lo_bytes));
+        q[4 + j] = _mm256_or_si256(nibble(raw, 1), spread(t, hi_bytes));
+    }
+    q
+}
+
+/// Q5_0 in panels: d[8], qh[8], 4 code chunks (176 bytes).
+pub(super) struct Q5_0;
+impl PanelFormat for Q5_0 {
+    const BLOCKS: usize = 1;
+    const TILE: usize = 176;
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn unpack(t: *const u8, _sub: usize) -> Packed {
+        // SAFETY: a whole tile at t (caller).
+        unsafe {
+            let d = f16x8(t);
+            let qh = _mm256_loadu_si256(t.add(16) as *const __m256i);
+            let q = q5_codes(t.add(48), qh);
+            Packed {
+                q,
+                d,
+                m: _mm256_mul_ps(d, _mm256_set1_ps(-16.0)),
+            }
+        }
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn dot(p: &Packed, x: &BlockQ8Act, acc: __m256) -> __m256 {
+        block_dot::<true>(p, x, acc)
+    }
+}
+
+/// Q5_1 in panels: d[8], m[8], qh[8], 4 code chunks (192 bytes).
+pub(super) struct Q5_1;
+impl PanelFormat for Q5_1 {
+    const BLOCKS: usize = 1;
+    const TILE: usize = 192;
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn unpack(t: *const u8, _sub: usize) -> Packed {
+        // SAFETY: a whole tile at t (caller).
+        unsafe {
+            let qh = _mm256_loadu_si256(t.add(32) as *const __m256i);
+            Packed {
+                q: q5_codes(t.add(64), qh),
+                d: f16x8(t),
+                m: f16x8(t.add(16)),
+            }
+        }
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn dot(p: &Packed, x: &BlockQ8Act, acc: __m256) -> __m256 {
+        block_dot::<true>(p, x, acc)
+    }
+}
+
+/// Sub-block `sub`'s six-bit (scale, min) of eight Q4_K/Q5_K rows, as i32 lanes, from the
+/// 12 scale-byte runs at `s` (run k holds byte k of every row; ggml `get_scale_min_k4`).
+///
+/// # Safety
+/// `s` points to 96 bytes.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn k4_scale_min(s: *const u8, sub: usize) -> (__m256i, __m256i) {
+    // SAFETY: every run read is one of the 12 (caller).
+    let run = |k: usize| unsafe { u8x8(s.add(8 * k)) };
+    let six = _mm256_set1_epi32(63);
+    if sub < 4 {
+        (
+            _mm256_and_si256(run(sub), six),
+            _mm256_and_si256(run(sub + 4), six),
+        )
+    } else {
+        let (a, b, c) = (run(sub + 4), run(sub - 4), run(sub));
+        let top = |v: __m256i| _mm256_slli_epi32::<4>(_mm256_srli_epi32::<6>(v));
+        (
+            _mm256_or_si256(_mm256_and_si256(a, _mm256_set1_epi32(0x0f)), top(b)),
+            _mm256_or_si256(_mm256_srli_epi32::<4>(a), top(c)),
+        )
+    }
+}
+
+/// Q4_K/Q5_K's per-sub-block scale `d·sc` and offset `−dmin·m` for eight rows.
+///
+/// # Safety
+/// `t` points to a whole Q4_K or Q5_K tile.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn k4_scales(t: *const u8, sub: usize) -> (__m256, __m256) {
+    // SAFETY: d[8], dmin[8] and the 12 scale runs start the tile (caller).
+    unsafe {
+        let (sc, m) = k4_scale_min(t.add(32), sub);
+        let d = _mm256_mul_ps(f16x8(t), _mm256_cvtepi32_ps(sc));
+        let dm = _mm256_mul_ps(f16x8(t.add(16)), _mm256_cvtepi32_ps(m));
+        (d, _mm256_sub_ps(_mm256_setzero_ps(), dm))
+    }
+}
+
+/// Q4_K in panels: d[8], dmin[8], 12 scale runs, 32 code chunks (1152 bytes). Chunks
+/// 8i..8i+8 hold sub-block 2i in their low nibbles and 2i+1 in their high ones.
+pub(super) struct Q4K;
+impl PanelFormat for Q4K {
+    const BLOCKS: usize = 8;
+    const TILE: usize = 1152;
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn unpack(t: *const u8, sub: usize) -> Packed {
+        // SAFETY: a whole tile at t (caller); chunks 8·(sub / 2) + j < 32.
+        unsafe {
+            let (d, m) = k4_scales(t, sub);
+            let codes = t.add(128 + 256 * (sub / 2));
+            let q = std::array::from_fn(|j| nibble(chunk(codes, j), sub % 2));
+            Packed { q, d, m }
+        }
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn dot(p: &Packed, x: &BlockQ8Act, acc: __m256) -> __m256 {
+        block_dot::<false>(p, x, acc)
+    }
+}
+
+/// Q5_K in panels: Q4_K's head, 8 chunks of qh bytes (chunk j: qh[4j..4j+4] of each row,
+/// whose bit `sub` is the fifth bit of element 4j.. of sub-block `sub`), then Q4_K's 32
+/// code chunks (1408 bytes).
+pub(super) struct Q5K;
+impl PanelFormat for Q5K {
+    const BLOCKS: usize = 8;
+    const TILE: usize = 1408;
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn unpack(t: *const u8, sub: usize) -> Packed {
+        let five = _mm256_set1_epi8(0x10);
+        // Bit `sub` of each byte moved to bit 4 (shifts within a 32-bit lane keep it in
+        // its byte: left by ≤ 4, or right by ≤ 3).
+        let to_bit4 = |v: __m256i| {
+            let v = if sub <= 4 {
+                _mm256_sll_epi32(v, _mm_cvtsi32_si128(4 - sub as i32))
+            } else {
+                _mm256_srl_epi32(v, _mm_cvtsi32_si128(sub as i32 - 4))
+            };
+            _mm256_and_si256(v, five)
+        };
+        // SAFETY: a whole tile at t (caller); qh chunk j < 8, code chunk 8·(sub / 2) + j.
+        unsafe {
+            let (d, m) = k4_scales(t, sub);
+            let codes = t.add(384 + 256 * (sub / 2));
+            let q = std::array::from_fn(|j| {
+                let high = to_bit4(chunk(t.add(128), j));
+                _mm256_or_si256(nibble(chunk(codes, j), sub % 2), high)
+            });
+            Packed { q, d, m }
+        }
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn dot(p: &Packed, x: &BlockQ8Act, acc: __m256) -> __m256 {
+        block_dot::<true>(p, x, acc)
+    }
+}
+
+/// Q6_K in panels: d[8], 16 scale runs (one per 16 weights), 32 chunks of `ql`, 16 of `qh`
+/// (1680 bytes). Activation block b = 4·half + quarter takes its low nibbles from `ql`
+/// chunks 16·half + 8·(quarter % 2) + j (nibble quarter / 2) and its high two bits from `qh`
+/// chunks 8·half + j (bits 2·quarter). `Packed::q` holds the codes minus 32 (signed), `d`
+/// the scale of weights 0..16 and `m` that of 16..32.
+pub(super) struct Q6K;
+impl PanelFormat for Q6K {
+    const BLOCKS: usize = 8;
+    const TILE: usize = 1680;
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn unpack(t: *const u8, b: usize) -> Packed {
+        let (half, quarter) = (b / 4, b % 4);
+        let two = _mm256_set1_epi8(0x30);
+        let shift = 2 * quarter as i32;
+        let high = |v: __m256i| {
+            let v = if shift <= 4 {
+                _mm256_sll_epi32(v, _mm_cvtsi32_si128(4 - shift))
+            } else {
+                _mm256_srl_epi32(v, _mm_cvtsi32_si128(shift - 4))
+            };
+            _mm256_and_si256(v, two)
+        };
+        // SAFETY: a whole tile at t (caller): scale runs 2b, 2b + 1 < 16; ql chunks < 32,
+        // qh chunks < 16.
+        unsafe {
+            let d = f16x8(t);
+            let scale = |k: usize| {
+                let s = _mm256_cvtepi8_epi32(_mm_loadl_epi64(t.add(16 + 8 * k) as *const __m128i));
+                _mm256_mul_ps(d, _mm256_cvtepi32_ps(s))
+            };
+            let ql = t.add(144 + 32 * (16 * half + 8 * (quarter % 2)));
+            let qh = t.add(1168 + 32 * 8 * half);
+            let q = std::array::from_fn(|j| {
+                let code = _mm256_or_si256(nibble(chunk(ql, j), quarter / 2), high(chunk(qh, j)));
+                _mm256_sub_epi8(code, _mm256_set1_epi8(32))
+            });
+            Packed {
+                q,
+                d: scale(2 * b),
+                m: scale(2 * b + 1),
+            }
+        }
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn dot(p: &Packed, x: &BlockQ8Act, acc: __m256) -> __m256 {
+        q6_dot(p, x, acc)
+    }
+}
+
+/// `acc + d_lo·d_x·Σ_{e<16} q_e·x_e + d_hi·d_x·Σ_{e≥16} q_e·x_e` with signed codes: `maddubs`
+/// gets |x| and q·sign(x), whose products are the same. Each i16 sums two products of at
+/// most 32·127, so four of them (one half) stay below 2^15.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q6_dot(p: &Packed, x: &BlockQ8Act, acc: __m256) -> __m256 {
+    let qs = x.qs.as_ptr() as *const i32;
+    // SAFETY: qs is 32 bytes: words 0..8 (read unaligned).
+    let word = |j: usize| _mm256_set1_epi32(unsafe { qs.add(j).read_unaligned() });
+    let s = |j: usize| {
+        let xb = word(j);
+        _mm256_maddubs_epi16(_mm256_sign_epi8(xb, xb), _mm256_sign_epi8(p.q[j], xb))
+    };
+    let ones = _mm256_set1_epi16(1);
+    let lo = _mm256_add_epi16(_mm256_add_epi16(s(0), s(1)), _mm256_add_epi16(s(2), s(3)));
+    let hi = _mm256_add_epi16(_mm256_add_epi16(s(4), s(5)), _mm256_add_epi16(s(6), s(7)));
+    let xd = _mm256_set1_ps(x.d);
+    let lo = _mm256_cvtepi32_ps(_mm256_madd_epi16(lo, ones));
+    let hi = _mm256_cvtepi32_ps(_mm256_madd_epi16(hi, ones));
+    let acc = _mm256_fmadd_ps(lo, _mm256_mul_ps(p.d, xd), acc);
+    _mm256_fmadd_ps(hi, _mm256_mul_ps(p.m, xd), acc)
+}
+
+/// Q8_0 in panels: d[8], 8 code chunks (272 bytes). Its product is bitwise
+/// the row-layout kernel's (`gemv::gemv_q8_0_avx2`): the same integer sums, then one FMA.
+pub(super) struct Q8_0;
+impl PanelFormat for Q8_0 {
+    const BLOCKS: usize = 1;
+    const TILE: usize = 272;
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn unpack(t: *const u8, _sub: usize) -> Packed {
+        // SAFETY: a whole tile at t (caller).
+        unsafe {
+            Packed {
+                q: std::array::from_fn(|j| chunk(t.add(16), j)),
+                d: f16x8(t),
+                m: _mm256_setzero_ps(),
+            }
+        }
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn dot(p: &Packed, x: &BlockQ8Act, acc: __m256) -> __m256 {
+        let qs = x.qs.as_ptr() as *const i32;
+        let ones = _mm256_set1_epi16(1);
+        // Each maddubs is widened at once: two of its pair sums could overflow an i16.
+        let s: [__m256i; 8] = std::array::from_fn(|j| {
+            // SAFETY: qs is 32 bytes: words 0..8 (read unaligned).
+            let xb = _mm256_set1_epi32(unsafe { qs.add(j).read_unaligned() });
+            _mm256_madd_epi16(
+                _mm256_maddubs_epi16(_mm256_abs_epi8(xb), _mm256_sign_epi8(p.q[j], xb)),
+                ones,
+            )
+        });
+        let dot = _mm256_add_epi32(
+            _mm256_add_epi32(_mm256_add_epi32(s[0], s[1]), _mm256_add_epi32(s[2], s[3])),
+            _mm256_add_epi32(_mm256_add_epi32(s[4], s[5]), _mm256_add_epi32(s[6], s[7])),
+        );
+        let scale = _mm256_mul_ps(p.d, _mm256_set1_ps(x.d));
+        _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), scale, acc)
+    }
+}
+
+const _: () = assert!(Q5_0::TILE == 8 * 22 && Q5_1::TILE == 8 * 24);
+const _: () = assert!(Q4K::TILE == 8 * 144 && Q5K::TILE == 8 * 176 && Q6K::TILE == 8 * 210);
+
+macro_rules! panel_kernels {
+    ($($fmt:ident: $gemv:ident, $gemm:ident;)*) => {$(
+        /// The decode product over row panels of this format (`panel::gemv_panels`).
+        ///
+        /// # Safety
+        /// As `kernels::GemvFn`, with `w` the start of a panel of the format's layout; the
+        /// CPU has AVX2, FMA and F16C.
+        #[target_feature(enable = "avx2,fma,f16c")]
+        pub unsafe fn $gemv(
+            w: *const u8,
+            row_bytes: usize,
+            _x: &[f32],
+            xq: &[BlockQ8Act],
+            out: &mut [f32],
+        ) {
+            // SAFETY: forwarded from the caller.
+            unsafe { super::panel::gemv_panels::<$fmt>(w, row_bytes, xq, out) }
+        }
+
+        /// The batched product over row panels of this format (`gemm::gemm_tiles`).
+        ///
+        /// # Safety
+        /// As `kernels::GemmFn`, with `w` the start of a panel of the format's layout; the
+        /// CPU has AVX2, FMA and F16C.
+        #[target_feature(enable = "avx2,fma,f16c")]
+        pub unsafe fn $gemm(
+            w: *const u8,
+            row_bytes: usize,
+            rows: usize,
+            xq: &[BlockQ8Act],
+            n_tok: usize,
+            out: *mut f32,
+            ldo: usize,
+        ) {
+            // SAFETY: forwarded from the caller (the row-layout type is unused for panels).
+            unsafe {
+                super::gemm::gemm_tiles::<$fmt, super::gemm::Q4_0, true>(
+                    w, row_bytes, rows, xq, n_tok, out, ldo,
+                )
+            }
+        }
+    )*};
+}
+
+panel_kernels! {
+    Q8_0: gemv_q8_0x8_avx2, gemm_q8_0x8_avx2;
+    Q5_0: gemv_q5_0x8_avx2, gemm_q5_0x8_avx2;
+    Q5_1: gemv_q5_1x8_avx2, gemm_q5_1x8_avx2;
+    Q4K: gemv_q4_kx8_avx2, gemm_q4_kx8_avx2;
+    Q5K: gemv_q5_kx8_avx2, gemm_q5_kx8_avx2;
+    Q6K: gemv_q6_kx8_avx2, gemm_q6_kx8_avx2;
+}

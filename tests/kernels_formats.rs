@@ -1,0 +1,132 @@
+//! The panel kernels of the Q5 and K formats (and Q8_0's batched kernel): each decode gemv
+//! against an independent reference (weights dequantized by `quant`, activations as their
+//! 8-bit blocks read back), and each batched gemm bitwise against the gemv, token by token,
+//! so a prompt fed as a batch gives exactly what it gives fed one token at a time.
+#![cfg(target_arch = "x86_64")]
+
+use proptest::prelude::*;
+use qgraph::kernels::scalar::act;
+use qgraph::kernels::{panel, table, BlockQ8Act, KernelLevel, WeightLayout};
+use qgraph::quant::{dequantize, quantize, GgmlType};
+
+const FORMATS: [GgmlType; 6] = [
+    GgmlType::Q5_0,
+    GgmlType::Q5_1,
+    GgmlType::Q8_0,
+    GgmlType::Q4K,
+    GgmlType::Q5K,
+    GgmlType::Q6K,
+];
+
+fn require_avx2() {
+    assert!(
+        table::supports(KernelLevel::Avx2),
+        "this CPU lacks AVX2/FMA/F16C: the SIMD kernels cannot be tested here"
+    );
+}
+
+fn aligned(bytes: &[u8]) -> Vec<u64> {
+    let mut v = vec![0u64; bytes.len().div_ceil(8)];
+    bytemuck::cast_slice_mut::<u64, u8>(&mut v)[..bytes.len()].copy_from_slice(bytes);
+    v
+}
+
+fn q8(x: &[f32]) -> Vec<BlockQ8Act> {
+    let mut q = vec![BlockQ8Act::default(); x.len() / 32];
+    act::quantize_act_scalar(x, &mut q);
+    q
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+/// A random matrix whose 32-blocks vary in magnitude (one in seven is all zero), and its
+/// panels.
+#[derive(Debug)]
+struct Case {
+    rows: usize,
+    k: usize,
+    w: Vec<f32>,
+}
+
+fn case() -> impl Strategy<Value = (Case, u64)> {
+    (1usize..27, 1usize..4, any::<u64>()).prop_map(|(rows, k256, seed)| {
+        let k = 256 * k256;
+        let mut rng = qgraph::sample::rng::SplitMix64(seed);
+        let w = (0..rows * k)
+            .map(|i| {
+                let block = i / 32;
+                let scale = [0.0, 1e-3, 0.1, 1.0, 7.0, 60.0, 0.5][block % 7];
+                (rng.next_f32() - 0.5) * scale
+            })
+            .collect();
+        (Case { rows, k, w }, seed)
+    })
+}
+
+/// The matrix quantized to `dtype` and repacked, its dequantized values, and its row bytes.
+fn panels_of(dtype: GgmlType, c: &Case) -> (Vec<u64>, Vec<f32>, usize) {
+    let bytes = quantize(dtype, &c.w).unwrap();
+    let mut deq = vec![0f32; c.w.len()];
+    dequantize(dtype, &bytes, &mut deq).unwrap();
+    let nb = c.k / dtype.block_len() as usize;
+    let mut packed = vec![0u8; panel::panel_bytes(dtype, c.rows, nb).unwrap()];
+    assert!(panel::repack(dtype, &bytes, c.rows, nb, &mut packed));
+    (aligned(&packed), deq, bytes.len() / c.rows)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn panel_gemv_matches_the_dequantized_product((c, seed) in case()) {
+        require_avx2();
+        let mut rng = qgraph::sample::rng::SplitMix64(seed ^ 0x5eed);
+        let x: Vec<f32> = (0..c.k).map(|_| (rng.next_f32() - 0.5) * 6.0).collect();
+        let xq = q8(&x);
+        // The activations as the kernels see them.
+        let xr: Vec<f32> = xq.iter().flat_map(|b| b.qs.map(|q| q as f32 * b.d)).collect();
+        for dtype in FORMATS {
+            let (buf, deq, row_bytes) = panels_of(dtype, &c);
+            let f = table::gemv(dtype, KernelLevel::Avx2, c.k, WeightLayout::Panels).unwrap().f;
+            let mut out = vec![f32::NAN; c.rows];
+            // SAFETY: AVX2 checked; buf holds the padded panels of rows × row_bytes, 8-aligned;
+            // xq has k / 32 blocks.
+            unsafe { f(buf.as_ptr() as *const u8, row_bytes, &x, &xq, &mut out) };
+            for r in 0..c.rows {
+                let row = &deq[r * c.k..(r + 1) * c.k];
+                let want: f64 = row.iter().zip(&xr).map(|(a, b)| *a as f64 * *b as f64).sum();
+                let mag: f64 = row.iter().zip(&xr).map(|(a, b)| (*a as f64 * *b as f64).abs()).sum();
+                prop_assert!(
+                    (out[r] as f64 - want).abs() <= 1e-5 * mag + 1e-30,
+                    "{} row {} of {}×{}: {} vs {}", dtype, r, c.rows, c.k, out[r], want
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn panel_gemm_is_bitwise_the_panel_gemv((c, seed) in case(), n_tok in 1usize..11) {
+        require_avx2();
+        let mut rng = qgraph::sample::rng::SplitMix64(seed ^ 0x7);
+        let x: Vec<f32> = (0..n_tok * c.k).map(|_| (rng.next_f32() - 0.5) * 4.0).collect();
+        let xq: Vec<BlockQ8Act> = x.chunks(c.k).flat_map(q8).collect();
+        let nb = c.k / 32;
+        for dtype in FORMATS {
+            let (buf, _, row_bytes) = panels_of(dtype, &c);
+            let gemm = table::gemm(dtype, KernelLevel::Avx2, WeightLayout::Panels).unwrap().f;
+            let gemv = table::gemv(dtype, KernelLevel::Avx2, c.k, WeightLayout::Panels).unwrap().f;
+            let mut all = vec![f32::NAN; n_tok * c.rows];
+            // SAFETY: AVX2 checked; buf holds the panels; xq n_tok × k/32 blocks; the output
+            // n_tok rows of `rows`.
+            unsafe { gemm(buf.as_ptr() as *const u8, row_bytes, c.rows, &xq, n_tok, all.as_mut_ptr(), c.rows) };
+            for t in 0..n_tok {
+                let mut one = vec![f32::NAN; c.rows];
+                // SAFETY: as above, token t alone.
+                unsafe { gemv(buf.as_ptr() as *const u8, row_bytes, &x[t * c.k..(t + 1) * c.k], &xq[t * nb..(t + 1) * nb], &mut one) };
+                prop_assert_eq!(bits(&all[t * c.rows..(t + 1) * c.rows]), bits(&one), "{} token {}", dtype, t);
+            }
+        }
+    }
+}
