@@ -48,6 +48,33 @@ fn dequantization_is_bitwise_the_reference() {
     }
 }
 
+/// Every quantizer writes the blocks ggml's writes (`ggml_quantize_chunk`, no importance
+/// matrix) for the same input, byte for byte: files from `qgraph quantize` are llama-quantize's.
+#[test]
+fn quantizers_write_ggml_blocks_byte_for_byte() {
+    let x: Vec<f32> = golden("quantize-input.f32")
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    let mut bad = Vec::new();
+    for t in GgmlType::COMPUTABLE {
+        if t == GgmlType::F32 {
+            continue;
+        }
+        let want = golden(&format!("{}.ggml", t.name()));
+        let got = quantize(t, &x).unwrap();
+        assert_eq!(got.len(), want.len(), "{t}");
+        let size = t.block_bytes() as usize;
+        let differ: Vec<usize> = (0..want.len() / size)
+            .filter(|&b| got[b * size..(b + 1) * size] != want[b * size..(b + 1) * size])
+            .collect();
+        if !differ.is_empty() {
+            bad.push(format!("{t}: blocks {differ:?} of {}", want.len() / size));
+        }
+    }
+    assert!(bad.is_empty(), "differ from ggml: {bad:#?}");
+}
+
 #[test]
 fn every_computable_type_has_reference_data_or_is_plain() {
     for t in GgmlType::COMPUTABLE {

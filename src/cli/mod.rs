@@ -9,6 +9,7 @@ mod inspect;
 mod model;
 mod plan;
 mod profile;
+mod quantize;
 mod run;
 mod tools;
 
@@ -51,6 +52,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Time per step of the forward pass, by op and by kernel.
     Profile(profile::ProfileArgs),
+    /// Rewrite a model in another file type (llama-quantize's names and mixture rules).
+    Quantize(quantize::QuantizeArgs),
 }
 
 /// Writes to stdout; a closed pipe (`qgraph plan | head`) ends the output quietly.
@@ -77,6 +80,7 @@ pub fn main() -> ExitCode {
         Command::Perplexity(args) => tools::perplexity_cmd(args),
         Command::Bench(args) => bench::run(args),
         Command::Profile(args) => profile::run(args),
+        Command::Quantize(args) => quantize::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -103,12 +103,17 @@ impl GgufWriter {
         Ok(self.add_raw(name, dims, dtype, data))
     }
 
-    /// The whole file as bytes.
-    pub fn to_bytes(&self) -> Vec<u8> {
+    /// The header (magic to tensor table, padded to the data section) for tensors of the
+    /// given (name, dims, dtype, byte length, offset), and each tensor's data offset.
+    fn header<'a>(
+        &self,
+        tensors: impl Iterator<Item = (&'a str, &'a [u64], GgmlType, u64, Option<u64>)>,
+        n_tensors: usize,
+    ) -> (Vec<u8>, Vec<u64>) {
         let mut out = Vec::new();
         out.extend_from_slice(b"GGUF");
         out.extend(self.version.to_le_bytes());
-        out.extend((self.tensors.len() as u64).to_le_bytes());
+        out.extend((n_tensors as u64).to_le_bytes());
         let add_alignment = self.alignment != DEFAULT_ALIGNMENT
             && !self.metadata.iter().any(|(k, _)| k == "general.alignment");
         let n_kv = self.metadata.len() + add_alignment as usize;
@@ -125,23 +130,34 @@ impl GgufWriter {
         }
         let align = self.alignment.max(1);
         let mut next = 0u64;
-        let mut offsets = Vec::with_capacity(self.tensors.len());
-        for t in &self.tensors {
-            let offset = t.offset.unwrap_or(next.div_ceil(align) * align);
+        let mut offsets = Vec::with_capacity(n_tensors);
+        for (name, dims, dtype, len, offset) in tensors {
+            let offset = offset.unwrap_or(next.div_ceil(align) * align);
             offsets.push(offset);
-            next = offset + t.data.len() as u64;
-            write_string(&mut out, &t.name);
-            out.extend((t.dims.len() as u32).to_le_bytes());
-            for d in &t.dims {
+            next = offset + len;
+            write_string(&mut out, name);
+            out.extend((dims.len() as u32).to_le_bytes());
+            for d in dims {
                 out.extend(d.to_le_bytes());
             }
-            out.extend(t.dtype.id().to_le_bytes());
+            out.extend(dtype.id().to_le_bytes());
             out.extend(offset.to_le_bytes());
         }
         let data_start = (out.len() as u64).div_ceil(align) * align;
         out.resize(data_start as usize, 0);
+        (out, offsets)
+    }
+
+    /// The whole file as bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let infos = self.tensors.iter().map(|t| {
+            let len = t.data.len() as u64;
+            (t.name.as_str(), t.dims.as_slice(), t.dtype, len, t.offset)
+        });
+        let (mut out, offsets) = self.header(infos, self.tensors.len());
+        let data_start = out.len();
         for (t, offset) in self.tensors.iter().zip(offsets) {
-            let start = (data_start + offset) as usize;
+            let start = data_start + offset as usize;
             if out.len() < start + t.data.len() {
                 out.resize(start + t.data.len(), 0);
             }
@@ -152,13 +168,75 @@ impl GgufWriter {
 
     /// Writes the file to `path` (through a temporary file renamed into place).
     pub fn write(&self, path: impl AsRef<Path>) -> std::io::Result<()> {
-        let path = path.as_ref();
-        let tmp = path.with_extension("gguf.partial");
+        let bytes = self.to_bytes();
+        write_atomically(path.as_ref(), |f| f.write_all(&bytes))
+    }
+
+    /// Writes this writer's metadata and the tensors `infos` (name, dims, type, byte length)
+    /// to `path`, asking `produce(i)` for tensor i's bytes only when it is written, so a
+    /// model is never held in memory whole. The file appears at `path` complete or not at
+    /// all: it is written to `path.partial` and renamed; on any error the partial file is
+    /// removed. (Tensors already in `self.tensors` are ignored.)
+    pub fn write_streamed<E: From<std::io::Error>>(
+        &self,
+        path: impl AsRef<Path>,
+        infos: &[(String, Vec<u64>, GgmlType, u64)],
+        mut produce: impl FnMut(usize) -> Result<Vec<u8>, E>,
+    ) -> Result<(), E> {
+        let (header, offsets) = self.header(
+            infos
+                .iter()
+                .map(|(n, d, t, len)| (n.as_str(), d.as_slice(), *t, *len, None)),
+            infos.len(),
+        );
+        let mut result = Ok(());
+        write_atomically(path.as_ref(), |f| {
+            let mut f = std::io::BufWriter::with_capacity(1 << 20, f);
+            f.write_all(&header)?;
+            let mut at = 0u64;
+            for (i, ((name, _, _, len), offset)) in infos.iter().zip(&offsets).enumerate() {
+                f.write_all(&vec![0u8; (offset - at) as usize])?;
+                let data = match produce(i) {
+                    Ok(d) => d,
+                    Err(e) => {
+                        result = Err(e);
+                        return Err(std::io::Error::other("stopped"));
+                    }
+                };
+                if data.len() as u64 != *len {
+                    return Err(std::io::Error::other(format!(
+                        "tensor {name}: {} bytes produced, {len} declared",
+                        data.len()
+                    )));
+                }
+                f.write_all(&data)?;
+                at = offset + len;
+            }
+            f.flush()
+        })
+        .or_else(|e| result.and(Err(E::from(e))))
+    }
+}
+
+/// Writes a file through `PATH.partial`, synced and renamed into place; removes the partial
+/// file if `fill` or anything after it fails.
+fn write_atomically(
+    path: &Path,
+    fill: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".partial");
+    let tmp = std::path::PathBuf::from(tmp);
+    let done = (|| {
         let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&self.to_bytes())?;
+        fill(&mut f)?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)
+    })();
+    if done.is_err() {
+        let _ = std::fs::remove_file(&tmp);
     }
+    done
 }
 
 fn write_string(out: &mut Vec<u8>, s: &str) {

@@ -6,7 +6,9 @@
 //! and `kquants` (Q2_K … Q6_K, IQ4_XS).
 
 pub mod blocks;
+pub mod kfit;
 pub mod kquants;
+pub mod mixture;
 pub mod q5;
 
 pub use blocks::{BlockQ4_0, BlockQ4_1, BlockQ8_0, QK};
@@ -272,6 +274,11 @@ impl GgmlType {
         }
     }
 
+    /// Whether this is a plain float type (F32, F16, BF16) rather than a block format.
+    pub fn is_float(self) -> bool {
+        matches!(self, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16)
+    }
+
     /// Whether qgraph converts this type and has kernels for it.
     pub fn is_computable(self) -> bool {
         Self::COMPUTABLE.contains(&self)
@@ -424,13 +431,13 @@ pub fn quantize(dtype: GgmlType, x: &[f32]) -> Result<Vec<u8>, QuantError> {
         GgmlType::Q8_0 => each_chunk(x, n, &mut out, blocks::quantize_q8_0),
         GgmlType::Q5_0 => each_chunk(x, n, &mut out, q5::quantize_q5_0),
         GgmlType::Q5_1 => each_chunk(x, n, &mut out, q5::quantize_q5_1),
-        GgmlType::Iq4Nl => each_chunk(x, n, &mut out, q5::quantize_iq4_nl),
-        GgmlType::Q2K => each_chunk(x, n, &mut out, kquants::quantize_q2_k),
-        GgmlType::Q3K => each_chunk(x, n, &mut out, kquants::quantize_q3_k),
-        GgmlType::Q4K => each_chunk(x, n, &mut out, kquants::quantize_q4_k),
-        GgmlType::Q5K => each_chunk(x, n, &mut out, kquants::quantize_q5_k),
-        GgmlType::Q6K => each_chunk(x, n, &mut out, kquants::quantize_q6_k),
-        GgmlType::Iq4Xs => each_chunk(x, n, &mut out, kquants::quantize_iq4_xs),
+        GgmlType::Iq4Nl => each_chunk(x, n, &mut out, kfit::quantize_iq4_nl),
+        GgmlType::Q2K => each_chunk(x, n, &mut out, kfit::quantize_q2_k),
+        GgmlType::Q3K => each_chunk(x, n, &mut out, kfit::quantize_q3_k),
+        GgmlType::Q4K => each_chunk(x, n, &mut out, kfit::quantize_q4_k),
+        GgmlType::Q5K => each_chunk(x, n, &mut out, kfit::quantize_q5_k),
+        GgmlType::Q6K => each_chunk(x, n, &mut out, kfit::quantize_q6_k),
+        GgmlType::Iq4Xs => each_chunk(x, n, &mut out, kfit::quantize_iq4_xs),
         _ => return Err(QuantError::Unsupported { dtype }),
     }
     Ok(out)

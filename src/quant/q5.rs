@@ -1,7 +1,8 @@
 //! The 32-element formats with a fifth code bit (Q5_0, Q5_1) and the non-linear 4-bit
 //! format IQ4_NL, as ggml `ggml-common.h` lays them out. Dequantizers do ggml's arithmetic in
 //! ggml's order (checked bit for bit against the `gguf` package's numpy dequantizers,
-//! `tests/golden/quant/`); the Q5 quantizers follow ggml's `quantize_row_q5_*_ref`.
+//! `tests/golden/quant/`); the Q5 quantizers follow ggml's `quantize_row_q5_*_ref`, IQ4_NL's
+//! is in `kfit`.
 
 use bytemuck::{Pod, Zeroable};
 use half::f16;
@@ -126,38 +127,4 @@ pub fn quantize_q5_1(x: &[f32]) -> BlockQ5_1 {
         qh,
         qs,
     }
-}
-
-/// The index of the IQ4 level nearest `v` (in units of the block scale).
-pub fn nearest_iq4(v: f32) -> u8 {
-    let mut best = 0;
-    for (i, &k) in IQ4_VALUES.iter().enumerate() {
-        if (v - k as f32).abs() < (v - IQ4_VALUES[best] as f32).abs() {
-            best = i;
-        }
-    }
-    best as u8
-}
-
-/// IQ4_NL quantizer: the scale that maps the value of largest magnitude onto the outermost
-/// level, -127 (so `d` takes the opposite sign), then each value to its nearest level.
-/// Simpler than ggml's, which searches nearby scales (weighted by an importance matrix when
-/// given one).
-pub fn quantize_iq4_nl(x: &[f32]) -> BlockIq4Nl {
-    debug_assert_eq!(x.len(), QK);
-    let max = x
-        .iter()
-        .copied()
-        .fold(0.0f32, |m, v| if v.abs() > m.abs() { v } else { m });
-    let d16 = f16::from_f32(max / -127.0);
-    let id = if d16.to_f32() != 0.0 {
-        1.0 / d16.to_f32()
-    } else {
-        0.0
-    };
-    let mut qs = [0u8; QK / 2];
-    for (j, q) in qs.iter_mut().enumerate() {
-        *q = nearest_iq4(x[j] * id) | (nearest_iq4(x[j + QK / 2] * id) << 4);
-    }
-    BlockIq4Nl { d: d16, qs }
 }
