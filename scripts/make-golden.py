@@ -423,12 +423,19 @@ def load_model(path):
 
 
 def main():
+    global LOGITS_TOP_K
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--only", default="tokenize,logits,greedy,perplexity",
+                    help="comma-separated files to write (default: all four)")
+    ap.add_argument("--top-k", type=int, default=100, help="logits kept per position")
+    ap.add_argument("--text", help="the perplexity text (default: OUT/perplexity.txt)")
     args = ap.parse_args()
+    LOGITS_TOP_K = args.top_k
+    only = set(args.only.split(","))
 
-    text_path = os.path.join(args.out, "perplexity.txt")
+    text_path = args.text or os.path.join(args.out, "perplexity.txt")
     if not os.path.isfile(text_path):
         raise SystemExit(f"make-golden: {text_path} is missing (it is hand-written, not generated)")
 
@@ -468,10 +475,12 @@ def main():
     }
 
     os.makedirs(args.out, exist_ok=True)
-    write_json(os.path.join(args.out, "tokenize.json"), make_tokenize(llm, ref))
-    write_json(os.path.join(args.out, "logits.json"), make_logits(llm, ref))
-    write_json(os.path.join(args.out, "greedy.json"), make_greedy(llm, ref))
-    write_json(os.path.join(args.out, "perplexity.json"), make_perplexity(llm, ref, text_path))
+    makers = [("tokenize", lambda: make_tokenize(llm, ref)), ("logits", lambda: make_logits(llm, ref)),
+              ("greedy", lambda: make_greedy(llm, ref)),
+              ("perplexity", lambda: make_perplexity(llm, ref, text_path))]
+    for name, make in makers:
+        if name in only:
+            write_json(os.path.join(args.out, name + ".json"), make())
 
 
 if __name__ == "__main__":

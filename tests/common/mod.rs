@@ -1,6 +1,8 @@
 #![allow(dead_code)]
 //! Helpers shared by the integration tests.
 
+pub mod golden;
+
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
@@ -30,4 +32,38 @@ pub fn real_model() -> PathBuf {
         path
     })
     .clone()
+}
+
+/// The real model requantized to `ftype` by `qgraph quantize` (made once, beside the real
+/// model, and reused), after checking its sha256 against `want_sha256`: the file the golden
+/// data of tests/golden/FTYPE was made from with llama.cpp.
+pub fn requantized(ftype: &str, want_sha256: &str) -> PathBuf {
+    let src = real_model();
+    let path = src.with_file_name(format!("SmolLM2-135M-Instruct.qgraph-{ftype}.gguf"));
+    if !path.exists() {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_qgraph"))
+            .args(["quantize", "--allow-requantize"])
+            .arg(&src)
+            .arg(&path)
+            .arg(ftype)
+            .output()
+            .expect("qgraph could not be started");
+        assert!(
+            out.status.success(),
+            "qgraph quantize {ftype} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = std::process::Command::new("sha256sum")
+        .arg(&path)
+        .output()
+        .expect("sha256sum could not be started");
+    let got = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        got.split_whitespace().next().unwrap_or(""),
+        want_sha256.trim(),
+        "{} is not the file the golden data was made from",
+        path.display()
+    );
+    path
 }
