@@ -9,7 +9,10 @@ use qgraph::kernels::scalar::act;
 use qgraph::kernels::{panel, table, BlockQ8Act, KernelLevel, WeightLayout};
 use qgraph::quant::{dequantize, quantize, GgmlType};
 
-const FORMATS: [GgmlType; 6] = [
+const FORMATS: [GgmlType; 9] = [
+    GgmlType::Q3K,
+    GgmlType::Iq4Nl,
+    GgmlType::Iq4Xs,
     GgmlType::Q5_0,
     GgmlType::Q5_1,
     GgmlType::Q8_0,

@@ -15,6 +15,8 @@
 //! Q4_K tile (1152 B): d[8] | dmin[8] | 12 scale-byte runs of 8 | 32 code chunks
 //! Q5_K tile (1408 B): as Q4_K, with 8 chunks of qh bytes before the codes
 //! Q6_K tile (1680 B): d[8] | 16 scale runs of 8 | 32 chunks of ql | 16 chunks of qh
+//! Q3_K tile (880 B): d[8] | 12 scale runs of 8 | 16 chunks of qs | 8 chunks of hmask
+//! IQ4_NL tile (144 B): as Q4_0        IQ4_XS (1088 B): d[8] | scales_h[8] | 4 runs | 32 chunks
 //! chunk j of a code array = [row 0: its bytes 4j..4j+4 | row 1: the same | … | row 7]
 //! ```
 //!
@@ -59,6 +61,14 @@ fn runs(dtype: GgmlType) -> Option<&'static [Run]> {
         GgmlType::Q5_0 => &[run!(0, 2, 1), run!(2, 4, 1), run!(6, 4, 4)],
         GgmlType::Q5_1 => &[run!(0, 2, 2), run!(4, 4, 1), run!(8, 4, 4)],
         GgmlType::Q8_0 => &[run!(0, 2, 1), run!(2, 4, 8)],
+        GgmlType::Q3K => &[
+            run!(108, 2, 1),
+            run!(96, 1, 12),
+            run!(32, 4, 16),
+            run!(0, 4, 8),
+        ],
+        GgmlType::Iq4Nl => &[run!(0, 2, 1), run!(2, 4, 4)],
+        GgmlType::Iq4Xs => &[run!(0, 2, 1), run!(2, 2, 1), run!(4, 1, 4), run!(8, 4, 32)],
         GgmlType::Q4K => &[run!(0, 2, 2), run!(4, 1, 12), run!(16, 4, 32)],
         GgmlType::Q5K => &[
             run!(0, 2, 2),
@@ -201,13 +211,19 @@ panel_row!(row_q8_0_panel, GgmlType::Q8_0);
 panel_row!(row_q4_k_panel, GgmlType::Q4K);
 panel_row!(row_q5_k_panel, GgmlType::Q5K);
 panel_row!(row_q6_k_panel, GgmlType::Q6K);
+panel_row!(row_q3_k_panel, GgmlType::Q3K);
+panel_row!(row_iq4_nl_panel, GgmlType::Iq4Nl);
+panel_row!(row_iq4_xs_panel, GgmlType::Iq4Xs);
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::quant::{quantize, GgmlType};
 
-    const PANEL_TYPES: [GgmlType; 8] = [
+    const PANEL_TYPES: [GgmlType; 11] = [
+        GgmlType::Q3K,
+        GgmlType::Iq4Nl,
+        GgmlType::Iq4Xs,
         GgmlType::Q4_0,
         GgmlType::Q4_1,
         GgmlType::Q5_0,
@@ -271,7 +287,10 @@ mod tests {
     #[test]
     fn rows_read_back_from_panels_exactly() {
         type RowFn = unsafe fn(*const u8, usize, &mut [f32]);
-        let readers: [(GgmlType, RowFn); 8] = [
+        let readers: [(GgmlType, RowFn); 11] = [
+            (GgmlType::Q3K, row_q3_k_panel),
+            (GgmlType::Iq4Nl, row_iq4_nl_panel),
+            (GgmlType::Iq4Xs, row_iq4_xs_panel),
             (GgmlType::Q4_0, row_q4_0_panel),
             (GgmlType::Q4_1, row_q4_1_panel),
             (GgmlType::Q5_0, row_q5_0_panel),

@@ -124,6 +124,9 @@ fn gemv_panels(dtype: GgmlType, level: KernelLevel) -> Option<Chosen<GemvFn>> {
             GgmlType::Q4K => (gemv_q4_kx8_avx2, "gemv_q4_kx8_avx2"),
             GgmlType::Q5K => (gemv_q5_kx8_avx2, "gemv_q5_kx8_avx2"),
             GgmlType::Q6K => (gemv_q6_kx8_avx2, "gemv_q6_kx8_avx2"),
+            GgmlType::Q3K => (gemv_q3_kx8_avx2, "gemv_q3_kx8_avx2"),
+            GgmlType::Iq4Nl => (gemv_iq4_nlx8_avx2, "gemv_iq4_nlx8_avx2"),
+            GgmlType::Iq4Xs => (gemv_iq4_xsx8_avx2, "gemv_iq4_xsx8_avx2"),
             _ => return None,
         };
         return Some(Chosen {
@@ -155,6 +158,9 @@ pub fn gemm(dtype: GgmlType, level: KernelLevel, layout: WeightLayout) -> Option
             (GgmlType::Q4K, WeightLayout::Panels) => (gemm_q4_kx8_avx2, "gemm_q4_kx8_avx2"),
             (GgmlType::Q5K, WeightLayout::Panels) => (gemm_q5_kx8_avx2, "gemm_q5_kx8_avx2"),
             (GgmlType::Q6K, WeightLayout::Panels) => (gemm_q6_kx8_avx2, "gemm_q6_kx8_avx2"),
+            (GgmlType::Q3K, WeightLayout::Panels) => (gemm_q3_kx8_avx2, "gemm_q3_kx8_avx2"),
+            (GgmlType::Iq4Nl, WeightLayout::Panels) => (gemm_iq4_nlx8_avx2, "gemm_iq4_nlx8_avx2"),
+            (GgmlType::Iq4Xs, WeightLayout::Panels) => (gemm_iq4_xsx8_avx2, "gemm_iq4_xsx8_avx2"),
             _ => return None,
         };
         return Some(Chosen {
@@ -237,6 +243,9 @@ pub fn row_panels(dtype: GgmlType) -> Option<Chosen<PanelRowFn>> {
         GgmlType::Q4K => (row_q4_k_panel, "embed_q4_kx8_scalar"),
         GgmlType::Q5K => (row_q5_k_panel, "embed_q5_kx8_scalar"),
         GgmlType::Q6K => (row_q6_k_panel, "embed_q6_kx8_scalar"),
+        GgmlType::Q3K => (row_q3_k_panel, "embed_q3_kx8_scalar"),
+        GgmlType::Iq4Nl => (row_iq4_nl_panel, "embed_iq4_nlx8_scalar"),
+        GgmlType::Iq4Xs => (row_iq4_xs_panel, "embed_iq4_xsx8_scalar"),
         _ => return None,
     };
     Some(chosen(f, name))

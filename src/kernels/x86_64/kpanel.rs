@@ -370,8 +370,159 @@ impl PanelFormat for Q8_0 {
     }
 }
 
+/// Q3_K in panels: d[8], 12 scale runs, 16 chunks of `qs` (two-bit codes), 8 chunks of
+/// `hmask` (880 bytes). Activation block b = 4·half + j takes bits 2j of `qs` chunks
+/// 8·half + c and bit b of `hmask` chunk c; the code is `low + 4·high − 4`, and weights
+/// 0..16 and 16..32 have their own six-bit scales (16-weight sub-blocks 2b and 2b + 1).
+/// Multiplied as Q6_K (signed codes, two scales).
+pub(super) struct Q3K;
+impl PanelFormat for Q3K {
+    const BLOCKS: usize = 8;
+    const TILE: usize = 880;
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn unpack(t: *const u8, b: usize) -> Packed {
+        let (half, j) = (b / 4, b % 4);
+        let low_shift = _mm_cvtsi32_si128(2 * j as i32);
+        // Bit b of each hmask byte moved to bit 2 (within the byte, as for Q5_K).
+        let high = |v: __m256i| {
+            let v = if b <= 2 {
+                _mm256_sll_epi32(v, _mm_cvtsi32_si128(2 - b as i32))
+            } else {
+                _mm256_srl_epi32(v, _mm_cvtsi32_si128(b as i32 - 2))
+            };
+            _mm256_and_si256(v, _mm256_set1_epi8(4))
+        };
+        // SAFETY: a whole tile at t (caller): scale runs < 12, qs chunks 8·half + c < 16,
+        // hmask chunks c < 8.
+        unsafe {
+            let d = f16x8(t);
+            let run = |k: usize| u8x8(t.add(16 + 8 * k));
+            let scale = |i: usize| {
+                let low = _mm256_srl_epi32(run(i % 8), _mm_cvtsi32_si128(4 * (i / 8) as i32));
+                let top = _mm256_srl_epi32(run(8 + i % 4), _mm_cvtsi32_si128(2 * (i / 4) as i32));
+                let sc = _mm256_or_si256(
+                    _mm256_and_si256(low, _mm256_set1_epi32(15)),
+                    _mm256_slli_epi32::<4>(_mm256_and_si256(top, _mm256_set1_epi32(3))),
+                );
+                let sc = _mm256_sub_epi32(sc, _mm256_set1_epi32(32));
+                _mm256_mul_ps(d, _mm256_cvtepi32_ps(sc))
+            };
+            let qs = t.add(112 + 32 * 8 * half);
+            let hmask = t.add(112 + 512);
+            let q = std::array::from_fn(|c| {
+                let low = _mm256_and_si256(
+                    _mm256_srl_epi16(chunk(qs, c), low_shift),
+                    _mm256_set1_epi8(3),
+                );
+                let code = _mm256_or_si256(low, high(chunk(hmask, c)));
+                _mm256_sub_epi8(code, _mm256_set1_epi8(4))
+            });
+            Packed {
+                q,
+                d: scale(2 * b),
+                m: scale(2 * b + 1),
+            }
+        }
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn dot(p: &Packed, x: &BlockQ8Act, acc: __m256) -> __m256 {
+        q6_dot(p, x, acc)
+    }
+}
+
+/// The 16 IQ4 levels in both 128-bit halves, for a byte shuffle that maps codes to levels.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn iq4_levels() -> __m256i {
+    let v = crate::quant::q5::IQ4_VALUES;
+    // SAFETY: v is 16 bytes.
+    let half = unsafe { _mm_loadu_si128(v.as_ptr() as *const __m128i) };
+    _mm256_set_m128i(half, half)
+}
+
+/// The IQ4 levels of 4 code chunks at `codes` (low nibbles: elements 4j.., high: 16+4j..).
+///
+/// # Safety
+/// `codes` points to 4 chunks.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn iq4_codes(codes: *const u8) -> [__m256i; 8] {
+    let levels = iq4_levels();
+    // SAFETY: chunk j % 4 < 4 (caller).
+    std::array::from_fn(|j| {
+        _mm256_shuffle_epi8(levels, nibble(unsafe { chunk(codes, j % 4) }, j / 4))
+    })
+}
+
+/// IQ4_NL in panels: d[8], 4 chunks of level indices (144 bytes); multiplied as Q8_0 (the
+/// levels are signed bytes).
+pub(super) struct Iq4Nl;
+impl PanelFormat for Iq4Nl {
+    const BLOCKS: usize = 1;
+    const TILE: usize = 144;
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn unpack(t: *const u8, _sub: usize) -> Packed {
+        // SAFETY: a whole tile at t (caller).
+        unsafe {
+            Packed {
+                q: iq4_codes(t.add(16)),
+                d: f16x8(t),
+                m: _mm256_setzero_ps(),
+            }
+        }
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn dot(p: &Packed, x: &BlockQ8Act, acc: __m256) -> __m256 {
+        // SAFETY: the CPU has the features (caller).
+        unsafe { Q8_0::dot(p, x, acc) }
+    }
+}
+
+/// IQ4_XS in panels: d[8], scales_h[8] (u16), 4 runs of scales_l bytes, 32 code chunks
+/// (1088 bytes). Sub-block `ib` uses chunks 4·ib..4·ib+4 and the six-bit scale
+/// `(scales_l[ib/2] >> 4·(ib%2)) & 15 | ((scales_h >> 2·ib) & 3) << 4`, minus 32.
+pub(super) struct Iq4Xs;
+impl PanelFormat for Iq4Xs {
+    const BLOCKS: usize = 8;
+    const TILE: usize = 1088;
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn unpack(t: *const u8, ib: usize) -> Packed {
+        // SAFETY: a whole tile at t (caller); run ib / 2 < 4, chunks 4·ib + 3 < 32.
+        unsafe {
+            let low = _mm256_srl_epi32(
+                u8x8(t.add(32 + 8 * (ib / 2))),
+                _mm_cvtsi32_si128(4 * (ib % 2) as i32),
+            );
+            let high = _mm256_cvtepu16_epi32(_mm_loadu_si128(t.add(16) as *const __m128i));
+            let high = _mm256_srl_epi32(high, _mm_cvtsi32_si128(2 * ib as i32));
+            let ls = _mm256_or_si256(
+                _mm256_and_si256(low, _mm256_set1_epi32(15)),
+                _mm256_slli_epi32::<4>(_mm256_and_si256(high, _mm256_set1_epi32(3))),
+            );
+            let ls = _mm256_sub_epi32(ls, _mm256_set1_epi32(32));
+            Packed {
+                q: iq4_codes(t.add(64 + 128 * ib)),
+                d: _mm256_mul_ps(f16x8(t), _mm256_cvtepi32_ps(ls)),
+                m: _mm256_setzero_ps(),
+            }
+        }
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn dot(p: &Packed, x: &BlockQ8Act, acc: __m256) -> __m256 {
+        // SAFETY: the CPU has the features (caller).
+        unsafe { Q8_0::dot(p, x, acc) }
+    }
+}
+
 const _: () = assert!(Q5_0::TILE == 8 * 22 && Q5_1::TILE == 8 * 24);
 const _: () = assert!(Q4K::TILE == 8 * 144 && Q5K::TILE == 8 * 176 && Q6K::TILE == 8 * 210);
+const _: () = assert!(Iq4Nl::TILE == 8 * 18 && Iq4Xs::TILE == 8 * 136 && Q3K::TILE == 8 * 110);
 
 macro_rules! panel_kernels {
     ($($fmt:ident: $gemv:ident, $gemm:ident;)*) => {$(
@@ -424,4 +575,7 @@ panel_kernels! {
     Q4K: gemv_q4_kx8_avx2, gemm_q4_kx8_avx2;
     Q5K: gemv_q5_kx8_avx2, gemm_q5_kx8_avx2;
     Q6K: gemv_q6_kx8_avx2, gemm_q6_kx8_avx2;
+    Q3K: gemv_q3_kx8_avx2, gemm_q3_kx8_avx2;
+    Iq4Nl: gemv_iq4_nlx8_avx2, gemm_iq4_nlx8_avx2;
+    Iq4Xs: gemv_iq4_xsx8_avx2, gemm_iq4_xsx8_avx2;
 }
