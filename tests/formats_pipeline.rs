@@ -120,7 +120,7 @@ fn a_format_without_kernels_is_a_plan_error_naming_the_tensor() {
         .find(|t| t.name == "blk.0.attn_q.weight")
         .unwrap();
     t.dtype = GgmlType::Iq2Xxs;
-    t.data = vec![0u8; 256 / 256 * 66 * 256];
+    t.data = vec![0u8; 256 * 256 / 256 * 66]; // 256 rows of one 66-byte block
     let m = Arc::new(GgufFile::from_bytes(&w.to_bytes()).unwrap());
     let g = qgraph::graph::parse(include_str!("../graphs/llama.toml"), "llama.toml")
         .unwrap()
