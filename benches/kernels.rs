@@ -107,6 +107,72 @@ const CASES: &[Case] = &[
         cols: 576,
     },
     Case {
+        name: "q5_0 1536x576",
+        dtype: GgmlType::Q5_0,
+        rows: 1536,
+        cols: 576,
+    },
+    Case {
+        name: "q5_1 1536x576",
+        dtype: GgmlType::Q5_1,
+        rows: 1536,
+        cols: 576,
+    },
+    Case {
+        name: "iq4_nl 1536x576",
+        dtype: GgmlType::Iq4Nl,
+        rows: 1536,
+        cols: 576,
+    },
+    Case {
+        name: "q8_0 1536x576",
+        dtype: GgmlType::Q8_0,
+        rows: 1536,
+        cols: 576,
+    },
+    Case {
+        name: "q2_k 576x1536",
+        dtype: GgmlType::Q2K,
+        rows: 576,
+        cols: 1536,
+    },
+    Case {
+        name: "q3_k 576x1536",
+        dtype: GgmlType::Q3K,
+        rows: 576,
+        cols: 1536,
+    },
+    Case {
+        name: "q4_k 576x1536",
+        dtype: GgmlType::Q4K,
+        rows: 576,
+        cols: 1536,
+    },
+    Case {
+        name: "q5_k 576x1536",
+        dtype: GgmlType::Q5K,
+        rows: 576,
+        cols: 1536,
+    },
+    Case {
+        name: "q6_k 576x1536",
+        dtype: GgmlType::Q6K,
+        rows: 576,
+        cols: 1536,
+    },
+    Case {
+        name: "iq4_xs 576x1536",
+        dtype: GgmlType::Iq4Xs,
+        rows: 576,
+        cols: 1536,
+    },
+    Case {
+        name: "bf16 576x576",
+        dtype: GgmlType::BF16,
+        rows: 576,
+        cols: 576,
+    },
+    Case {
         name: "f16 576x576",
         dtype: GgmlType::F16,
         rows: 576,
@@ -148,7 +214,7 @@ fn read_bandwidth() -> f64 {
 
 fn bench_gemv(c: &mut Criterion) {
     let mut rng = SplitMix64(7);
-    let mut gflops = Vec::new();
+    let mut gflops: Vec<(String, f64, f64)> = Vec::new();
     for case in CASES {
         let w: Vec<f32> = (0..case.rows * case.cols).map(|_| rng.next_f32()).collect();
         let bytes = quantize(case.dtype, &w).unwrap();
@@ -156,7 +222,7 @@ fn bench_gemv(c: &mut Criterion) {
         let row_bytes = bytes.len() / case.rows;
         let rows = copies_of(&bytes, copies);
         // The same matrix in row panels, as the planner's repack leaves it.
-        let nb = case.cols / 32;
+        let nb = case.cols / case.dtype.block_len() as usize;
         let panels = panel::panel_bytes(case.dtype, case.rows, nb).map(|n| {
             let mut packed = vec![0u8; n];
             assert!(panel::repack(
@@ -175,7 +241,9 @@ fn bench_gemv(c: &mut Criterion) {
         let mut group = c.benchmark_group("gemv");
         group.throughput(Throughput::Bytes(bytes.len() as u64));
         for level in [KernelLevel::Scalar, table::detect()] {
-            if level == KernelLevel::Scalar && case.rows > 4096 {
+            if level == KernelLevel::Scalar
+                && (case.rows > 4096 || std::env::var_os("BENCH_SIMD_ONLY").is_some())
+            {
                 continue; // the scalar output projection takes seconds per sample
             }
             let mut variants: Vec<(GemvFn, &str, &Copies)> = Vec::new();
@@ -214,24 +282,25 @@ fn bench_gemv(c: &mut Criterion) {
                     run();
                 }
                 let secs = t.elapsed().as_secs_f64() / n as f64;
-                gflops.push(format!(
-                    "{:<22} {:<34} {:>7.2} GFLOP/s {:>7.2} GB/s",
-                    case.name,
-                    kname,
+                gflops.push((
+                    format!("{:<22} {:<34}", case.name, kname),
                     2.0 * (case.rows * case.cols) as f64 / secs / 1e9,
-                    bytes.len() as f64 / secs / 1e9
+                    bytes.len() as f64 / secs / 1e9,
                 ));
             }
         }
         group.finish();
     }
+    let bw = read_bandwidth();
     eprintln!(
-        "\nstreaming over {} MB of copies, 50 calls each; read bandwidth (one stream, best of 5): {:.2} GB/s",
+        "\nstreaming over {} MB of copies, 50 calls each; read bandwidth (one stream, best of 5): {bw:.2} GB/s",
         STREAM_BYTES >> 20,
-        read_bandwidth()
     );
-    for l in gflops {
-        eprintln!("  {l}");
+    for (what, gflop, gbs) in gflops {
+        eprintln!(
+            "  {what} {gflop:>7.2} GFLOP/s {gbs:>7.2} GB/s {:>4.0}% of bandwidth",
+            100.0 * gbs / bw
+        );
     }
 }
 

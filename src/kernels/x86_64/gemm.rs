@@ -216,11 +216,18 @@ pub(super) trait PanelFormat {
     const BLOCKS: usize;
     /// Bytes per tile (eight rows' blocks).
     const TILE: usize;
-    /// Unpacks activation block `sub` (< `BLOCKS`) of the tile at `t`.
+    /// What a tile's blocks share, decoded once per tile (the K formats' sub-block scales).
+    type Head;
+    /// Decodes the head of the tile at `t`.
+    ///
+    /// # Safety
+    /// As `unpack`.
+    unsafe fn head(t: *const u8) -> Self::Head;
+    /// Unpacks activation block `sub` (< `BLOCKS`) of the tile at `t`, whose head is `head`.
     ///
     /// # Safety
     /// `t` points to a whole tile of the format's panel layout; the CPU has AVX2, FMA, F16C.
-    unsafe fn unpack(t: *const u8, sub: usize) -> Packed;
+    unsafe fn unpack(t: *const u8, head: &Self::Head, sub: usize) -> Packed;
     /// `acc` plus the eight rows' products of an unpacked block with `x`.
     ///
     /// # Safety
@@ -231,9 +238,11 @@ pub(super) trait PanelFormat {
 impl<B: Q4Block> PanelFormat for B {
     const BLOCKS: usize = 1;
     const TILE: usize = PANEL * B::BYTES;
+    type Head = ();
+    unsafe fn head(_t: *const u8) {}
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn unpack(t: *const u8, _sub: usize) -> Packed {
+    unsafe fn unpack(t: *const u8, _head: &(), _sub: usize) -> Packed {
         // SAFETY: forwarded from the caller.
         unsafe { unpack_tile::<B>(t) }
     }
@@ -256,10 +265,18 @@ pub(super) unsafe fn unpack_blocks<F: PanelFormat>(
     b0: usize,
     out: &mut [Packed],
 ) {
+    let mut head = None;
     for (i, p) in out.iter_mut().enumerate() {
         let b = b0 + i;
-        // SAFETY: tile b / BLOCKS is in the panel (caller).
-        *p = unsafe { F::unpack(panel.add(b / F::BLOCKS * F::TILE), b % F::BLOCKS) };
+        let t = panel.wrapping_add(b / F::BLOCKS * F::TILE);
+        if i == 0 || b % F::BLOCKS == 0 {
+            // SAFETY: tile b / BLOCKS is in the panel (caller).
+            head = Some(unsafe { F::head(t) });
+        }
+        if let Some(h) = &head {
+            // SAFETY: as above; `h` is this tile's head.
+            *p = unsafe { F::unpack(t, h, b % F::BLOCKS) };
+        }
     }
 }
 

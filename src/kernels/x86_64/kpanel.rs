@@ -103,9 +103,11 @@ pub(super) struct Q5_0;
 impl PanelFormat for Q5_0 {
     const BLOCKS: usize = 1;
     const TILE: usize = 176;
+    type Head = ();
+    unsafe fn head(_t: *const u8) {}
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn unpack(t: *const u8, _sub: usize) -> Packed {
+    unsafe fn unpack(t: *const u8, _head: &(), _sub: usize) -> Packed {
         // SAFETY: a whole tile at t (caller).
         unsafe {
             let d = f16x8(t);
@@ -130,9 +132,11 @@ pub(super) struct Q5_1;
 impl PanelFormat for Q5_1 {
     const BLOCKS: usize = 1;
     const TILE: usize = 192;
+    type Head = ();
+    unsafe fn head(_t: *const u8) {}
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn unpack(t: *const u8, _sub: usize) -> Packed {
+    unsafe fn unpack(t: *const u8, _head: &(), _sub: usize) -> Packed {
         // SAFETY: a whole tile at t (caller).
         unsafe {
             let qh = _mm256_loadu_si256(t.add(32) as *const __m256i);
@@ -150,45 +154,55 @@ impl PanelFormat for Q5_1 {
     }
 }
 
-/// Sub-block `sub`'s six-bit (scale, min) of eight Q4_K/Q5_K rows, as i32 lanes, from the
-/// 12 scale-byte runs at `s` (run k holds byte k of every row; ggml `get_scale_min_k4`).
-///
-/// # Safety
-/// `s` points to 96 bytes.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn k4_scale_min(s: *const u8, sub: usize) -> (__m256i, __m256i) {
-    // SAFETY: every run read is one of the 12 (caller).
-    let run = |k: usize| unsafe { u8x8(s.add(8 * k)) };
-    let six = _mm256_set1_epi32(63);
-    if sub < 4 {
-        (
-            _mm256_and_si256(run(sub), six),
-            _mm256_and_si256(run(sub + 4), six),
-        )
-    } else {
-        let (a, b, c) = (run(sub + 4), run(sub - 4), run(sub));
-        let top = |v: __m256i| _mm256_slli_epi32::<4>(_mm256_srli_epi32::<6>(v));
-        (
-            _mm256_or_si256(_mm256_and_si256(a, _mm256_set1_epi32(0x0f)), top(b)),
-            _mm256_or_si256(_mm256_srli_epi32::<4>(a), top(c)),
-        )
-    }
+/// Q4_K/Q5_K's eight sub-block scales `d·sc` and offsets `−dmin·m` for the eight rows,
+/// decoded once per tile from the six-bit packing (ggml `get_scale_min_k4`). The 12 scale
+/// runs are three 256-bit vectors (run k holds byte k of every row), so all 64 scales and 64
+/// mins unpack in a few byte operations: sub-blocks 0–3 are the low six bits of runs 0–3
+/// (scales) and 4–7 (mins); sub-blocks 4–7 take their low four bits from runs 8–11 and their
+/// top two from the top of runs 0–3 and 4–7.
+#[derive(Clone, Copy)]
+pub(super) struct K4Head {
+    d: [__m256; 8],
+    m: [__m256; 8],
 }
 
-/// Q4_K/Q5_K's per-sub-block scale `d·sc` and offset `−dmin·m` for eight rows.
-///
 /// # Safety
 /// `t` points to a whole Q4_K or Q5_K tile.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn k4_scales(t: *const u8, sub: usize) -> (__m256, __m256) {
-    // SAFETY: d[8], dmin[8] and the 12 scale runs start the tile (caller).
-    unsafe {
-        let (sc, m) = k4_scale_min(t.add(32), sub);
-        let d = _mm256_mul_ps(f16x8(t), _mm256_cvtepi32_ps(sc));
-        let dm = _mm256_mul_ps(f16x8(t.add(16)), _mm256_cvtepi32_ps(m));
-        (d, _mm256_sub_ps(_mm256_setzero_ps(), dm))
+unsafe fn k4_head(t: *const u8) -> K4Head {
+    // SAFETY: d[8], dmin[8] and 96 bytes of scale runs start the tile (caller).
+    let (d, dmin, r) = unsafe {
+        let r: [__m256i; 3] = std::array::from_fn(|i| chunk(t.add(32), i));
+        (f16x8(t), f16x8(t.add(16)), r)
+    };
+    let (six, four, top) = (
+        _mm256_set1_epi8(63),
+        _mm256_set1_epi8(0x0f),
+        _mm256_set1_epi8(0x30),
+    );
+    let top_of = |v: __m256i| _mm256_and_si256(_mm256_srli_epi16::<2>(v), top);
+    let parts = [
+        _mm256_and_si256(r[0], six),
+        _mm256_or_si256(_mm256_and_si256(r[2], four), top_of(r[0])),
+        _mm256_and_si256(r[1], six),
+        _mm256_or_si256(
+            _mm256_and_si256(_mm256_srli_epi16::<4>(r[2]), four),
+            top_of(r[1]),
+        ),
+    ];
+    let mut bytes = [0u8; 128];
+    for (i, v) in parts.iter().enumerate() {
+        // SAFETY: 32 bytes at 32·i of a 128-byte array.
+        unsafe { _mm256_storeu_si256(bytes.as_mut_ptr().add(32 * i) as *mut __m256i, *v) };
+    }
+    // SAFETY: 8 bytes at 8·k of the 128.
+    let lanes = |k: usize| _mm256_cvtepi32_ps(unsafe { u8x8(bytes.as_ptr().add(8 * k)) });
+    K4Head {
+        d: std::array::from_fn(|k| _mm256_mul_ps(d, lanes(k))),
+        m: std::array::from_fn(|k| {
+            _mm256_sub_ps(_mm256_setzero_ps(), _mm256_mul_ps(dmin, lanes(8 + k)))
+        }),
     }
 }
 
@@ -198,12 +212,19 @@ pub(super) struct Q4K;
 impl PanelFormat for Q4K {
     const BLOCKS: usize = 8;
     const TILE: usize = 1152;
+    type Head = K4Head;
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn unpack(t: *const u8, sub: usize) -> Packed {
+    unsafe fn head(t: *const u8) -> K4Head {
+        // SAFETY: forwarded from the caller.
+        unsafe { k4_head(t) }
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn unpack(t: *const u8, head: &K4Head, sub: usize) -> Packed {
+        let (d, m) = (head.d[sub], head.m[sub]);
         // SAFETY: a whole tile at t (caller); chunks 8·(sub / 2) + j < 32.
         unsafe {
-            let (d, m) = k4_scales(t, sub);
             let codes = t.add(128 + 256 * (sub / 2));
             let q = std::array::from_fn(|j| nibble(chunk(codes, j), sub % 2));
             Packed { q, d, m }
@@ -223,9 +244,16 @@ pub(super) struct Q5K;
 impl PanelFormat for Q5K {
     const BLOCKS: usize = 8;
     const TILE: usize = 1408;
+    type Head = K4Head;
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn unpack(t: *const u8, sub: usize) -> Packed {
+    unsafe fn head(t: *const u8) -> K4Head {
+        // SAFETY: forwarded from the caller.
+        unsafe { k4_head(t) }
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn unpack(t: *const u8, head: &K4Head, sub: usize) -> Packed {
         let five = _mm256_set1_epi8(0x10);
         // Bit `sub` of each byte moved to bit 4 (shifts within a 32-bit lane keep it in
         // its byte: left by ≤ 4, or right by ≤ 3).
@@ -237,9 +265,9 @@ impl PanelFormat for Q5K {
             };
             _mm256_and_si256(v, five)
         };
+        let (d, m) = (head.d[sub], head.m[sub]);
         // SAFETY: a whole tile at t (caller); qh chunk j < 8, code chunk 8·(sub / 2) + j.
         unsafe {
-            let (d, m) = k4_scales(t, sub);
             let codes = t.add(384 + 256 * (sub / 2));
             let q = std::array::from_fn(|j| {
                 let high = to_bit4(chunk(t.add(128), j));
@@ -264,9 +292,11 @@ pub(super) struct Q6K;
 impl PanelFormat for Q6K {
     const BLOCKS: usize = 8;
     const TILE: usize = 1680;
+    type Head = ();
+    unsafe fn head(_t: *const u8) {}
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn unpack(t: *const u8, b: usize) -> Packed {
+    unsafe fn unpack(t: *const u8, _head: &(), b: usize) -> Packed {
         let (half, quarter) = (b / 4, b % 4);
         let two = _mm256_set1_epi8(0x30);
         let shift = 2 * quarter as i32;
@@ -335,9 +365,11 @@ pub(super) struct Q8_0;
 impl PanelFormat for Q8_0 {
     const BLOCKS: usize = 1;
     const TILE: usize = 272;
+    type Head = ();
+    unsafe fn head(_t: *const u8) {}
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn unpack(t: *const u8, _sub: usize) -> Packed {
+    unsafe fn unpack(t: *const u8, _head: &(), _sub: usize) -> Packed {
         // SAFETY: a whole tile at t (caller).
         unsafe {
             Packed {
@@ -379,9 +411,11 @@ pub(super) struct Q3K;
 impl PanelFormat for Q3K {
     const BLOCKS: usize = 8;
     const TILE: usize = 880;
+    type Head = ();
+    unsafe fn head(_t: *const u8) {}
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn unpack(t: *const u8, b: usize) -> Packed {
+    unsafe fn unpack(t: *const u8, _head: &(), b: usize) -> Packed {
         let (half, j) = (b / 4, b % 4);
         let low_shift = _mm_cvtsi32_si128(2 * j as i32);
         // Bit b of each hmask byte moved to bit 2 (within the byte, as for Q5_K).
@@ -462,9 +496,11 @@ pub(super) struct Iq4Nl;
 impl PanelFormat for Iq4Nl {
     const BLOCKS: usize = 1;
     const TILE: usize = 144;
+    type Head = ();
+    unsafe fn head(_t: *const u8) {}
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn unpack(t: *const u8, _sub: usize) -> Packed {
+    unsafe fn unpack(t: *const u8, _head: &(), _sub: usize) -> Packed {
         // SAFETY: a whole tile at t (caller).
         unsafe {
             Packed {
@@ -489,9 +525,11 @@ pub(super) struct Iq4Xs;
 impl PanelFormat for Iq4Xs {
     const BLOCKS: usize = 8;
     const TILE: usize = 1088;
+    type Head = ();
+    unsafe fn head(_t: *const u8) {}
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn unpack(t: *const u8, ib: usize) -> Packed {
+    unsafe fn unpack(t: *const u8, _head: &(), ib: usize) -> Packed {
         // SAFETY: a whole tile at t (caller); run ib / 2 < 4, chunks 4·ib + 3 < 32.
         unsafe {
             let low = _mm256_srl_epi32(

@@ -49,14 +49,24 @@ pub(super) unsafe fn gemv_panels<F: PanelFormat>(
     for (p, lanes) in out.chunks_mut(PANEL_ROWS).enumerate() {
         let panel = w.wrapping_add(p * PANEL_ROWS * row_bytes);
         let mut acc = _mm256_setzero_ps();
-        for (b, x) in xq.iter().enumerate() {
-            let sub = b % F::BLOCKS;
-            let t = panel.wrapping_add(b / F::BLOCKS * F::TILE);
-            if sub == 0 {
+        if F::BLOCKS == 1 {
+            for (b, x) in xq.iter().enumerate() {
+                let t = panel.wrapping_add(b * F::TILE);
                 prefetch_once(t.wrapping_add(PREFETCH_BYTES), F::TILE);
+                // SAFETY: tile b of panel p is in bounds (caller); the CPU has the features.
+                acc = unsafe { F::dot(&F::unpack(t, &F::head(t), 0), x, acc) };
             }
-            // SAFETY: tile b / BLOCKS of panel p is in bounds (caller); CPU features too.
-            acc = unsafe { F::dot(&F::unpack(t, sub), x, acc) };
+        } else {
+            for (i, xs) in xq.chunks(F::BLOCKS).enumerate() {
+                let t = panel.wrapping_add(i * F::TILE);
+                prefetch_once(t.wrapping_add(PREFETCH_BYTES), F::TILE);
+                // SAFETY: tile i of panel p is in bounds (caller); the CPU has the features.
+                let head = unsafe { F::head(t) };
+                for (sub, x) in xs.iter().enumerate() {
+                    // SAFETY: as above.
+                    acc = unsafe { F::dot(&F::unpack(t, &head, sub), x, acc) };
+                }
+            }
         }
         store_lanes(acc, lanes);
     }
