@@ -110,6 +110,7 @@ proptest! {
         let x: Vec<f32> = (0..k).map(|_| rng.next_f32() * 5.0).collect();
         compare_gemv(GgmlType::F32, gemv::gemv_f32_avx2, qgraph::kernels::scalar::gemv::gemv_f32_scalar, rows, k, &w, &x);
         compare_gemv(GgmlType::F16, gemv::gemv_f16_avx2, qgraph::kernels::scalar::gemv::gemv_f16_scalar, rows, k, &w, &x);
+        compare_gemv(GgmlType::BF16, gemv::gemv_bf16_avx2, qgraph::kernels::scalar::gemv::gemv_bf16_scalar, rows, k, &w, &x);
     }
 
     #[test]

@@ -72,6 +72,9 @@ pub fn gemv(
             GgmlType::F16 if k % 8 == 0 => {
                 return Some(chosen(gemv_f16_avx2 as GemvFn, "gemv_f16_avx2"))
             }
+            GgmlType::BF16 if k % 8 == 0 => {
+                return Some(chosen(gemv_bf16_avx2 as GemvFn, "gemv_bf16_avx2"))
+            }
             GgmlType::F32 if k % 8 == 0 => {
                 return Some(chosen(gemv_f32_avx2 as GemvFn, "gemv_f32_avx2"))
             }

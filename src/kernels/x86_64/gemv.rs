@@ -267,6 +267,35 @@ pub unsafe fn gemv_f16_avx2(
     }
 }
 
+/// Twin of `scalar::gemv::gemv_bf16_scalar`; `x.len()` must be a multiple of 8. A BF16 is
+/// the high half of an f32: widen to 32 bits and shift.
+///
+/// # Safety
+/// As `gemv_q4_1_avx2`.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn gemv_bf16_avx2(
+    w: *const u8,
+    row_bytes: usize,
+    x: &[f32],
+    _xq: &[BlockQ8Act],
+    out: &mut [f32],
+) {
+    for (r, o) in out.iter_mut().enumerate() {
+        // SAFETY: row r of the matrix the caller vouched for.
+        let row = unsafe { w.add(r * row_bytes) } as *const u16;
+        let mut acc = _mm256_setzero_ps();
+        for i in (0..x.len()).step_by(8) {
+            // SAFETY: i + 8 <= x.len(), the row length.
+            unsafe {
+                let h = _mm256_cvtepu16_epi32(_mm_loadu_si128(row.add(i) as *const __m128i));
+                let wv = _mm256_castsi256_ps(_mm256_slli_epi32::<16>(h));
+                acc = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x.as_ptr().add(i)), acc);
+            }
+        }
+        *o = hsum(acc);
+    }
+}
+
 /// Twin of `scalar::gemv::gemv_f32_scalar`; `x.len()` must be a multiple of 8.
 ///
 /// # Safety
