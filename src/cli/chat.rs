@@ -6,7 +6,7 @@ use std::io::{BufRead, Write};
 
 use anyhow::{bail, Context};
 use qgraph::sample::Sampler;
-use qgraph::tokenizer::chat::{render, Message};
+use qgraph::tokenizer::chat::Message;
 use qgraph::tokenizer::StreamDecoder;
 
 use super::engine::{Engine, EngineArgs};
@@ -72,7 +72,7 @@ pub fn run(args: ChatArgs) -> anyhow::Result<()> {
             role: "user".into(),
             content: user,
         });
-        let prompt = render(&template, &messages, &bos, &eos)
+        let prompt = super::sandbox::render_sandboxed(&template, &messages, &bos, &eos)
             .context("the model's chat template (tokenizer.chat_template)")?;
         let tokens = e.tokenizer.encode(&prompt, true, true)?;
         // Reuse the cached prefix; recompute from the first token that differs.

@@ -11,6 +11,7 @@ mod plan;
 mod profile;
 mod quantize;
 mod run;
+mod sandbox;
 mod tools;
 
 use std::process::ExitCode;
@@ -54,6 +55,10 @@ enum Command {
     Profile(profile::ProfileArgs),
     /// Rewrite a model in another file type (llama-quantize's names and mixture rules).
     Quantize(quantize::QuantizeArgs),
+    /// (Internal) render a chat template from a JSON request on stdin, under the limits
+    /// `qgraph chat` sets on this child process.
+    #[command(name = "__render-template", hide = true)]
+    RenderTemplate,
 }
 
 /// Writes to stdout; a closed pipe (`qgraph plan | head`) ends the output quietly.
@@ -81,6 +86,7 @@ pub fn main() -> ExitCode {
         Command::Bench(args) => bench::run(args),
         Command::Profile(args) => profile::run(args),
         Command::Quantize(args) => quantize::run(args),
+        Command::RenderTemplate => return sandbox::child_main(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,10 +1,13 @@
 //! Chat templates: a model file's `tokenizer.chat_template` (Jinja) rendered with the
 //! conversation so far. The template is untrusted text from a downloaded file, so it runs
-//! sandboxed: bounded fuel and recursion, no filesystem (minijinja reaches none unless given
-//! a loader), and any failure is an error, never a hang or a panic.
+//! with bounded fuel and recursion and no filesystem (minijinja reaches none unless given a
+//! loader), and any failure is an error, never a hang or a panic. Memory is not bounded
+//! here: one instruction can build a string of gigabytes, and allocation failure aborts.
+//! `qgraph chat` therefore calls this in a child process under `setrlimit`
+//! (`cli/sandbox.rs`); call it in-process only on templates you trust.
 
 /// One message of a conversation.
-#[derive(serde::Serialize, Clone, Debug, PartialEq)]
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq)]
 pub struct Message {
     pub role: String,
     pub content: String,
@@ -98,5 +101,22 @@ mod tests {
             "rejected in {:?}",
             start.elapsed()
         );
+    }
+
+    /// Found by fuzzing (`fuzz/regressions/chat_template/`): a macro that calls itself
+    /// five times per level, eight levels deep. Fuel stops it (293 ms in a release build on
+    /// the AVX2-only EPYC VM; seconds under the fuzzer's sanitizers).
+    #[test]
+    fn branching_recursion_runs_out_of_fuel() {
+        let t = include_bytes!(
+            "../../fuzz/regressions/chat_template/timeout-2af5634e98ffcb0af6bc83543725da6a1ad3ad05"
+        );
+        let e = render(&String::from_utf8_lossy(t), &msgs(), "", "").unwrap_err();
+        assert!(format!("{e:?}").contains("OutOfFuel"), "{e:?}");
+        let t = include_bytes!(
+            "../../fuzz/regressions/chat_template/slow-unit-0d8cf07fd6e4a6bc22635dff99ae1c0981acde0e"
+        );
+        // Ends (with a 7 MB prompt): bounded work, if more than a real template needs.
+        assert!(render(&String::from_utf8_lossy(t), &msgs(), "", "").is_ok());
     }
 }
