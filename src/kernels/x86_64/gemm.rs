@@ -183,31 +183,6 @@ pub(super) unsafe fn scales8<B: Q4Block>(rows: &[*const u8; PANEL], at: usize) -
     (d, m)
 }
 
-/// `acc + d_w·d_x·Σ q_w·q_x + m_w·s_x` for one packed block and one activation block,
-/// every lane a row. `WIDE` is for codes up to 31 (Q5): each half's eight-bit products are
-/// widened to i32 before the halves are added, as their i16 sum could overflow.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(super) fn block_dot<const WIDE: bool>(p: &Packed, x: &BlockQ8Act, acc: __m256) -> __m256 {
-    let qs = x.qs.as_ptr() as *const i32;
-    // SAFETY: qs is 32 bytes: words 0..8 (read unaligned).
-    let word = |j: usize| _mm256_set1_epi32(unsafe { qs.add(j).read_unaligned() });
-    // Each i16 sums two products ≤ 15·127, so eight of them stay below 2^15 (four of
-    // them for codes ≤ 31).
-    let s = |j: usize| _mm256_maddubs_epi16(p.q[j], word(j));
-    let lo = _mm256_add_epi16(_mm256_add_epi16(s(0), s(1)), _mm256_add_epi16(s(2), s(3)));
-    let hi = _mm256_add_epi16(_mm256_add_epi16(s(4), s(5)), _mm256_add_epi16(s(6), s(7)));
-    let ones = _mm256_set1_epi16(1);
-    let dot = if WIDE {
-        _mm256_add_epi32(_mm256_madd_epi16(lo, ones), _mm256_madd_epi16(hi, ones))
-    } else {
-        _mm256_madd_epi16(_mm256_add_epi16(lo, hi), ones)
-    };
-    let scale = _mm256_mul_ps(p.d, _mm256_set1_ps(x.d));
-    let acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), scale, acc);
-    _mm256_fmadd_ps(p.m, _mm256_set1_ps(x.s), acc)
-}
-
 /// A format in row panels (`kernels/panel.rs`) that the decode gemv (`panel.rs`) and the
 /// prefill gemm read one 32-weight activation block at a time: both unpack a block of a
 /// tile with `unpack` and multiply it with `dot`, so a row computes bitwise alike in both.
@@ -228,16 +203,14 @@ pub(super) trait PanelFormat {
     /// # Safety
     /// `t` points to a whole tile of the format's panel layout; the CPU has AVX2, FMA, F16C.
     unsafe fn unpack(t: *const u8, head: &Self::Head, sub: usize) -> Packed;
-    /// `acc` plus the eight rows' products of an unpacked block with `x`.
-    ///
-    /// # Safety
-    /// The CPU has AVX2, FMA and F16C.
-    unsafe fn dot(p: &Packed, x: &BlockQ8Act, acc: __m256) -> __m256;
+    /// How its codes multiply an activation block (`dot::dot`).
+    const DOT: super::dot::Dot;
 }
 
 impl<B: Q4Block> PanelFormat for B {
     const BLOCKS: usize = 1;
     const TILE: usize = PANEL * B::BYTES;
+    const DOT: super::dot::Dot = super::dot::Dot::Affine4;
     type Head = ();
     unsafe fn head(_t: *const u8) {}
     #[inline]
@@ -245,11 +218,6 @@ impl<B: Q4Block> PanelFormat for B {
     unsafe fn unpack(t: *const u8, _head: &(), _sub: usize) -> Packed {
         // SAFETY: forwarded from the caller.
         unsafe { unpack_tile::<B>(t) }
-    }
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn dot(p: &Packed, x: &BlockQ8Act, acc: __m256) -> __m256 {
-        block_dot::<false>(p, x, acc)
     }
 }
 
@@ -337,8 +305,7 @@ pub(super) unsafe fn gemm_tiles<F: PanelFormat, B: Q4Block, const PANELS: bool>(
                     let mut a: [__m256; TOK_GROUP] = std::array::from_fn(|i| acc[g + i]);
                     for (b, p) in panel[..nk].iter().enumerate() {
                         for i in 0..TOK_GROUP {
-                            // SAFETY: the CPU has AVX2, FMA and F16C (caller).
-                            a[i] = unsafe { F::dot(p, &x[i][b], a[i]) };
+                            a[i] = super::dot::dot::<F>(p, &x[i][b], a[i]);
                         }
                     }
                     acc[g..g + TOK_GROUP].copy_from_slice(&a);
@@ -348,8 +315,7 @@ pub(super) unsafe fn gemm_tiles<F: PanelFormat, B: Q4Block, const PANELS: bool>(
                     let x = &xq[(t0 + t) * nb + b0..][..nk];
                     let mut a = acc[t];
                     for (p, xb) in panel[..nk].iter().zip(x) {
-                        // SAFETY: as above.
-                        a = unsafe { F::dot(p, xb, a) };
+                        a = super::dot::dot::<F>(p, xb, a);
                     }
                     acc[t] = a;
                 }

@@ -10,7 +10,7 @@
 //!   k of every row), and `x = (d·sc)·q − (dmin·m)`, so the Q4 product applies unchanged.
 //!   Q5_K's fifth bits are bit `sub` of each code's qh byte, shifted to bit 4.
 //! - Q6_K: six-bit codes minus 32 as signed bytes, two scales per block (one per 16
-//!   weights), multiplied by `q6_dot` with the sign trick of the Q8_0 kernel.
+//!   weights), multiplied by `dot::signed2_dot` with the sign trick of the Q8_0 kernel.
 //!
 //! `d·sc` and `dmin·m` are exact in f32 (an f16 times an integer below 64), so the products
 //! use the file's values exactly; only the activations are rounded (to 8 bits, as for
@@ -18,7 +18,8 @@
 
 use std::arch::x86_64::*;
 
-use super::gemm::{block_dot, Packed, PanelFormat};
+use super::dot::Dot;
+use super::gemm::{Packed, PanelFormat};
 use crate::kernels::scalar::act::BlockQ8Act;
 
 /// Eight f16 at `p` as f32 lanes.
@@ -103,6 +104,7 @@ pub(super) struct Q5_0;
 impl PanelFormat for Q5_0 {
     const BLOCKS: usize = 1;
     const TILE: usize = 176;
+    const DOT: Dot = Dot::Affine5;
     type Head = ();
     unsafe fn head(_t: *const u8) {}
     #[inline]
@@ -120,11 +122,6 @@ impl PanelFormat for Q5_0 {
             }
         }
     }
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn dot(p: &Packed, x: &BlockQ8Act, acc: __m256) -> __m256 {
-        block_dot::<true>(p, x, acc)
-    }
 }
 
 /// Q5_1 in panels: d[8], m[8], qh[8], 4 code chunks (192 bytes).
@@ -132,6 +129,7 @@ pub(super) struct Q5_1;
 impl PanelFormat for Q5_1 {
     const BLOCKS: usize = 1;
     const TILE: usize = 192;
+    const DOT: Dot = Dot::Affine5;
     type Head = ();
     unsafe fn head(_t: *const u8) {}
     #[inline]
@@ -146,11 +144,6 @@ impl PanelFormat for Q5_1 {
                 m: f16x8(t.add(16)),
             }
         }
-    }
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn dot(p: &Packed, x: &BlockQ8Act, acc: __m256) -> __m256 {
-        block_dot::<true>(p, x, acc)
     }
 }
 
@@ -212,6 +205,7 @@ pub(super) struct Q4K;
 impl PanelFormat for Q4K {
     const BLOCKS: usize = 8;
     const TILE: usize = 1152;
+    const DOT: Dot = Dot::Affine4;
     type Head = K4Head;
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
@@ -230,11 +224,6 @@ impl PanelFormat for Q4K {
             Packed { q, d, m }
         }
     }
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn dot(p: &Packed, x: &BlockQ8Act, acc: __m256) -> __m256 {
-        block_dot::<false>(p, x, acc)
-    }
 }
 
 /// Q5_K in panels: Q4_K's head, 8 chunks of qh bytes (chunk j: qh[4j..4j+4] of each row,
@@ -244,6 +233,7 @@ pub(super) struct Q5K;
 impl PanelFormat for Q5K {
     const BLOCKS: usize = 8;
     const TILE: usize = 1408;
+    const DOT: Dot = Dot::Affine5;
     type Head = K4Head;
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
@@ -276,11 +266,6 @@ impl PanelFormat for Q5K {
             Packed { q, d, m }
         }
     }
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn dot(p: &Packed, x: &BlockQ8Act, acc: __m256) -> __m256 {
-        block_dot::<true>(p, x, acc)
-    }
 }
 
 /// Q6_K in panels: d[8], 16 scale runs (one per 16 weights), 32 chunks of `ql`, 16 of `qh`
@@ -292,6 +277,7 @@ pub(super) struct Q6K;
 impl PanelFormat for Q6K {
     const BLOCKS: usize = 8;
     const TILE: usize = 1680;
+    const DOT: Dot = Dot::Signed2;
     type Head = ();
     unsafe fn head(_t: *const u8) {}
     #[inline]
@@ -329,34 +315,6 @@ impl PanelFormat for Q6K {
             }
         }
     }
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn dot(p: &Packed, x: &BlockQ8Act, acc: __m256) -> __m256 {
-        q6_dot(p, x, acc)
-    }
-}
-
-/// `acc + d_lo·d_x·Σ_{e<16} q_e·x_e + d_hi·d_x·Σ_{e≥16} q_e·x_e` with signed codes: `maddubs`
-/// gets |x| and q·sign(x), whose products are the same. Each i16 sums two products of at
-/// most 32·127, so four of them (one half) stay below 2^15.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn q6_dot(p: &Packed, x: &BlockQ8Act, acc: __m256) -> __m256 {
-    let qs = x.qs.as_ptr() as *const i32;
-    // SAFETY: qs is 32 bytes: words 0..8 (read unaligned).
-    let word = |j: usize| _mm256_set1_epi32(unsafe { qs.add(j).read_unaligned() });
-    let s = |j: usize| {
-        let xb = word(j);
-        _mm256_maddubs_epi16(_mm256_sign_epi8(xb, xb), _mm256_sign_epi8(p.q[j], xb))
-    };
-    let ones = _mm256_set1_epi16(1);
-    let lo = _mm256_add_epi16(_mm256_add_epi16(s(0), s(1)), _mm256_add_epi16(s(2), s(3)));
-    let hi = _mm256_add_epi16(_mm256_add_epi16(s(4), s(5)), _mm256_add_epi16(s(6), s(7)));
-    let xd = _mm256_set1_ps(x.d);
-    let lo = _mm256_cvtepi32_ps(_mm256_madd_epi16(lo, ones));
-    let hi = _mm256_cvtepi32_ps(_mm256_madd_epi16(hi, ones));
-    let acc = _mm256_fmadd_ps(lo, _mm256_mul_ps(p.d, xd), acc);
-    _mm256_fmadd_ps(hi, _mm256_mul_ps(p.m, xd), acc)
 }
 
 /// Q8_0 in panels: d[8], 8 code chunks (272 bytes). Its product is bitwise
@@ -365,6 +323,7 @@ pub(super) struct Q8_0;
 impl PanelFormat for Q8_0 {
     const BLOCKS: usize = 1;
     const TILE: usize = 272;
+    const DOT: Dot = Dot::Signed;
     type Head = ();
     unsafe fn head(_t: *const u8) {}
     #[inline]
@@ -379,27 +338,6 @@ impl PanelFormat for Q8_0 {
             }
         }
     }
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn dot(p: &Packed, x: &BlockQ8Act, acc: __m256) -> __m256 {
-        let qs = x.qs.as_ptr() as *const i32;
-        let ones = _mm256_set1_epi16(1);
-        // Each maddubs is widened at once: two of its pair sums could overflow an i16.
-        let s: [__m256i; 8] = std::array::from_fn(|j| {
-            // SAFETY: qs is 32 bytes: words 0..8 (read unaligned).
-            let xb = _mm256_set1_epi32(unsafe { qs.add(j).read_unaligned() });
-            _mm256_madd_epi16(
-                _mm256_maddubs_epi16(_mm256_abs_epi8(xb), _mm256_sign_epi8(p.q[j], xb)),
-                ones,
-            )
-        });
-        let dot = _mm256_add_epi32(
-            _mm256_add_epi32(_mm256_add_epi32(s[0], s[1]), _mm256_add_epi32(s[2], s[3])),
-            _mm256_add_epi32(_mm256_add_epi32(s[4], s[5]), _mm256_add_epi32(s[6], s[7])),
-        );
-        let scale = _mm256_mul_ps(p.d, _mm256_set1_ps(x.d));
-        _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), scale, acc)
-    }
 }
 
 /// Q3_K in panels: d[8], 12 scale runs, 16 chunks of `qs` (two-bit codes), 8 chunks of
@@ -411,6 +349,7 @@ pub(super) struct Q3K;
 impl PanelFormat for Q3K {
     const BLOCKS: usize = 8;
     const TILE: usize = 880;
+    const DOT: Dot = Dot::Signed2;
     type Head = ();
     unsafe fn head(_t: *const u8) {}
     #[inline]
@@ -459,11 +398,6 @@ impl PanelFormat for Q3K {
             }
         }
     }
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn dot(p: &Packed, x: &BlockQ8Act, acc: __m256) -> __m256 {
-        q6_dot(p, x, acc)
-    }
 }
 
 /// The 16 IQ4 levels in both 128-bit halves, for a byte shuffle that maps codes to levels.
@@ -496,6 +430,7 @@ pub(super) struct Iq4Nl;
 impl PanelFormat for Iq4Nl {
     const BLOCKS: usize = 1;
     const TILE: usize = 144;
+    const DOT: Dot = Dot::Signed;
     type Head = ();
     unsafe fn head(_t: *const u8) {}
     #[inline]
@@ -510,12 +445,6 @@ impl PanelFormat for Iq4Nl {
             }
         }
     }
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn dot(p: &Packed, x: &BlockQ8Act, acc: __m256) -> __m256 {
-        // SAFETY: the CPU has the features (caller).
-        unsafe { Q8_0::dot(p, x, acc) }
-    }
 }
 
 /// IQ4_XS in panels: d[8], scales_h[8] (u16), 4 runs of scales_l bytes, 32 code chunks
@@ -525,6 +454,7 @@ pub(super) struct Iq4Xs;
 impl PanelFormat for Iq4Xs {
     const BLOCKS: usize = 8;
     const TILE: usize = 1088;
+    const DOT: Dot = Dot::Signed;
     type Head = ();
     unsafe fn head(_t: *const u8) {}
     #[inline]
@@ -549,12 +479,6 @@ impl PanelFormat for Iq4Xs {
                 m: _mm256_setzero_ps(),
             }
         }
-    }
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn dot(p: &Packed, x: &BlockQ8Act, acc: __m256) -> __m256 {
-        // SAFETY: the CPU has the features (caller).
-        unsafe { Q8_0::dot(p, x, acc) }
     }
 }
 

@@ -6,6 +6,7 @@
 //! and hands these out only then; nothing here tests features itself.
 
 pub mod bandwidth;
+mod dot;
 pub mod gemm;
 pub mod gemv;
 pub mod kpanel;

@@ -54,7 +54,7 @@ pub(super) unsafe fn gemv_panels<F: PanelFormat>(
                 let t = panel.wrapping_add(b * F::TILE);
                 prefetch_once(t.wrapping_add(PREFETCH_BYTES), F::TILE);
                 // SAFETY: tile b of panel p is in bounds (caller); the CPU has the features.
-                acc = unsafe { F::dot(&F::unpack(t, &F::head(t), 0), x, acc) };
+                acc = super::dot::dot::<F>(unsafe { &F::unpack(t, &F::head(t), 0) }, x, acc);
             }
         } else {
             for (i, xs) in xq.chunks(F::BLOCKS).enumerate() {
@@ -64,7 +64,7 @@ pub(super) unsafe fn gemv_panels<F: PanelFormat>(
                 let head = unsafe { F::head(t) };
                 for (sub, x) in xs.iter().enumerate() {
                     // SAFETY: as above.
-                    acc = unsafe { F::dot(&F::unpack(t, &head, sub), x, acc) };
+                    acc = super::dot::dot::<F>(unsafe { &F::unpack(t, &head, sub) }, x, acc);
                 }
             }
         }

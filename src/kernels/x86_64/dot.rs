@@ -1,0 +1,106 @@
+//! The products of one unpacked block (`gemm::Packed`: eight rows' codes of 32 weights,
+//! one row per 32-bit lane) with one activation block, shared by the decode gemv and the
+//! prefill gemm so both compute a row bitwise alike. Each format names its product (`Dot`).
+
+use std::arch::x86_64::*;
+
+use super::gemm::{Packed, PanelFormat};
+use crate::kernels::scalar::act::BlockQ8Act;
+
+/// How a format's unpacked codes multiply an activation block.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Dot {
+    /// Unsigned codes up to 15, `x = q·d + m` (`block_dot`).
+    Affine4,
+    /// Unsigned codes up to 31, `x = q·d + m` (`block_dot`, halves widened apart).
+    Affine5,
+    /// Signed 8-bit codes, one scale `d` per block (`signed_dot`).
+    Signed,
+    /// Signed codes up to 32 in magnitude, scale `d` for weights 0..16 and `m` for 16..32
+    /// (`signed2_dot`).
+    Signed2,
+}
+
+/// `acc` plus the eight rows' products of an unpacked block of `F` with `x`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn dot<F: PanelFormat>(p: &Packed, x: &BlockQ8Act, acc: __m256) -> __m256 {
+    match F::DOT {
+        Dot::Affine4 => block_dot::<false>(p, x, acc),
+        Dot::Affine5 => block_dot::<true>(p, x, acc),
+        Dot::Signed => signed_dot(p, x, acc),
+        Dot::Signed2 => signed2_dot(p, x, acc),
+    }
+}
+
+/// `acc + d_w·d_x·Σ q_w·q_x + m_w·s_x` for one packed block and one activation block,
+/// every lane a row. `WIDE` is for codes up to 31 (Q5): each half's eight-bit products are
+/// widened to i32 before the halves are added, as their i16 sum could overflow.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn block_dot<const WIDE: bool>(p: &Packed, x: &BlockQ8Act, acc: __m256) -> __m256 {
+    let qs = x.qs.as_ptr() as *const i32;
+    // SAFETY: qs is 32 bytes: words 0..8 (read unaligned).
+    let word = |j: usize| _mm256_set1_epi32(unsafe { qs.add(j).read_unaligned() });
+    // Each i16 sums two products ≤ 15·127, so eight of them stay below 2^15 (four of
+    // them for codes ≤ 31).
+    let s = |j: usize| _mm256_maddubs_epi16(p.q[j], word(j));
+    let lo = _mm256_add_epi16(_mm256_add_epi16(s(0), s(1)), _mm256_add_epi16(s(2), s(3)));
+    let hi = _mm256_add_epi16(_mm256_add_epi16(s(4), s(5)), _mm256_add_epi16(s(6), s(7)));
+    let ones = _mm256_set1_epi16(1);
+    let dot = if WIDE {
+        _mm256_add_epi32(_mm256_madd_epi16(lo, ones), _mm256_madd_epi16(hi, ones))
+    } else {
+        _mm256_madd_epi16(_mm256_add_epi16(lo, hi), ones)
+    };
+    let scale = _mm256_mul_ps(p.d, _mm256_set1_ps(x.d));
+    let acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), scale, acc);
+    _mm256_fmadd_ps(p.m, _mm256_set1_ps(x.s), acc)
+}
+
+/// `acc + d_w·d_x·Σ q_w·q_x` for signed 8-bit codes and one scale per block (Q8_0, IQ4): the
+/// sign trick of `gemv::gemv_q8_0_avx2`, with the same integer sums and FMA.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn signed_dot(p: &Packed, x: &BlockQ8Act, acc: __m256) -> __m256 {
+    let qs = x.qs.as_ptr() as *const i32;
+    let ones = _mm256_set1_epi16(1);
+    // Each maddubs is widened at once: two of its pair sums could overflow an i16.
+    let s: [__m256i; 8] = std::array::from_fn(|j| {
+        // SAFETY: qs is 32 bytes: words 0..8 (read unaligned).
+        let xb = _mm256_set1_epi32(unsafe { qs.add(j).read_unaligned() });
+        _mm256_madd_epi16(
+            _mm256_maddubs_epi16(_mm256_abs_epi8(xb), _mm256_sign_epi8(p.q[j], xb)),
+            ones,
+        )
+    });
+    let dot = _mm256_add_epi32(
+        _mm256_add_epi32(_mm256_add_epi32(s[0], s[1]), _mm256_add_epi32(s[2], s[3])),
+        _mm256_add_epi32(_mm256_add_epi32(s[4], s[5]), _mm256_add_epi32(s[6], s[7])),
+    );
+    let scale = _mm256_mul_ps(p.d, _mm256_set1_ps(x.d));
+    _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), scale, acc)
+}
+
+/// `acc + d_lo·d_x·Σ_{e<16} q_e·x_e + d_hi·d_x·Σ_{e≥16} q_e·x_e` with signed codes: `maddubs`
+/// gets |x| and q·sign(x), whose products are the same. Each i16 sums two products of at
+/// most 32·127, so four of them (one half) stay below 2^15.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn signed2_dot(p: &Packed, x: &BlockQ8Act, acc: __m256) -> __m256 {
+    let qs = x.qs.as_ptr() as *const i32;
+    // SAFETY: qs is 32 bytes: words 0..8 (read unaligned).
+    let word = |j: usize| _mm256_set1_epi32(unsafe { qs.add(j).read_unaligned() });
+    let s = |j: usize| {
+        let xb = word(j);
+        _mm256_maddubs_epi16(_mm256_sign_epi8(xb, xb), _mm256_sign_epi8(p.q[j], xb))
+    };
+    let ones = _mm256_set1_epi16(1);
+    let lo = _mm256_add_epi16(_mm256_add_epi16(s(0), s(1)), _mm256_add_epi16(s(2), s(3)));
+    let hi = _mm256_add_epi16(_mm256_add_epi16(s(4), s(5)), _mm256_add_epi16(s(6), s(7)));
+    let xd = _mm256_set1_ps(x.d);
+    let lo = _mm256_cvtepi32_ps(_mm256_madd_epi16(lo, ones));
+    let hi = _mm256_cvtepi32_ps(_mm256_madd_epi16(hi, ones));
+    let acc = _mm256_fmadd_ps(lo, _mm256_mul_ps(p.d, xd), acc);
+    _mm256_fmadd_ps(hi, _mm256_mul_ps(p.m, xd), acc)
+}
