@@ -227,13 +227,13 @@ proptest! {
     #[test]
     fn embedding_rows_and_accumulate_match_scalar(blocks in 1usize..20, seed in any::<u64>()) {
         require_avx2();
-        use qgraph::kernels::scalar::gemv::{row_blocks_scalar, row_f16_scalar};
+        use qgraph::kernels::scalar::gemv::{row_blocks_scalar, row_half_scalar};
         let n = blocks * 32;
         let mut rng = qgraph::sample::rng::SplitMix64(seed);
         let x: Vec<f32> = (0..n).map(|_| rng.next_f32() * 10.0).collect();
         for (dtype, f, twin) in [
             (GgmlType::Q8_0, math::row_q8_0_avx2 as qgraph::kernels::RowFn, row_blocks_scalar::<qgraph::quant::BlockQ8_0> as qgraph::kernels::RowFn),
-            (GgmlType::F16, math::row_f16_avx2, row_f16_scalar),
+            (GgmlType::F16, math::row_f16_avx2, row_half_scalar::<false>),
         ] {
             let buf = aligned(&quantize(dtype, &x).unwrap());
             let (mut a, mut b) = (vec![0f32; n], vec![0f32; n]);

@@ -213,8 +213,8 @@ pub fn row(dtype: GgmlType, level: KernelLevel, n: usize) -> Option<Chosen<RowFn
     use sg::row_blocks_scalar as r;
     let (f, name): (RowFn, &'static str) = match dtype {
         GgmlType::F32 => (sg::row_f32_scalar, "embed_f32_scalar"),
-        GgmlType::F16 => (sg::row_f16_scalar, "embed_f16_scalar"),
-        GgmlType::BF16 => (sg::row_bf16_scalar, "embed_bf16_scalar"),
+        GgmlType::F16 => (sg::row_half_scalar::<false>, "embed_f16_scalar"),
+        GgmlType::BF16 => (sg::row_half_scalar::<true>, "embed_bf16_scalar"),
         GgmlType::Q8_0 => (r::<BlockQ8_0>, "embed_q8_0_scalar"),
         GgmlType::Q4_0 => (r::<BlockQ4_0>, "embed_q4_0_scalar"),
         GgmlType::Q4_1 => (r::<BlockQ4_1>, "embed_q4_1_scalar"),

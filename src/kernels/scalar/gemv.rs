@@ -56,6 +56,40 @@ pub unsafe fn row_blocks_scalar<B: BlockFormat>(w: *const u8, out: &mut [f32]) {
     }
 }
 
+/// The gemv of a 16-bit float format (F16, or BF16), each weight widened by `widen`.
+///
+/// # Safety
+/// See `kernels::GemvFn`.
+unsafe fn gemv_half<const BF16: bool>(w: *const u8, row_bytes: usize, x: &[f32], out: &mut [f32]) {
+    for (r, o) in out.iter_mut().enumerate() {
+        // SAFETY: row r lies within the matrix the caller vouched for.
+        let wr: &[u16] = unsafe { row(w.add(r * row_bytes), x.len()) };
+        *o = wr.iter().zip(x).map(|(&a, b)| widen::<BF16>(a) * b).sum();
+    }
+}
+
+/// An F16 (or, with `BF16`, a BF16) as f32.
+fn widen<const BF16: bool>(v: u16) -> f32 {
+    if BF16 {
+        bf16_to_f32(v)
+    } else {
+        f16::from_bits(v).to_f32()
+    }
+}
+
+/// # Safety
+/// See `kernels::GemvFn`.
+pub unsafe fn gemv_f16_scalar(
+    w: *const u8,
+    row_bytes: usize,
+    x: &[f32],
+    _xq: &[BlockQ8Act],
+    out: &mut [f32],
+) {
+    // SAFETY: forwarded from the caller.
+    unsafe { gemv_half::<false>(w, row_bytes, x, out) }
+}
+
 /// # Safety
 /// See `kernels::GemvFn`.
 pub unsafe fn gemv_bf16_scalar(
@@ -65,20 +99,19 @@ pub unsafe fn gemv_bf16_scalar(
     _xq: &[BlockQ8Act],
     out: &mut [f32],
 ) {
-    for (r, o) in out.iter_mut().enumerate() {
-        // SAFETY: row r lies within the matrix the caller vouched for.
-        let wr: &[u16] = unsafe { row(w.add(r * row_bytes), x.len()) };
-        *o = wr.iter().zip(x).map(|(&a, b)| bf16_to_f32(a) * b).sum();
-    }
+    // SAFETY: forwarded from the caller.
+    unsafe { gemv_half::<true>(w, row_bytes, x, out) }
 }
 
+/// Converts one row of a 16-bit float format.
+///
 /// # Safety
 /// See `kernels::RowFn`.
-pub unsafe fn row_bf16_scalar(w: *const u8, out: &mut [f32]) {
-    // SAFETY: the caller vouches for one row of out.len() bf16 at w.
+pub unsafe fn row_half_scalar<const BF16: bool>(w: *const u8, out: &mut [f32]) {
+    // SAFETY: the caller vouches for one row of out.len() 16-bit values at w.
     let src: &[u16] = unsafe { row(w, out.len()) };
     for (o, &v) in out.iter_mut().zip(src) {
-        *o = bf16_to_f32(v);
+        *o = widen::<BF16>(v);
     }
 }
 
@@ -99,36 +132,10 @@ pub unsafe fn gemv_f32_scalar(
 }
 
 /// # Safety
-/// See `kernels::GemvFn`.
-pub unsafe fn gemv_f16_scalar(
-    w: *const u8,
-    row_bytes: usize,
-    x: &[f32],
-    _xq: &[BlockQ8Act],
-    out: &mut [f32],
-) {
-    for (r, o) in out.iter_mut().enumerate() {
-        // SAFETY: row r lies within the matrix the caller vouched for.
-        let wr: &[f16] = unsafe { row(w.add(r * row_bytes), x.len()) };
-        *o = wr.iter().zip(x).map(|(a, b)| a.to_f32() * b).sum();
-    }
-}
-
-/// # Safety
 /// See `kernels::RowFn`.
 pub unsafe fn row_f32_scalar(w: *const u8, out: &mut [f32]) {
     // SAFETY: the caller vouches for one row of out.len() f32 at w.
     out.copy_from_slice(unsafe { row::<f32>(w, out.len()) });
-}
-
-/// # Safety
-/// See `kernels::RowFn`.
-pub unsafe fn row_f16_scalar(w: *const u8, out: &mut [f32]) {
-    // SAFETY: the caller vouches for one row of out.len() f16 at w.
-    let src: &[f16] = unsafe { row(w, out.len()) };
-    for (o, v) in out.iter_mut().zip(src) {
-        *o = v.to_f32();
-    }
 }
 
 #[cfg(test)]

@@ -423,7 +423,7 @@ pub unsafe fn row_q8_0_avx2(w: *const u8, out: &mut [f32]) {
     }
 }
 
-/// Twin of `scalar::gemv::row_f16_scalar`; `out.len()` must be a multiple of 8.
+/// Twin of `scalar::gemv::row_half_scalar::<false>`; `out.len()` must be a multiple of 8.
 ///
 /// # Safety
 /// The CPU has AVX2, FMA and F16C; `w` holds `out.len()` f16 values.
