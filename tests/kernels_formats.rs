@@ -44,8 +44,8 @@ fn bits(v: &[f32]) -> Vec<u32> {
     v.iter().map(|x| x.to_bits()).collect()
 }
 
-/// A random matrix whose 32-blocks vary in magnitude (one in seven is all zero), and its
-/// panels.
+/// A random matrix whose 32-blocks vary in magnitude (one in nine is all zero, one has
+/// f16-subnormal scales), and its panels.
 #[derive(Debug)]
 struct Case {
     rows: usize,
@@ -60,7 +60,8 @@ fn case() -> impl Strategy<Value = (Case, u64)> {
         let w = (0..rows * k)
             .map(|i| {
                 let block = i / 32;
-                let scale = [0.0, 1e-3, 0.1, 1.0, 7.0, 60.0, 0.5][block % 7];
+                // Zero blocks, f16-subnormal scales (1e-6: d < 2^-14), and large ones.
+                let scale = [0.0, 1e-3, 0.1, 1.0, 7.0, 60.0, 0.5, 1e-6, 3000.0][block % 9];
                 (rng.next_f32() - 0.5) * scale
             })
             .collect();
