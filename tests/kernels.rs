@@ -5,7 +5,7 @@
 
 use proptest::prelude::*;
 use qgraph::kernels::scalar::{act, attention, elementwise, norm};
-use qgraph::kernels::x86_64::{gemv, math};
+use qgraph::kernels::x86_64::{float, gemv, math};
 use qgraph::kernels::{table, BlockQ8Act, GemvFn, KernelLevel};
 use qgraph::quant::{quantize, GgmlType};
 
@@ -108,9 +108,9 @@ proptest! {
         let mut rng = qgraph::sample::rng::SplitMix64(seed);
         let w: Vec<f32> = (0..rows * k).map(|_| rng.next_f32()).collect();
         let x: Vec<f32> = (0..k).map(|_| rng.next_f32() * 5.0).collect();
-        compare_gemv(GgmlType::F32, gemv::gemv_f32_avx2, qgraph::kernels::scalar::gemv::gemv_f32_scalar, rows, k, &w, &x);
-        compare_gemv(GgmlType::F16, gemv::gemv_f16_avx2, qgraph::kernels::scalar::gemv::gemv_f16_scalar, rows, k, &w, &x);
-        compare_gemv(GgmlType::BF16, gemv::gemv_bf16_avx2, qgraph::kernels::scalar::gemv::gemv_bf16_scalar, rows, k, &w, &x);
+        compare_gemv(GgmlType::F32, float::gemv_f32_avx2, qgraph::kernels::scalar::gemv::gemv_f32_scalar, rows, k, &w, &x);
+        compare_gemv(GgmlType::F16, float::gemv_f16_avx2, qgraph::kernels::scalar::gemv::gemv_f16_scalar, rows, k, &w, &x);
+        compare_gemv(GgmlType::BF16, float::gemv_bf16_avx2, qgraph::kernels::scalar::gemv::gemv_bf16_scalar, rows, k, &w, &x);
     }
 
     #[test]

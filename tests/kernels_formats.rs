@@ -134,3 +134,33 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    /// The float formats' batched kernel gives bitwise each token's gemv, for row and token
+    /// counts that are not multiples of its 4 × 3 register blocks.
+    #[test]
+    fn float_gemm_is_bitwise_the_gemv(rows in 1usize..14, k8 in 1usize..40, n_tok in 1usize..9, seed in any::<u64>()) {
+        require_avx2();
+        let k = 8 * k8;
+        let mut rng = qgraph::sample::rng::SplitMix64(seed);
+        let w: Vec<f32> = (0..rows * k).map(|_| rng.next_f32() - 0.5).collect();
+        let x: Vec<f32> = (0..n_tok * k).map(|_| (rng.next_f32() - 0.5) * 4.0).collect();
+        for dtype in [GgmlType::F32, GgmlType::F16, GgmlType::BF16] {
+            let buf = aligned(&quantize(dtype, &w).unwrap());
+            let row_bytes = k * dtype.block_bytes() as usize;
+            let gemm = table::float_gemm(dtype, KernelLevel::Avx2, k).unwrap().f;
+            let gemv = table::gemv(dtype, KernelLevel::Avx2, k, WeightLayout::Rows).unwrap().f;
+            let mut all = vec![f32::NAN; n_tok * rows];
+            // SAFETY: AVX2 checked; buf holds rows × row_bytes, 8-aligned; x n_tok rows of k.
+            unsafe { gemm(buf.as_ptr() as *const u8, row_bytes, rows, &x, n_tok, all.as_mut_ptr(), rows) };
+            for t in 0..n_tok {
+                let mut one = vec![f32::NAN; rows];
+                // SAFETY: as above, token t alone.
+                unsafe { gemv(buf.as_ptr() as *const u8, row_bytes, &x[t * k..(t + 1) * k], &[], &mut one) };
+                prop_assert_eq!(bits(&all[t * rows..(t + 1) * rows]), bits(&one), "{} token {}", dtype, t);
+            }
+        }
+    }
+}

@@ -141,6 +141,25 @@ unsafe fn product(
                     ldo,
                 );
             }
+            (None, None) if n > 1 && mm.float_gemm.is_some() => {
+                // Many tokens: slot t is token t, so the prepared rows are contiguous.
+                let (first, _) = prepared(mem, p, 0, slot_of(0));
+                // SAFETY: the n prepared rows of p.k f32 follow each other from `first`
+                // (the input, or the norm scratch's slots 0..n: plan/lower.rs sizes both
+                // for seq ≥ n rows).
+                let x = std::slice::from_raw_parts(first.as_ptr(), n * p.k);
+                if let Some(g) = mm.float_gemm {
+                    g(
+                        w,
+                        mm.w.row_bytes,
+                        r1 - r0,
+                        x,
+                        n,
+                        mem.add(out + 4 * r0) as *mut f32,
+                        ldo,
+                    );
+                }
+            }
             _ => {
                 for t in 0..n {
                     let (row, q) = prepared(mem, p, t, slot_of(t));

@@ -96,6 +96,24 @@ pub type GemmFn = unsafe fn(
     ldo: usize,
 );
 
+/// `out[t·ldo + r] = Σ_c W[r][c] · x_t[c]` for rows `r < rows` of a float matrix (F32, F16,
+/// BF16) and the `n_tok` f32 rows of `x` (`x.len() / n_tok` elements each): the batched
+/// twin of a float gemv, bitwise the gemv per token.
+///
+/// # Safety
+/// `w` points to `rows * row_bytes` readable bytes of the format, `x.len()` is `n_tok`
+/// times the row length (a multiple of 8), `out` is writable for `(n_tok - 1) * ldo + rows`
+/// f32 with `ldo ≥ rows`, and the CPU has the kernel's features.
+pub type FloatGemmFn = unsafe fn(
+    w: *const u8,
+    row_bytes: usize,
+    rows: usize,
+    x: &[f32],
+    n_tok: usize,
+    out: *mut f32,
+    ldo: usize,
+);
+
 /// Quantizes a row to 8-bit blocks (`x.len() == 32 * out.len()`).
 pub type QuantizeActFn = unsafe fn(x: &[f32], out: &mut [BlockQ8Act]);
 /// `g = silu(g) · u` over one row.

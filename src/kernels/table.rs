@@ -4,7 +4,7 @@
 
 use super::scalar::{act, attention, elementwise, gemv as sg, norm, rope as srope};
 use super::{
-    AccumulateFn, AttendFn, BinaryFn, Chosen, GemmFn, GemvFn, KernelLevel, PanelRowFn,
+    AccumulateFn, AttendFn, BinaryFn, Chosen, FloatGemmFn, GemmFn, GemvFn, KernelLevel, PanelRowFn,
     QuantizeActFn, RmsNormFn, RopeFn, RowFn, SiluMulFn, UnaryFn, WeightLayout,
 };
 use crate::quant::GgmlType;
@@ -57,6 +57,7 @@ pub fn gemv(
     }
     #[cfg(target_arch = "x86_64")]
     if level == KernelLevel::Avx2 {
+        use super::x86_64::float::*;
         use super::x86_64::gemv::*;
         let q8 = |f: GemvFn, name| {
             Some(Chosen {
@@ -173,6 +174,24 @@ pub fn gemm(dtype: GgmlType, level: KernelLevel, layout: WeightLayout) -> Option
         });
     }
     let _ = (dtype, level, layout);
+    None
+}
+
+/// The batched kernel for a float format (F32, F16, BF16) in rows of `k`, when there is
+/// one: it reads the steps' f32 input rather than 8-bit blocks.
+pub fn float_gemm(dtype: GgmlType, level: KernelLevel, k: usize) -> Option<Chosen<FloatGemmFn>> {
+    #[cfg(target_arch = "x86_64")]
+    if level == KernelLevel::Avx2 && k % 8 == 0 {
+        use super::x86_64::float::*;
+        let (f, name): (FloatGemmFn, &'static str) = match dtype {
+            GgmlType::F32 => (gemm_f32_avx2, "gemm_f32_avx2"),
+            GgmlType::F16 => (gemm_f16_avx2, "gemm_f16_avx2"),
+            GgmlType::BF16 => (gemm_bf16_avx2, "gemm_bf16_avx2"),
+            _ => return None,
+        };
+        return Some(chosen(f, name));
+    }
+    let _ = (dtype, level, k);
     None
 }
 

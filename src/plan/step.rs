@@ -3,8 +3,8 @@
 //! addresses. The executor (`exec/step.rs`) reads these and nothing else.
 
 use crate::kernels::{
-    AccumulateFn, AttendFn, BinaryFn, GemmFn, GemvFn, PanelRowFn, QuantizeActFn, RmsNormFn, RopeFn,
-    RowFn, SiluMulFn, UnaryFn, WeightLayout,
+    AccumulateFn, AttendFn, BinaryFn, FloatGemmFn, GemmFn, GemvFn, PanelRowFn, QuantizeActFn,
+    RmsNormFn, RopeFn, RowFn, SiluMulFn, UnaryFn, WeightLayout,
 };
 use crate::vocab::{Epilogue, RopeLayout};
 
@@ -53,11 +53,14 @@ pub struct Prep {
 }
 
 /// A matrix and its kernels: the gemv for one token, and the batched gemm where the format
-/// has one (plans for many tokens use it when a call brings more than one).
+/// has one (plans for many tokens use it when a call brings more than one): over 8-bit
+/// activation blocks for quantized formats (`gemm`), over the f32 input for float ones
+/// (`float_gemm`).
 #[derive(Debug, Clone, Copy)]
 pub struct Matmul {
     pub gemv: GemvFn,
     pub gemm: Option<GemmFn>,
+    pub float_gemm: Option<FloatGemmFn>,
     pub w: WeightRef,
 }
 

@@ -108,12 +108,19 @@ impl<'a> WeightCx<'a> {
         if let Some(g) = gemm {
             acc.kernels.push(g.name);
         }
+        let float_gemm = (self.batched && !chosen.wants_q8 && weight.layout == WeightLayout::Rows)
+            .then(|| table::float_gemm(t.dtype, self.level, k))
+            .flatten();
+        if let Some(g) = float_gemm {
+            acc.kernels.push(g.name);
+        }
         acc.weights.push(t.name.clone());
         acc.layouts.push(weight.layout);
         acc.weight_bytes += t.n_bytes;
         Ok(Matmul {
             gemv: chosen.f,
             gemm: gemm.map(|g| g.f),
+            float_gemm: float_gemm.map(|g| g.f),
             w: weight,
         })
     }

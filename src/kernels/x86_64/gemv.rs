@@ -5,7 +5,6 @@
 
 use std::arch::x86_64::*;
 
-use super::math::hsum;
 use crate::kernels::scalar::act::BlockQ8Act;
 use crate::quant::{BlockQ8_0, QK};
 
@@ -238,94 +237,4 @@ pub unsafe fn gemv_q8_0_avx2(
     };
     // SAFETY: forwarded from the caller; `block` reads block b of each row.
     unsafe { eight_rows(w, row_bytes, xq, out, block) }
-}
-
-/// The gemv of a 16-bit float format, eight weights widened per step: F16 with `vcvtph2ps`,
-/// BF16 (the high half of an f32) with a zero-extension and a shift.
-///
-/// # Safety
-/// As `gemv_q4_1_avx2`; `x.len()` is a multiple of 8.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn gemv_half<const BF16: bool>(w: *const u8, row_bytes: usize, x: &[f32], out: &mut [f32]) {
-    for (r, o) in out.iter_mut().enumerate() {
-        // SAFETY: row r of the matrix the caller vouched for.
-        let row = unsafe { w.add(r * row_bytes) } as *const u16;
-        let mut acc = _mm256_setzero_ps();
-        for i in (0..x.len()).step_by(8) {
-            // SAFETY: i + 8 <= x.len(), the row length.
-            unsafe {
-                let h = _mm_loadu_si128(row.add(i) as *const __m128i);
-                let wv = if BF16 {
-                    _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(h)))
-                } else {
-                    _mm256_cvtph_ps(h)
-                };
-                acc = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x.as_ptr().add(i)), acc);
-            }
-        }
-        *o = hsum(acc);
-    }
-}
-
-/// Twin of `scalar::gemv::gemv_f16_scalar`; `x.len()` must be a multiple of 8.
-///
-/// # Safety
-/// As `gemv_q4_1_avx2`.
-#[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn gemv_f16_avx2(
-    w: *const u8,
-    row_bytes: usize,
-    x: &[f32],
-    _xq: &[BlockQ8Act],
-    out: &mut [f32],
-) {
-    // SAFETY: forwarded from the caller.
-    unsafe { gemv_half::<false>(w, row_bytes, x, out) }
-}
-
-/// Twin of `scalar::gemv::gemv_bf16_scalar`; `x.len()` must be a multiple of 8.
-///
-/// # Safety
-/// As `gemv_q4_1_avx2`.
-#[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn gemv_bf16_avx2(
-    w: *const u8,
-    row_bytes: usize,
-    x: &[f32],
-    _xq: &[BlockQ8Act],
-    out: &mut [f32],
-) {
-    // SAFETY: forwarded from the caller.
-    unsafe { gemv_half::<true>(w, row_bytes, x, out) }
-}
-
-/// Twin of `scalar::gemv::gemv_f32_scalar`; `x.len()` must be a multiple of 8.
-///
-/// # Safety
-/// As `gemv_q4_1_avx2`.
-#[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn gemv_f32_avx2(
-    w: *const u8,
-    row_bytes: usize,
-    x: &[f32],
-    _xq: &[BlockQ8Act],
-    out: &mut [f32],
-) {
-    for (r, o) in out.iter_mut().enumerate() {
-        // SAFETY: row r of the matrix the caller vouched for.
-        let row = unsafe { w.add(r * row_bytes) } as *const f32;
-        let mut acc = _mm256_setzero_ps();
-        for i in (0..x.len()).step_by(8) {
-            // SAFETY: i + 8 <= x.len(), the row length.
-            unsafe {
-                acc = _mm256_fmadd_ps(
-                    _mm256_loadu_ps(row.add(i)),
-                    _mm256_loadu_ps(x.as_ptr().add(i)),
-                    acc,
-                )
-            };
-        }
-        *o = hsum(acc);
-    }
 }

@@ -7,6 +7,7 @@
 
 pub mod bandwidth;
 mod dot;
+pub mod float;
 pub mod gemm;
 pub mod gemv;
 pub mod kpanel;
