@@ -54,10 +54,15 @@ pub fn requantized(ftype: &str, want_sha256: &str) -> PathBuf {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let out = std::process::Command::new("sha256sum")
+    // python3 is what CI already needs (scripts/fetch-model checks its sha256 the same way).
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import hashlib, sys; print(hashlib.sha256(open(sys.argv[1], 'rb').read()).hexdigest())",
+        ])
         .arg(&path)
         .output()
-        .expect("sha256sum could not be started");
+        .expect("python3 could not be started");
     let got = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         got.split_whitespace().next().unwrap_or(""),
