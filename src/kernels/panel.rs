@@ -237,8 +237,10 @@ mod tests {
     #[test]
     fn every_block_lands_in_its_lane_and_padding_is_zero() {
         for dtype in PANEL_TYPES {
-            for rows in [1, 7, 8, 9, 21] {
-                let nb = 3;
+            // Under Miri (which runs the K-quant quantizers ~1000× slower) one ragged shape.
+            let shapes: &[usize] = if cfg!(miri) { &[9] } else { &[1, 7, 8, 9, 21] };
+            for &rows in shapes {
+                let nb = if cfg!(miri) { 1 } else { 3 };
                 let n = dtype.block_len() as usize;
                 let w: Vec<f32> = (0..rows * nb * n)
                     .map(|i| ((i * 37 % 101) as f32 - 50.0) / 13.0)
@@ -301,7 +303,7 @@ mod tests {
             (GgmlType::Q6K, row_q6_k_panel),
         ];
         for (dtype, read) in readers {
-            let (rows, nb) = (13, 4);
+            let (rows, nb) = if cfg!(miri) { (9, 1) } else { (13, 4) };
             let n = dtype.block_len() as usize;
             let w: Vec<f32> = (0..rows * nb * n)
                 .map(|i| ((i * 53 % 97) as f32 - 48.0) / 9.0)
