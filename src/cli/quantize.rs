@@ -106,7 +106,8 @@ pub fn run(args: QuantizeArgs) -> anyhow::Result<()> {
         .fold((0, 0), |(b, a), c| (b + c.bytes_in, a + c.bytes_out));
     let mib = |b: u64| b as f64 / (1 << 20) as f64;
     eprintln!(
-        "quantize: {} tensors, {:.2} MiB -> {:.2} MiB ({:.2} bits per weight) in {:.1} s: {}",
+        "quantize: {}, {} tensors, {:.2} MiB -> {:.2} MiB ({:.2} bits per weight) in {:.1} s: {}",
+        ftype.name(),
         plan.len(),
         mib(before),
         mib(after),
