@@ -38,13 +38,19 @@ pub fn real_model() -> PathBuf {
 /// model, and reused), after checking its sha256 against `want_sha256`: the file the golden
 /// data of tests/golden/FTYPE was made from with llama.cpp.
 pub fn requantized(ftype: &str, want_sha256: &str) -> PathBuf {
+    // Tests of one binary run in parallel and several want the same file: one makes it
+    // while the others wait, and it is written under a name of this process's own, then
+    // renamed, so no test (and no other test binary) ever sees it half made.
+    static MAKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let src = real_model();
     let path = src.with_file_name(format!("SmolLM2-135M-Instruct.qgraph-{ftype}.gguf"));
+    let _one_at_a_time = MAKING.lock().unwrap_or_else(|e| e.into_inner());
     if !path.exists() {
+        let tmp = path.with_extension(format!("{}.gguf", std::process::id()));
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_qgraph"))
             .args(["quantize", "--allow-requantize"])
             .arg(&src)
-            .arg(&path)
+            .arg(&tmp)
             .arg(ftype)
             .output()
             .expect("qgraph could not be started");
@@ -53,6 +59,7 @@ pub fn requantized(ftype: &str, want_sha256: &str) -> PathBuf {
             "qgraph quantize {ftype} failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        std::fs::rename(&tmp, &path).expect("renaming the requantized file into place");
     }
     // python3 is what CI already needs (scripts/fetch-model checks its sha256 the same way).
     let out = std::process::Command::new("python3")
