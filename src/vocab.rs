@@ -52,3 +52,73 @@ impl Epilogue {
         matches!(self, Epilogue::RopeToCache { .. } | Epilogue::ToCache)
     }
 }
+
+/// The element format of a KV cache. K and V may differ (`--cache-type-k`, `--cache-type-v`).
+/// The layouts (K in tiles of eight positions, V in rows, one region per KV head) are
+/// `kernels::kv`'s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KvType {
+    /// 4 bytes a value: exact.
+    F32,
+    /// 2 bytes a value: what llama.cpp keeps by default.
+    F16,
+    /// 34 bytes per 32 values: ggml's Q8_0 blocks (an f16 scale, 32 signed bytes).
+    Q8_0,
+}
+
+impl KvType {
+    pub const ALL: [KvType; 3] = [KvType::F32, KvType::F16, KvType::Q8_0];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            KvType::F32 => "f32",
+            KvType::F16 => "f16",
+            KvType::Q8_0 => "q8_0",
+        }
+    }
+
+    /// Bytes per 32 values (Q8_0's block), so sizes stay whole numbers for every type.
+    pub fn bytes_per_32(self) -> usize {
+        match self {
+            KvType::F32 => 128,
+            KvType::F16 => 64,
+            KvType::Q8_0 => 34,
+        }
+    }
+}
+
+impl std::fmt::Display for KvType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for KvType {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<KvType, String> {
+        KvType::ALL
+            .into_iter()
+            .find(|t| t.name().eq_ignore_ascii_case(s))
+            .ok_or_else(|| format!("unknown cache type `{s}`: f32, f16 or q8_0"))
+    }
+}
+
+/// The K and V caches' formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub struct KvTypes {
+    pub k: KvType,
+    pub v: KvType,
+}
+
+impl Default for KvTypes {
+    /// f16 for both, as llama.cpp: half of f32's bytes, and its rounding (relative 2⁻¹¹)
+    /// is far below what 8-bit activations already cost.
+    fn default() -> Self {
+        KvTypes {
+            k: KvType::F16,
+            v: KvType::F16,
+        }
+    }
+}

@@ -4,10 +4,12 @@
 #![cfg(target_arch = "x86_64")]
 
 use proptest::prelude::*;
+use qgraph::kernels::kv::{self, KvGeom};
 use qgraph::kernels::scalar::{act, attention, elementwise, norm};
 use qgraph::kernels::x86_64::{float, gemv, math};
-use qgraph::kernels::{table, BlockQ8Act, GemvFn, KernelLevel};
+use qgraph::kernels::{table, AttendFn, BlockQ8Act, GemvFn, KernelLevel};
 use qgraph::quant::{quantize, GgmlType};
+use qgraph::vocab::{KvType, KvTypes};
 
 /// The SIMD tests must not pass by not running: fail loudly on a CPU without AVX2.
 fn require_avx2() {
@@ -156,28 +158,145 @@ proptest! {
 
     #[test]
     fn attention_matches_scalar(
-        n_past in 1usize..40,
+        n_past in 1usize..200,
         kv_heads in 1usize..4,
-        group in 1usize..4,
-        hd8 in 1usize..5,
+        group in 1usize..7,
+        hd16 in 1usize..5,
+        types in 0usize..9,
         seed in any::<u64>(),
     ) {
         require_avx2();
-        let (heads, head_dim) = (kv_heads * group, hd8 * 8);
-        let mut rng = qgraph::sample::rng::SplitMix64(seed);
-        let mut rand = |n: usize, s: f32| (0..n).map(|_| rng.next_f32() * s).collect::<Vec<f32>>();
-        let q = rand(heads * head_dim, 2.0);
-        let k = rand(n_past * kv_heads * head_dim, 2.0);
-        let v = rand(n_past * kv_heads * head_dim, 3.0);
-        let (mut a, mut b) = (vec![0f32; q.len()], vec![0f32; q.len()]);
-        let mut scores = vec![0f32; n_past];
-        // SAFETY: AVX2 checked; head_dim is a multiple of 8; the caches hold n_past rows.
-        unsafe { math::attend_avx2(&q, &k, &v, n_past, heads, kv_heads, 0, heads, &mut scores, &mut a) };
-        attention::attend_scalar(&q, &k, &v, n_past, heads, kv_heads, 0, heads, &mut scores, &mut b);
-        // The output is a convex combination of V rows: compare against their magnitude.
-        let vmax = v.iter().fold(0f32, |m, x| m.max(x.abs()));
-        for (p, r) in a.iter().zip(&b) {
-            prop_assert!((p - r).abs() <= 2e-5 * vmax, "{} vs {}", p, r);
+        let (k, v) = (KvType::ALL[types / 3], KvType::ALL[types % 3]);
+        let head_dim = hd16 * 16;
+        prop_assume!(head_dim % 32 == 0 || (k != KvType::Q8_0 && v != KvType::Q8_0));
+        let c = AttnCase::new(KvTypes { k, v }, kv_heads, group, head_dim, n_past + 5, seed);
+        let vmax = c.v.iter().fold(0f32, |m, x| m.max(x.abs()));
+        for g in 0..kv_heads {
+            let simd = c.run(table::attend(KernelLevel::Avx2, head_dim, c.types).f, g, n_past);
+            let scalar = c.run(attention::attend_scalar, g, n_past);
+            // The output is a convex combination of V rows: compare against their magnitude.
+            for (p, r) in simd.iter().zip(&scalar) {
+                prop_assert!((p - r).abs() <= 3e-5 * vmax, "{} vs {}", p, r);
+            }
+        }
+    }
+}
+
+/// Random queries and caches of every head, written by the cache's own stores.
+struct AttnCase {
+    types: KvTypes,
+    params: attention::AttnParams,
+    q: Vec<f32>,
+    v: Vec<f32>,
+    kc: Vec<u8>,
+    vc: Vec<u8>,
+}
+
+impl AttnCase {
+    fn new(
+        types: KvTypes,
+        kv_heads: usize,
+        group: usize,
+        hd: usize,
+        rows: usize,
+        seed: u64,
+    ) -> Self {
+        let mut rng = qgraph::rng::SplitMix64(seed);
+        let mut rand = |n: usize, s: f32| {
+            (0..n)
+                .map(|_| (rng.next_f32() - 0.5) * s)
+                .collect::<Vec<f32>>()
+        };
+        let geom = KvGeom::new(types, kv_heads, hd, rows);
+        let q = rand(kv_heads * group * hd, 4.0);
+        let k = rand(rows * kv_heads * hd, 4.0);
+        let v = rand(rows * kv_heads * hd, 6.0);
+        let (mut kc, mut vc) = (vec![0u8; geom.k_bytes()], vec![0u8; geom.v_bytes()]);
+        for p in 0..rows {
+            for g in 0..kv_heads {
+                let at = (p * kv_heads + g) * hd;
+                // SAFETY: g < kv_heads, p < rows, hd values; the caches are the geometry's.
+                unsafe {
+                    kv::store_k(types.k).0(&k[at..at + hd], kc.as_mut_ptr(), &geom, g, p);
+                    kv::store_v(types.v).0(&v[at..at + hd], vc.as_mut_ptr(), &geom, g, p);
+                }
+            }
+        }
+        let params = attention::AttnParams {
+            geom,
+            group,
+            scale: 1.0 / (hd as f32).sqrt(),
+        };
+        AttnCase {
+            types,
+            params,
+            q,
+            v,
+            kc,
+            vc,
+        }
+    }
+
+    fn run(&self, f: AttendFn, g: usize, n_past: usize) -> Vec<f32> {
+        let span = self.params.group * self.params.geom.head_dim;
+        let mut out = vec![f32::NAN; span];
+        let mut work = vec![f32::NAN; self.params.work_len()];
+        let q = &self.q[g * span..(g + 1) * span];
+        // SAFETY: the caches hold n_past ≤ rows positions of head g < kv_heads; the table
+        // chose a kernel this CPU runs (require_avx2) for this head size.
+        unsafe {
+            f(
+                &self.params,
+                q,
+                self.kc.as_ptr(),
+                self.vc.as_ptr(),
+                g,
+                n_past,
+                &mut work,
+                &mut out,
+            )
+        };
+        out
+    }
+}
+
+#[test]
+fn attention_ignores_what_lies_past_the_position() {
+    // A stale or garbage cache beyond n_past (NaN, ±inf) must not change a bit of the result.
+    require_avx2();
+    for k in KvType::ALL {
+        for v in KvType::ALL {
+            let types = KvTypes { k, v };
+            let mut c = AttnCase::new(types, 2, 3, 64, 80, 7);
+            for n_past in [1, 5, 8, 9, 63, 64, 65, 71] {
+                for level in [KernelLevel::Avx2, KernelLevel::Scalar] {
+                    let f = table::attend(level, 64, types).f;
+                    let clean = c.run(f, 1, n_past);
+                    let saved = (c.kc.clone(), c.vc.clone());
+                    let garbage = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 1e30];
+                    for p in n_past..80 {
+                        let row = vec![garbage[p % 4]; 64];
+                        for g in 0..2 {
+                            // SAFETY: as in AttnCase::new.
+                            unsafe {
+                                kv::store_k(k).0(&row, c.kc.as_mut_ptr(), &c.params.geom, g, p);
+                                kv::store_v(v).0(&row, c.vc.as_mut_ptr(), &c.params.geom, g, p);
+                            }
+                        }
+                    }
+                    let dirty = c.run(f, 1, n_past);
+                    (c.kc, c.vc) = saved;
+                    assert!(
+                        clean.iter().all(|x| x.is_finite()),
+                        "{k}/{v} {level:?} n_past {n_past}"
+                    );
+                    assert_eq!(
+                        clean.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                        dirty.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                        "{k}/{v} {level:?} n_past {n_past}"
+                    );
+                }
+            }
         }
     }
 }

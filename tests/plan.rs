@@ -14,6 +14,7 @@ use qgraph::plan::dump;
 use qgraph::plan::passes::ALL;
 use qgraph::plan::{PassSelection, Plan, PlanError, PlanOptions};
 use qgraph::quant::GgmlType;
+use qgraph::vocab::{KvType, KvTypes};
 
 const LLAMA: &str = include_str!("../graphs/llama.toml");
 const FILE: &str = "graphs/llama.toml";
@@ -125,8 +126,51 @@ fn arena_reuses_memory_and_seq_scales_it() {
         assert!(p.peak_bytes < p.naive_bytes, "seq {seq}: no reuse");
         // The logits of every token are live at the end, so they bound the arena below.
         assert!(p.peak_bytes >= seq * 49152 * 4);
-        assert_eq!(p.kv_bytes, 30 * 2 * 2048 * 192 * 4);
+        // f16 K and V by default: 2 bytes a value.
+        assert_eq!(p.kv_bytes, 30 * 2 * 2048 * 192 * 2);
     }
+    // Each type's size, K and V apart (q8_0: 34 bytes per 32 values).
+    for (k, v, per_value_x32) in [
+        (KvType::F32, KvType::F32, 2 * 128),
+        (KvType::Q8_0, KvType::Q8_0, 2 * 34),
+        (KvType::Q8_0, KvType::F16, 34 + 64),
+    ] {
+        let mut o = opts("all", 1, 2048);
+        o.kv = KvTypes { k, v };
+        let p = Plan::new(&g, model.clone(), &o).unwrap();
+        assert_eq!(p.kv_bytes, 30 * 2048 * 192 / 32 * per_value_x32, "{k}/{v}");
+    }
+}
+
+#[test]
+fn contexts_past_the_trained_length_and_unfit_cache_types_are_errors() {
+    let model = Arc::new(GgufFile::open(common::real_model()).unwrap());
+    let g = bind(LLAMA, &model);
+    let err = Plan::new(&g, model.clone(), &opts("all", 1, 8193))
+        .err()
+        .expect("8193 > 8192 is refused")
+        .to_string();
+    assert!(
+        err.contains("8193") && err.contains("8192") && err.contains("llama.context_length"),
+        "{err}"
+    );
+    assert!(Plan::new(&g, model.clone(), &opts("all", 1, 8192)).is_ok());
+    // Heads of 16 values cannot be cut into q8_0's blocks of 32.
+    let tiny = tiny_model(TinyLlama::default());
+    let tg = bind(LLAMA, &tiny);
+    let mut o = opts("all", 1, 64);
+    o.kv = KvTypes {
+        k: KvType::F16,
+        v: KvType::Q8_0,
+    };
+    let err = Plan::new(&tg, tiny.clone(), &o)
+        .err()
+        .expect("q8_0 refused for heads of 16")
+        .to_string();
+    assert!(
+        err.contains("V cache of type q8_0") && err.contains("multiple of 32"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -34,6 +34,8 @@ pub struct EngineArgs {
     pub batch: usize,
     #[command(flatten)]
     pub repack: super::plan::RepackArgs,
+    #[command(flatten)]
+    pub cache: super::plan::CacheArgs,
 }
 
 /// `-t`: how many threads run the forward pass.
@@ -108,6 +110,7 @@ impl Engine {
             threads,
             logits: Logits::All,
             repack: args.repack.on(),
+            kv: args.cache.types(),
         };
         let plan = Arc::new(
             Plan::new(&graph, model.clone(), &opts)

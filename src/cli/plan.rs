@@ -58,6 +58,31 @@ pub struct PlanFlags {
     pub logits: LogitsFlag,
     #[command(flatten)]
     pub repack: RepackArgs,
+    #[command(flatten)]
+    pub cache: CacheArgs,
+}
+
+/// `--cache-type`: the KV caches' element types.
+#[derive(clap::Args, Clone)]
+pub struct CacheArgs {
+    /// KV cache type for K and V: f32, f16 (as llama.cpp) or q8_0.
+    #[arg(long = "cache-type", default_value = "f16")]
+    pub cache_type: qgraph::vocab::KvType,
+    /// K cache type, overriding --cache-type.
+    #[arg(long = "cache-type-k")]
+    pub k: Option<qgraph::vocab::KvType>,
+    /// V cache type, overriding --cache-type.
+    #[arg(long = "cache-type-v")]
+    pub v: Option<qgraph::vocab::KvType>,
+}
+
+impl CacheArgs {
+    pub fn types(&self) -> qgraph::vocab::KvTypes {
+        qgraph::vocab::KvTypes {
+            k: self.k.unwrap_or(self.cache_type),
+            v: self.v.unwrap_or(self.cache_type),
+        }
+    }
 }
 
 /// `--repack`: whether quantized matrices are rearranged into the kernels' row panels.
@@ -99,6 +124,7 @@ impl PlanFlags {
                 LogitsFlag::Last => qgraph::plan::Logits::Last,
             },
             repack: self.repack.on(),
+            kv: self.cache.types(),
         })
     }
 }

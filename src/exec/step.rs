@@ -4,7 +4,7 @@
 
 use crate::kernels::panel::PANEL_ROWS;
 use crate::kernels::BlockQ8Act;
-use crate::plan::{EmbedRow, Exec, Matmul, Phase, PhaseKind, Plan, Prep, Split};
+use crate::plan::{EmbedRow, Exec, KvOut, Matmul, Phase, PhaseKind, Plan, Prep, Split};
 use crate::vocab::Epilogue;
 
 /// Views `len` f32 at byte offset `off` of `mem`.
@@ -37,6 +37,20 @@ unsafe fn i32_at(mem: *mut u8, off: usize, t: usize) -> i32 {
 unsafe fn blocks<'a>(mem: *mut u8, at: usize, n: usize) -> &'a [BlockQ8Act] {
     // SAFETY: forwarded from the caller.
     unsafe { std::slice::from_raw_parts(mem.add(at) as *const BlockQ8Act, n) }
+}
+
+/// Stores `row`, the values of whole heads from column `c0` of one token's K or V row,
+/// at position `p` of a cache.
+///
+/// # Safety
+/// `kv` is the planner's for this session's memory; `c0` and `row.len()` are multiples of
+/// the head size; `p` < the cache's rows.
+unsafe fn store_row(mem: *mut u8, kv: &KvOut, row: &[f32], c0: usize, p: usize) {
+    let hd = kv.geom.head_dim;
+    for (i, head) in row.chunks_exact(hd).enumerate() {
+        // SAFETY: forwarded from the caller: head c0 / hd + i < kv_heads.
+        unsafe { (kv.store)(head, mem.add(kv.cache), &kv.geom, c0 / hd + i, p) };
+    }
 }
 
 /// Prepares token row `t` of a product's input into slot `s`: norm, then quantize.
@@ -273,48 +287,42 @@ pub unsafe fn run_phase(plan: &Plan, phase: &Phase, mem: *mut u8, n: usize, w: u
             } => {
                 for t in t0..t1 {
                     let p = i32_at(mem, *pos, t) as usize;
-                    f32s_mut(mem, kc + 4 * p * width, *width).copy_from_slice(f32s(
-                        mem,
-                        k + 4 * t * width,
-                        *width,
-                    ));
-                    f32s_mut(mem, vc + 4 * p * width, *width).copy_from_slice(f32s(
-                        mem,
-                        v + 4 * t * width,
-                        *width,
-                    ));
+                    store_row(mem, kc, f32s(mem, k + 4 * t * width, *width), 0, p);
+                    store_row(mem, vc, f32s(mem, v + 4 * t * width, *width), 0, p);
                 }
             }
             Exec::Attend {
                 f,
+                params,
                 q,
                 kc,
                 vc,
                 pos,
                 out,
-                scores,
+                work,
                 n: width,
-                heads,
                 kv_heads,
             } => {
-                let hd = width / heads;
-                let kv = hd * kv_heads;
-                let cache_rows = plan.n_ctx;
-                let scores = f32s_mut(mem, scores + 4 * w * cache_rows, cache_rows);
-                for t in 0..n {
-                    let n_past = i32_at(mem, *pos, t) as usize + 1;
+                // Units a..b are (token row, KV head) pairs, row-major; each computes the
+                // group's heads of one row whole.
+                let span = params.group * params.geom.head_dim;
+                let work = f32s_mut(mem, work + 4 * w * params.work_len(), params.work_len());
+                for u in a..b {
+                    let (t, g) = (u / kv_heads, u % kv_heads);
+                    if t >= n {
+                        break;
+                    }
+                    let at = t * width + g * span;
                     f(
-                        f32s(mem, q + 4 * t * width, *width),
-                        f32s(mem, *kc, n_past * kv),
-                        f32s(mem, *vc, n_past * kv),
-                        n_past,
-                        *heads,
-                        *kv_heads,
-                        a,
-                        b,
-                        scores,
-                        // This worker's heads only: another holds the rest of the row.
-                        f32s_mut(mem, out + 4 * (t * width + a * hd), (b - a) * hd),
+                        params,
+                        f32s(mem, q + 4 * at, span),
+                        mem.add(*kc),
+                        mem.add(*vc),
+                        g,
+                        i32_at(mem, *pos, t) as usize + 1,
+                        work,
+                        // This unit's heads only: other units hold the rest of the row.
+                        f32s_mut(mem, out + 4 * at, span),
                     );
                 }
             }
@@ -333,22 +341,24 @@ pub unsafe fn run_phase(plan: &Plan, phase: &Phase, mem: *mut u8, n: usize, w: u
                         continue;
                     }
                     let (r0, r1) = (lo - o.row0, hi - o.row0);
-                    // Cache outputs take token t at row pos[t]: consecutive positions.
-                    let first = if o.epilogue.writes_cache() {
-                        i32_at(mem, *pos, 0) as usize
-                    } else {
-                        0
-                    };
-                    let dst = o.dst + 4 * first * o.n;
-                    product(mem, prep, &o.mm, r0, r1, n, slot_of, dst, o.n);
+                    product(mem, prep, &o.mm, r0, r1, n, slot_of, o.dst, o.n);
                     if let Epilogue::Rope { heads, layout, .. }
                     | Epilogue::RopeToCache { heads, layout, .. } = o.epilogue
                     {
                         // The split keeps whole heads together (plan/parallel.rs).
                         let hd = o.n / heads;
                         for t in 0..n {
-                            let row = f32s_mut(mem, dst + 4 * (t * o.n + r0), r1 - r0);
+                            let row = f32s_mut(mem, o.dst + 4 * (t * o.n + r0), r1 - r0);
                             (o.rope)(row, (r1 - r0) / hd, i32_at(mem, *pos, t), &o.freqs, layout);
+                        }
+                    }
+                    if let Some(kv) = &o.kv {
+                        // The staged rows' heads r0..r1 (whole heads: plan/parallel.rs) go to
+                        // position pos[t] of the cache.
+                        for t in 0..n {
+                            let p = i32_at(mem, *pos, t) as usize;
+                            let row = f32s(mem, o.dst + 4 * (t * o.n + r0), r1 - r0);
+                            store_row(mem, kv, row, r0, p);
                         }
                     }
                 }

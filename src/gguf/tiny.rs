@@ -38,7 +38,7 @@ impl Default for TinyLlama {
             n_kv_head: 2,
             n_ff: 128,
             n_vocab: 96,
-            n_ctx: 256,
+            n_ctx: 4096,
             rope_theta: 10000.0,
             rms_eps: 1e-5,
             dtype: GgmlType::Q4_1,

@@ -1,6 +1,7 @@
 //! Kernels: a plain scalar reference for every op (`scalar/`) and, later, SIMD twins with the
 //! same signatures (`x86_64/`). `table` picks one per step, once, at plan time.
 
+pub mod kv;
 pub mod panel;
 pub mod scalar;
 pub mod table;
@@ -170,20 +171,18 @@ pub type RopeFn = unsafe fn(
     freqs: &[f32],
     layout: crate::vocab::RopeLayout,
 );
-/// Attention of one query row over the first `n_past` rows of a K and a V cache, for the
-/// query heads `h0..h1` (of `heads`; a worker of a threaded plan takes a range of them).
-/// `q` is the whole row; `out` holds only heads `h0..h1` (`(h1 - h0) · head_dim` values),
-/// so workers never hold overlapping `&mut` to one row.
+/// Causal attention of one query row over its first `n_past` cache positions, for the
+/// query heads of KV head `g` (`scalar::attention` describes the arguments and the tiled
+/// softmax every level computes). `q` and `out` are the group's heads of the row only, so
+/// workers never hold overlapping `&mut` to one row.
 pub type AttendFn = unsafe fn(
+    p: &scalar::attention::AttnParams,
     q: &[f32],
-    k: &[f32],
-    v: &[f32],
+    kc: *const u8,
+    vc: *const u8,
+    g: usize,
     n_past: usize,
-    heads: usize,
-    kv_heads: usize,
-    h0: usize,
-    h1: usize,
-    scores: &mut [f32],
+    work: &mut [f32],
     out: &mut [f32],
 );
 /// `out[i] = f(a[i], b[i])` over one row.

@@ -296,12 +296,15 @@ pub fn rope(level: KernelLevel, head_dim: usize) -> Chosen<RopeFn> {
     chosen(srope::rope_scalar, "rope_scalar")
 }
 
-pub fn attend(level: KernelLevel, head_dim: usize) -> Chosen<AttendFn> {
+/// Attention over caches of the given types; the AVX2 kernels need `head_dim` a multiple
+/// of 16 (they hold 16 output values per head in registers).
+pub fn attend(level: KernelLevel, head_dim: usize, kv: crate::vocab::KvTypes) -> Chosen<AttendFn> {
     #[cfg(target_arch = "x86_64")]
-    if level == KernelLevel::Avx2 && head_dim % 8 == 0 {
-        return chosen(super::x86_64::math::attend_avx2, "attend_avx2");
+    if level == KernelLevel::Avx2 && head_dim % 16 == 0 {
+        let (f, name) = super::x86_64::attention::attend_for(kv.k, kv.v);
+        return chosen(f, name);
     }
-    let _ = (level, head_dim);
+    let _ = (level, head_dim, kv);
     chosen(attention::attend_scalar, "attend_scalar")
 }
 

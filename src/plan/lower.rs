@@ -9,11 +9,13 @@ use super::arena;
 use super::infer::{Facts, Storage};
 use super::liveness::{self, Interval};
 use super::passes::PassReport;
-use super::step::{EmbedRow, Exec, Prep, ProjOut, Quant};
+use super::step::{EmbedRow, Exec, KvOut, Prep, ProjOut, Quant};
 use super::weights::{Acc, Repacking, WeightCx};
 use super::{BufId, BufKind, Buffer, Plan, PlanError, PlanOptions, Step};
 use crate::gguf::GgufFile;
 use crate::graph::{Epilogue, Graph, InputKind, NodeId, Op, ValueId, WeightId};
+use crate::kernels::kv::{self, KvGeom};
+use crate::kernels::scalar::attention::AttnParams;
 use crate::kernels::scalar::rope::rope_freqs;
 use crate::kernels::{table, KernelLevel, WeightLayout};
 
@@ -35,6 +37,7 @@ pub fn lower(
     passes: Vec<PassReport>,
 ) -> Result<Plan, PlanError> {
     let order = g.topo_order();
+    let caches = cache_geometry(g, facts, opts)?;
     let mut buffers: Vec<Buffer> = Vec::new();
     let mut of_value: HashMap<ValueId, BufId> = HashMap::new();
     let new_buf = |buffers: &mut Vec<Buffer>, name: String, kind: BufKind, fact: &super::Fact| {
@@ -46,6 +49,7 @@ pub fn lower(
             bytes: fact.bytes(),
             offset: 0,
             live: None,
+            kv: None,
         });
         id
     };
@@ -87,7 +91,13 @@ pub fn lower(
                 } else {
                     node.name.clone()
                 };
-                new_buf(&mut buffers, name, kind, fact)
+                let b = new_buf(&mut buffers, name, kind, fact);
+                if kind == BufKind::KvCache {
+                    let side = caches.get(&v).ok_or_else(|| unread_cache(node))?;
+                    buffers[b.0 as usize].bytes = side.bytes();
+                    buffers[b.0 as usize].kv = Some(side.ty());
+                }
+                b
             };
             of_value.insert(v, b);
             outputs.push(b);
@@ -113,7 +123,7 @@ pub fn lower(
         let scratch = scratch_buf(
             "scratch",
             super::DType::F32,
-            scratch_elements(g, facts, id, rows, slots, opts.threads),
+            scratch_elements(g, facts, id, rows, slots, opts),
         );
         let qscratch = scratch_buf(
             "q8",
@@ -206,7 +216,7 @@ pub fn lower(
             facts,
             &model,
             opts,
-            &buffers,
+            (&buffers, &caches),
             d,
             &mut repacking,
         )?);
@@ -222,6 +232,7 @@ pub fn lower(
         buffers,
         peak_bytes,
         naive_bytes,
+        kv_types: opts.kv,
         kv_offset,
         kv_bytes,
         arena_offset,
@@ -279,26 +290,120 @@ fn step_rows(g: &Graph, facts: &Facts, id: NodeId) -> usize {
 }
 
 /// Scratch a step needs, in f32 elements: products kept before they are combined (`rows`
-/// of them), normed input rows (one per slot), attention scores (one cache's rows per
-/// worker).
+/// of them), normed input rows (one per slot), a projection's rows on their way into a
+/// cache (`rows` of each), attention's working memory (per worker).
 fn scratch_elements(
     g: &Graph,
     facts: &Facts,
     id: NodeId,
     rows: usize,
     slots: usize,
-    threads: usize,
+    opts: &PlanOptions,
 ) -> usize {
     let x = |slot: usize| facts.get(g.input_values(id)[slot]).cols();
     let out = || facts.get(ValueId { node: id, out: 0 }).cols();
     match &g.g[id].op {
-        // one score per cache row, per worker
-        Op::Attend { .. } => threads * facts.get(g.input_values(id)[1]).shape[0],
-        Op::Proj { norm: Some(_), .. } => slots * x(0),
+        Op::Attend { heads, kv_heads } => {
+            opts.threads * attn_params(x(0) / heads, *heads, *kv_heads, opts).work_len()
+        }
+        Op::Proj { norm, outs } => {
+            let staged: usize = outs
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| e.writes_cache())
+                .map(|(i, _)| rows * facts.get(ValueId { node: id, out: i }).cols())
+                .sum();
+            norm.map_or(0, |_| slots * x(0)) + staged
+        }
         Op::SwiGlu { norm } => rows * out() + norm.map_or(0, |_| slots * x(0)),
         Op::GemvAdd => rows * out(),
         _ => 0,
     }
+}
+
+/// Which side of a layer's caches a cache value is, and their geometry.
+#[derive(Clone, Copy)]
+struct CacheSide {
+    geom: KvGeom,
+    is_k: bool,
+}
+
+impl CacheSide {
+    fn bytes(&self) -> usize {
+        if self.is_k {
+            self.geom.k_bytes()
+        } else {
+            self.geom.v_bytes()
+        }
+    }
+
+    fn out(&self, cache: usize) -> KvOut {
+        let (store, _) = if self.is_k {
+            kv::store_k(self.geom.k)
+        } else {
+            kv::store_v(self.geom.v)
+        };
+        KvOut {
+            store,
+            cache,
+            geom: self.geom,
+        }
+    }
+
+    fn ty(&self) -> crate::vocab::KvType {
+        if self.is_k {
+            self.geom.k
+        } else {
+            self.geom.v
+        }
+    }
+
+    fn store_name(&self) -> &'static str {
+        if self.is_k {
+            kv::store_k(self.geom.k).1
+        } else {
+            kv::store_v(self.geom.v).1
+        }
+    }
+}
+
+fn attn_params(head_dim: usize, heads: usize, kv_heads: usize, opts: &PlanOptions) -> AttnParams {
+    AttnParams {
+        geom: KvGeom::new(opts.kv, kv_heads, head_dim, opts.n_ctx),
+        group: heads / kv_heads,
+        scale: 1.0 / (head_dim as f32).sqrt(),
+    }
+}
+
+/// Every cache value's side and geometry, from the attention that reads it.
+fn cache_geometry(
+    g: &Graph,
+    facts: &Facts,
+    opts: &PlanOptions,
+) -> Result<HashMap<ValueId, CacheSide>, PlanError> {
+    let mut caches = HashMap::new();
+    for id in g.topo_order() {
+        if let Op::Attend { heads, kv_heads } = g.g[id].op {
+            let ins = g.input_values(id);
+            let geom = attn_params(facts.get(ins[0]).cols() / heads, heads, kv_heads, opts).geom;
+            if let Some(why) = geom.unsupported() {
+                return Err(PlanError::Options(format!(
+                    "node `{}`: {why}",
+                    g.g[id].name
+                )));
+            }
+            caches.insert(ins[1], CacheSide { geom, is_k: true });
+            caches.insert(ins[2], CacheSide { geom, is_k: false });
+        }
+    }
+    Ok(caches)
+}
+
+fn unread_cache(node: &crate::graph::Node) -> PlanError {
+    PlanError::Options(format!(
+        "internal: node `{}` writes a KV cache that no attention reads",
+        node.name
+    ))
 }
 
 fn make_step(
@@ -306,11 +411,17 @@ fn make_step(
     facts: &Facts,
     model: &GgufFile,
     opts: &PlanOptions,
-    buffers: &[Buffer],
+    (buffers, caches): (&[Buffer], &HashMap<ValueId, CacheSide>),
     d: &Draft,
     repacking: &mut Repacking,
 ) -> Result<Step, PlanError> {
     let node = &g.g[d.node];
+    let side = |out: usize| -> Result<CacheSide, PlanError> {
+        caches
+            .get(&ValueId { node: d.node, out })
+            .copied()
+            .ok_or_else(|| unread_cache(node))
+    };
     let level = opts.level;
     let seq = opts.seq as u64;
     let off = |b: BufId| buffers[b.0 as usize].offset;
@@ -435,39 +546,46 @@ fn make_step(
             }
         }
         Op::KvWrite => {
-            acc.kernels.push("copy");
+            let (ks, vs) = (side(0)?, side(1)?);
+            acc.kernels.push(ks.store_name());
+            acc.kernels.push(vs.store_name());
             Exec::KvWrite {
                 k: off(d.inputs[0]),
                 v: off(d.inputs[1]),
                 pos: off(d.inputs[2]),
-                kc: off(d.outputs[0]),
-                vc: off(d.outputs[1]),
+                kc: ks.out(off(d.outputs[0])),
+                vc: vs.out(off(d.outputs[1])),
                 n: cols(d.inputs[0]),
             }
         }
         Op::Attend { heads, kv_heads } => {
             let n = cols(d.outputs[0]);
-            let k = table::attend(level, n / heads);
+            let params = attn_params(n / heads, *heads, *kv_heads, opts);
+            let k = table::attend(level, n / heads, opts.kv);
             acc.kernels.push(k.name);
             // Counted at a full cache: an upper bound, the real cost grows with position.
             flops = 4 * (n * opts.n_ctx) as u64 * seq;
             Exec::Attend {
                 f: k.f,
+                params,
                 q: off(d.inputs[0]),
                 kc: off(d.inputs[1]),
                 vc: off(d.inputs[2]),
                 pos: off(d.inputs[3]),
                 out: off(d.outputs[0]),
-                scores: d.scratch.map_or(0, off),
+                work: d.scratch.map_or(0, off),
                 n,
-                heads: *heads,
                 kv_heads: *kv_heads,
             }
         }
         Op::Proj { norm, outs } => {
             let k = cols(d.inputs[0]);
             let w0 = norm.is_some() as usize;
-            let norm = wcx.folded_norm(*norm, d.scratch.map_or(0, off), &mut acc)?;
+            let scratch = d.scratch.map_or(0, off);
+            // Cache outputs are staged as f32 rows after the normed slots (scratch_elements).
+            let slots = if d.rows == 1 { opts.threads } else { d.rows };
+            let mut staging = scratch + 4 * norm.map_or(0, |_| slots * k);
+            let norm = wcx.folded_norm(*norm, scratch, &mut acc)?;
             let mut pouts = Vec::with_capacity(outs.len());
             let mut row0 = 0;
             for (i, e) in outs.iter().enumerate() {
@@ -490,14 +608,24 @@ fn make_step(
                     }
                     Epilogue::Store | Epilogue::ToCache => Vec::new(),
                 };
+                let (dst, kv) = if e.writes_cache() {
+                    let cache = side(i)?;
+                    acc.kernels.push(cache.store_name());
+                    let at = staging;
+                    staging += 4 * d.rows * n;
+                    (at, Some(cache.out(off(d.outputs[i]))))
+                } else {
+                    (off(d.outputs[i]), None)
+                };
                 pouts.push(ProjOut {
                     mm,
                     n,
                     row0,
-                    dst: off(d.outputs[i]),
+                    dst,
                     epilogue: *e,
                     rope: rope.f,
                     freqs: freqs.into_boxed_slice(),
+                    kv,
                 });
                 row0 += n;
             }
@@ -606,25 +734,23 @@ fn make_step(
     };
 
     // Activations in and out (caches: only the rows this step touches).
+    let kv_rows = opts.n_ctx.div_ceil(kv::KV_TILE) * kv::KV_TILE;
     let act_bytes = |bs: &[BufId]| -> u64 {
         bs.iter()
             .map(|b| {
                 let buf = &buffers[b.0 as usize];
                 match buf.kind {
-                    BufKind::KvCache => 4 * (buf.fact.cols() as u64) * seq,
+                    // One position of every head, in the cache's type.
+                    BufKind::KvCache => (buf.bytes / kv_rows) as u64 * seq,
                     _ => buf.bytes as u64,
                 }
             })
             .sum()
     };
     let mut bytes_read = acc.weight_bytes + act_bytes(&d.inputs);
-    if let Exec::Attend {
-        n, heads, kv_heads, ..
-    } = &exec
-    {
-        // Reads the K and V rows of every past position (counted at a full cache).
-        let kv = n / heads * kv_heads;
-        bytes_read += 2 * 4 * (kv * opts.n_ctx) as u64 * seq;
+    if let Exec::Attend { params, .. } = &exec {
+        // Reads the K and V values of every past position (counted at a full cache).
+        bytes_read += (params.geom.k_bytes() + params.geom.v_bytes()) as u64 * seq;
     }
     let _ = facts;
     Ok(Step {

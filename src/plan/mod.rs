@@ -25,7 +25,7 @@ pub use error::PlanError;
 pub use infer::{DType, Fact, Storage};
 pub use parallel::{Phase, PhaseKind, Split};
 pub use passes::{PassReport, PassSelection};
-pub use step::{EmbedRow, Exec, Matmul, Norm, Prep, ProjOut, Quant, WeightRef};
+pub use step::{EmbedRow, Exec, KvOut, Matmul, Norm, Prep, ProjOut, Quant, WeightRef};
 
 use std::sync::Arc;
 
@@ -50,6 +50,8 @@ pub struct PlanOptions {
     /// Whether quantized matrices are repacked into row panels where a kernel reads them
     /// (`plan/repack.rs`); off keeps the file's rows.
     pub repack: bool,
+    /// The K and V caches' element types.
+    pub kv: crate::vocab::KvTypes,
 }
 
 /// Which tokens of a forward step get logits.
@@ -72,6 +74,7 @@ impl Default for PlanOptions {
             threads: 1,
             logits: Logits::All,
             repack: true,
+            kv: Default::default(),
         }
     }
 }
@@ -126,6 +129,8 @@ pub struct Buffer {
     pub offset: usize,
     /// Steps from the first write to the last read (activations, inputs, scratch).
     pub live: Option<Interval>,
+    /// A cache's element type (its fact says f32: the values it holds, not their bytes).
+    pub kv: Option<crate::vocab::KvType>,
 }
 
 /// One step of the schedule: what it is (for dumps) and what it runs (`exec`).
@@ -164,6 +169,8 @@ pub struct Plan {
     pub peak_bytes: usize,
     /// Sum of every arena buffer's size: what the arena would be without reuse.
     pub naive_bytes: usize,
+    /// The caches' element types.
+    pub kv_types: crate::vocab::KvTypes,
     /// Start of the KV region in session memory, and its size.
     pub kv_offset: usize,
     pub kv_bytes: usize,
@@ -191,6 +198,19 @@ unsafe impl Send for Plan {}
 // SAFETY: as above: every access through the pointers is a read of immutable memory.
 unsafe impl Sync for Plan {}
 
+/// The context length the model declares it was trained for (`{arch}.context_length`),
+/// with the key it came from.
+pub fn trained_context(model: &GgufFile) -> Option<(String, usize)> {
+    let arch = model.get_str("general.architecture").ok()?;
+    let key = format!("{arch}.context_length");
+    let n = model
+        .get_u32(&key)
+        .map(|n| n as usize)
+        .or_else(|_| model.get_u64(&key).map(|n| n as usize))
+        .ok()?;
+    (n > 0).then_some((key, n))
+}
+
 impl Plan {
     /// Plans `graph` (bound to `model`): canonical lowering, passes with inference after
     /// each, schedule, kernels, liveness and arena.
@@ -206,6 +226,15 @@ impl Plan {
                 "seq {} and n_ctx {} must be ≥ 1 with seq ≤ n_ctx",
                 opts.seq, opts.n_ctx
             )));
+        }
+        if let Some((key, trained)) = trained_context(&model) {
+            if opts.n_ctx > trained {
+                return Err(PlanError::Options(format!(
+                    "a context of {} tokens is more than the {trained} the model was trained \
+                     for ({key}); qgraph applies no RoPE scaling to go past it",
+                    opts.n_ctx
+                )));
+            }
         }
         if !crate::kernels::table::supports(opts.level) {
             return Err(PlanError::Options(format!(

@@ -24,7 +24,8 @@ pub enum Split {
     Tokens,
     /// Output rows of the step's matrices (concatenated in output order).
     Rows,
-    /// Query heads.
+    /// Attention's (token row, KV head) units, row-major: a unit is the row's query heads
+    /// of that KV head's group.
     Heads,
     /// Every worker prepares the (single) row into its own slot: no barrier after it.
     PerWorker,
@@ -76,6 +77,10 @@ fn rows_and_unit(exec: &Exec) -> Option<(usize, usize)> {
                     o.epilogue
                 {
                     unit = lcm(unit, o.n / heads);
+                }
+                // A cache receives whole heads (a Q8_0 block never straddles two workers).
+                if let Some(kv) = &o.kv {
+                    unit = lcm(unit, kv.geom.head_dim);
                 }
             }
             // Every output must start on a unit boundary for its rows to split cleanly.
@@ -136,8 +141,9 @@ pub fn schedule(
             });
         }
         let (split, parts) = match &s.exec {
-            Exec::Attend { heads, .. } => (Split::Heads, even(*heads, 1, threads)),
-            Exec::LastRow { .. } => (Split::Single, single(threads)),
+            Exec::Attend { kv_heads, .. } => (Split::Heads, even(s.rows * kv_heads, 1, threads)),
+            // Only plans with passes off copy into caches: one worker does it.
+            Exec::LastRow { .. } | Exec::KvWrite { .. } => (Split::Single, single(threads)),
             e => match rows_and_unit(e) {
                 Some((total, unit)) => (Split::Rows, even(total, unit, threads)),
                 None => (Split::Tokens, even(s.rows, 1, threads)),
@@ -291,19 +297,22 @@ fn access(m: &Mem, step: &Step, ph: &Phase, w: usize) -> Access {
                 m.whole(&mut acc.reads, i);
             }
             if let Exec::Attend {
+                params,
                 out,
-                scores,
+                work,
                 n,
-                heads,
+                kv_heads,
                 ..
             } = &step.exec
             {
-                let hd = n / heads;
-                Mem::cols(&mut acc.writes, *out, rows, *n, a * hd, b * hd);
-                if let Some(sb) = step.scratch {
-                    let per = m.buf(sb).bytes / ph.parts.len();
-                    acc.writes.add(scores + w * per, scores + (w + 1) * per);
+                let span = params.group * params.geom.head_dim;
+                for u in a..b {
+                    let (t, g) = (u / kv_heads, u % kv_heads);
+                    let at = out + 4 * (t * n + g * span);
+                    acc.writes.add(at, at + 4 * span);
                 }
+                let per = 4 * params.work_len();
+                acc.writes.add(work + w * per, work + (w + 1) * per);
             }
         }
         (PhaseKind::Run, Split::Rows) => {
@@ -338,15 +347,17 @@ fn access(m: &Mem, step: &Step, ph: &Phase, w: usize) -> Access {
                         if lo >= hi {
                             continue;
                         }
-                        if o.epilogue.writes_cache() {
-                            // Columns lo..hi of the rows this call writes: any rows, as the
-                            // positions are only known at run time.
+                        let (c0, c1) = (lo - o.row0, hi - o.row0);
+                        Mem::cols(&mut acc.writes, o.dst, rows, o.n, c0, c1);
+                        if let Some(kv) = &o.kv {
+                            // The regions of heads c0..c1 (whole heads: rows_and_unit), at
+                            // any position: positions are only known at run time.
                             let cache = m.buf(buf);
-                            let cache_rows = cache.fact.shape[0];
-                            let (c0, c1) = (lo - o.row0, hi - o.row0);
-                            Mem::cols(&mut acc.writes, cache.offset, cache_rows, o.n, c0, c1);
-                        } else {
-                            Mem::cols(&mut acc.writes, o.dst, rows, o.n, lo - o.row0, hi - o.row0);
+                            let per_head = cache.bytes / kv.geom.kv_heads;
+                            let hd = kv.geom.head_dim;
+                            let (g0, g1) = (c0 / hd, c1.div_ceil(hd));
+                            acc.writes
+                                .add(cache.offset + g0 * per_head, cache.offset + g1 * per_head);
                         }
                     }
                 }

@@ -2,6 +2,8 @@
 //! offsets of its buffers in session memory, its sizes as plain integers and its weights'
 //! addresses. The executor (`exec/step.rs`) reads these and nothing else.
 
+use crate::kernels::kv::{KvGeom, KvStoreFn};
+use crate::kernels::scalar::attention::AttnParams;
 use crate::kernels::{
     AccumulateFn, AttendFn, BinaryFn, FloatGemmFn, GemmFn, GemvFn, PanelRowFn, QuantizeActFn,
     RmsNormFn, RopeFn, RowFn, SiluMulFn, UnaryFn, WeightLayout,
@@ -80,13 +82,25 @@ pub struct ProjOut {
     pub n: usize,
     /// Its first row among the step's outputs taken together (how rows are split).
     pub row0: usize,
-    /// Byte offset of the destination: an activation `[seq, n]`, or a cache `[n_ctx, n]`
-    /// whose row `pos[t]` receives token t.
+    /// Byte offset of the destination, an activation `[seq, n]` f32: the output itself,
+    /// or, for a cache output, the staging rows the store converts from.
     pub dst: usize,
     pub epilogue: Epilogue,
     pub rope: RopeFn,
     /// Rope's angle per position for each pair (empty without rope).
     pub freqs: Box<[f32]>,
+    /// For a cache output: where position `pos[t]` of each head receives token t's row.
+    pub kv: Option<KvOut>,
+}
+
+/// A projection output (or a copy) that lands in a KV cache: each token's row, head by
+/// head, converted to the cache's type at the token's position.
+#[derive(Debug, Clone, Copy)]
+pub struct KvOut {
+    pub store: KvStoreFn,
+    /// Byte offset of the layer's cache.
+    pub cache: usize,
+    pub geom: KvGeom,
 }
 
 /// What a step runs. Offsets are bytes from the start of the session's memory; sizes are
@@ -124,24 +138,28 @@ pub enum Exec {
         freqs: Box<[f32]>,
         layout: RopeLayout,
     },
+    /// Stores token rows of k and v (`n` wide) at their positions of two caches.
     KvWrite {
         k: usize,
         v: usize,
         pos: usize,
-        kc: usize,
-        vc: usize,
+        kc: KvOut,
+        vc: KvOut,
         n: usize,
     },
+    /// Attention of each token row of q (`n` wide) over a layer's caches; the work is
+    /// split into (token row, KV head) units.
     Attend {
         f: AttendFn,
+        params: AttnParams,
         q: usize,
         kc: usize,
         vc: usize,
         pos: usize,
         out: usize,
-        scores: usize,
+        /// Each worker's `params.work_len()` f32 of scratch, worker after worker.
+        work: usize,
         n: usize,
-        heads: usize,
         kv_heads: usize,
     },
     Proj {

@@ -5,6 +5,7 @@
 //! caller must have checked that the CPU has those features. `kernels::table` checks once
 //! and hands these out only then; nothing here tests features itself.
 
+pub mod attention;
 pub mod bandwidth;
 mod dot;
 pub mod float;

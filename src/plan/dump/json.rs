@@ -11,7 +11,7 @@ fn buffer(plan: &Plan, b: BufId) -> Value {
         "name": buf.name,
         "kind": buf.kind,
         "shape": buf.fact.shape,
-        "dtype": buf.fact.dtype,
+        "dtype": buf.kv.map_or(serde_json::json!(buf.fact.dtype), |t| serde_json::json!(t)),
         "offset": buf.offset,
         "bytes": buf.bytes,
         "live": buf.live.map(|l| json!([l.first, l.last])),
@@ -66,7 +66,13 @@ pub fn to_json(plan: &Plan) -> Value {
             "peak_bytes": plan.peak_bytes,
             "naive_bytes": plan.naive_bytes,
         },
-        "kv_cache": { "offset": plan.kv_offset, "bytes": plan.kv_bytes },
+        "kv_cache": {
+            "offset": plan.kv_offset,
+            "bytes": plan.kv_bytes,
+            "type_k": plan.kv_types.k,
+            "type_v": plan.kv_types.v,
+            "n_ctx": plan.n_ctx,
+        },
         "totals": {
             "steps": plan.steps.len(),
             "barriers": plan.barriers(),

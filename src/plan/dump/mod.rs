@@ -9,14 +9,20 @@ pub mod text;
 
 use super::{BufId, Plan};
 
-/// `name [rows, cols] f32 @offset a..b` for a buffer (`kv` for a cache, which lives as
-/// long as the session).
+/// `name [rows, cols] f32 @offset a..b` for a buffer (a cache: its element type, and `kv`
+/// for its life, as long as the session's).
 pub(crate) fn describe(plan: &Plan, b: BufId) -> String {
     let buf = &plan.buffers[b.0 as usize];
     let live = buf
         .live
         .map_or("kv".to_string(), |l| format!("{}..{}", l.first, l.last));
-    format!("{} {} @{} {}", buf.name, buf.fact, buf.offset, live)
+    match buf.kv {
+        Some(ty) => format!(
+            "{} {:?} {ty} @{} {}",
+            buf.name, buf.fact.shape, buf.offset, live
+        ),
+        None => format!("{} {} @{} {}", buf.name, buf.fact, buf.offset, live),
+    }
 }
 
 /// Which layers a dump shows: `0..2` shows layers 0 and 1; steps outside any layer always

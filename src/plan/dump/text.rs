@@ -69,7 +69,11 @@ pub fn to_text(plan: &Plan) -> String {
     );
     let _ = writeln!(s, "  arena peak_bytes     {}", plan.peak_bytes);
     let _ = writeln!(s, "  arena naive_bytes    {}", plan.naive_bytes);
-    let _ = writeln!(s, "  kv cache bytes       {}", plan.kv_bytes);
+    let _ = writeln!(
+        s,
+        "  kv cache bytes       {} (K {}, V {}, {} positions)",
+        plan.kv_bytes, plan.kv_types.k, plan.kv_types.v, plan.n_ctx
+    );
     let _ = writeln!(s, "  bytes moved / token  {}", plan.bytes_moved_per_token());
     let flops: u64 = plan.steps.iter().map(|st| st.flops).sum();
     let _ = writeln!(
