@@ -1,5 +1,9 @@
-//! A `Session` owns the memory one plan runs in — the activation arena and the KV caches, one
-//! bumpalo allocation made when the session is created — and runs forward steps.
+//! A `Session` owns the memory one plan runs in — the KV caches and the activation arena, one
+//! zeroed allocation made when the session is created — and runs forward steps.
+//!
+//! The allocation is zeroed by the allocator (`alloc_zeroed`: for a large block, fresh pages
+//! the kernel zeroes when first touched), not by a loop over it, so a long context's KV
+//! region costs resident memory only as positions fill it.
 
 use std::sync::Arc;
 
@@ -55,15 +59,15 @@ pub struct Session {
     io: Io,
     prefill_io: Option<Io>,
     pool: Pool,
-    /// Holds the single allocation `mem` points into.
-    _bump: bumpalo::Bump,
+    /// The single allocation (`layout`) every offset of the plans is relative to.
     mem: *mut u8,
+    layout: std::alloc::Layout,
     /// Positions written to the KV caches so far.
     pos: usize,
     n_vocab: usize,
 }
 
-// SAFETY: `mem` points into `_bump`, owned by the session and only reached through `&mut self`
+// SAFETY: `mem` is the session's own allocation, owned by the session and only reached through `&mut self`
 // while running; moving the session to another thread moves sole ownership with it (the
 // workers only touch it inside `forward_*`, which returns after they all finished).
 unsafe impl Send for Session {}
@@ -102,15 +106,18 @@ impl Session {
             }
             size = size.max(p.session_bytes());
         }
-        let size = size.max(64);
-        // infallible: 64 is a power of two and size is far below isize::MAX for any plan
-        let layout = std::alloc::Layout::from_size_align(size, 64).expect("arena layout");
-        let bump = bumpalo::Bump::with_capacity(size + 64);
-        let mem = bump.alloc_layout(layout).as_ptr();
-        // SAFETY: `mem` is a fresh allocation of `size` bytes.
-        unsafe { std::ptr::write_bytes(mem, 0, size) };
-        let logits_buf = &plan.buffers[plan.outputs[0].1 .0 as usize];
         let pool = Pool::new(plan.threads).map_err(|_| ExecError::Interface("worker threads"))?;
+        let size = size.max(64);
+        let layout = std::alloc::Layout::from_size_align(size, 64)
+            .map_err(|_| ExecError::Interface("a session memory of this size"))?;
+        // SAFETY: the layout's size is at least 64 bytes.
+        let mem = unsafe { std::alloc::alloc_zeroed(layout) };
+        if mem.is_null() {
+            return Err(ExecError::Interface(
+                "session memory (the allocation failed)",
+            ));
+        }
+        let logits_buf = &plan.buffers[plan.outputs[0].1 .0 as usize];
         Ok(Session {
             n_vocab: logits_buf.fact.cols(),
             io,
@@ -118,8 +125,8 @@ impl Session {
             plan,
             prefill,
             pool,
-            _bump: bump,
             mem,
+            layout,
             pos: 0,
         })
     }
@@ -183,6 +190,16 @@ impl Session {
     /// last one. With a prefill plan, runs of more than one token go through it in chunks
     /// of its `seq`; single tokens (and sessions without one) go through the main plan.
     pub fn forward(&mut self, tokens: &[u32]) -> Result<&[f32], ExecError> {
+        self.forward_with(tokens, &mut |_| {})
+    }
+
+    /// As `forward`, calling `progress(done)` after each chunk with the tokens run so far
+    /// (long prompts take seconds; the caller may show how far it got).
+    pub fn forward_with(
+        &mut self,
+        tokens: &[u32],
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<&[f32], ExecError> {
         self.check(tokens, usize::MAX)?;
         let mut rest = tokens;
         let mut last: (usize, usize) = (0, 0);
@@ -196,6 +213,7 @@ impl Session {
             let rows = self.run(&plan, io, chunk, None).len() / self.n_vocab;
             last = (io.logits, rows);
             rest = tail;
+            progress(tokens.len() - rest.len());
         }
         let (off, rows) = last;
         // SAFETY: the last plan run left `rows` rows of logits at `off` in the arena, and
@@ -277,6 +295,14 @@ impl Session {
         unsafe {
             std::slice::from_raw_parts(self.mem.add(io.logits) as *const f32, rows * self.n_vocab)
         }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        // SAFETY: `mem` came from `alloc_zeroed(self.layout)` in `build` and is freed once;
+        // the workers only use it inside calls, all of which have returned.
+        unsafe { std::alloc::dealloc(self.mem, self.layout) };
     }
 }
 
