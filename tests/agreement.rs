@@ -42,6 +42,7 @@ fn greedy_continuations_agree_until_a_low_margin_step() {
         1,
         256,
     );
+    let (mut misses, mut all_confident) = (0, 0);
     for g in &golden.prompts {
         s.reset();
         let mut logits: Vec<f32> = Vec::new();
@@ -49,18 +50,25 @@ fn greedy_continuations_agree_until_a_low_margin_step() {
             logits = s.forward(&[t]).unwrap().to_vec();
         }
         // Identical up to (and including) the first step where llama.cpp itself was unsure.
+        // A confident step may differ only where the scalar path (no 8-bit rounding) agrees
+        // with llama.cpp, as in check_logits; the continuations part there.
         let mut matched = 0;
+        let mut text = g.prompt_tokens.clone();
         for (step, (&want, &margin)) in g.continuation.iter().zip(&g.margins).enumerate() {
             let got = argmax(&logits);
             if margin < 0.5 {
                 break;
             }
-            assert_eq!(
-                got, want,
-                "{}: step {step} differs (llama.cpp margin {margin:.2})",
-                g.name
-            );
+            if got != want {
+                rounding(
+                    &text,
+                    want,
+                    &format!("{}: step {step} (margin {margin:.2})", g.name),
+                );
+                break;
+            }
             matched += 1;
+            text.push(got);
             logits = s.forward(&[got]).unwrap().to_vec();
         }
         // Teacher-forced: at every confident step, the same next token.
@@ -69,21 +77,42 @@ fn greedy_continuations_agree_until_a_low_margin_step() {
         for &t in &g.prompt_tokens {
             logits = s.forward(&[t]).unwrap().to_vec();
         }
+        let mut text = g.prompt_tokens.clone();
         let mut confident = 0;
         for (step, (&want, &margin)) in g.continuation.iter().zip(&g.margins).enumerate() {
             if margin >= 0.5 {
-                assert_eq!(
-                    argmax(&logits),
-                    want,
-                    "{}: teacher-forced step {step} (margin {margin:.2})",
-                    g.name
-                );
+                if argmax(&logits) != want {
+                    let what = format!(
+                        "{}: teacher-forced step {step} (margin {margin:.2})",
+                        g.name
+                    );
+                    rounding(&text, want, &what);
+                    misses += 1;
+                }
                 confident += 1;
+                all_confident += 1;
             }
+            text.push(want);
             logits = s.forward(&[want]).unwrap().to_vec();
         }
-        eprintln!("{}: identical for {matched} free-running steps; {confident} confident teacher-forced steps agree", g.name);
+        eprintln!("{}: identical for {matched} free-running steps; {confident} confident teacher-forced steps", g.name);
     }
+    assert!(
+        misses * 100 <= all_confident,
+        "{misses} of {all_confident} confident steps differ"
+    );
+}
+
+/// A confident step where the 8-bit path differs from llama.cpp: the exact arithmetic must
+/// agree with llama.cpp there (and the scalar level may never differ at all).
+fn rounding(tokens: &[u32], want: u32, what: &str) {
+    let level = qgraph::kernels::table::detect();
+    assert!(level != KernelLevel::Scalar, "{what} differs");
+    assert!(
+        common::golden::exact_agrees(&common::real_model(), tokens, want),
+        "{what} differs, and the exact path disagrees too"
+    );
+    eprintln!("{what}: 8-bit rounding (the scalar path agrees with llama.cpp)");
 }
 
 #[test]

@@ -103,11 +103,20 @@ pub fn argmax(v: &[f32]) -> u32 {
 
 /// Teacher-forced logits at every golden position: mean KL ≤ 0.01, argmax agreement ≥ 94%,
 /// and the same argmax wherever llama.cpp's top-2 margin is above 0.5.
+///
+/// That last rule is asserted as it stands for the scalar level (f32 activations: the
+/// model's arithmetic without 8-bit rounding). The AVX2 level quantizes activations to
+/// 8-bit blocks as llama.cpp does, and both paths' rounding moves a logit margin by up to
+/// ~0.7 at a few positions (llama.cpp with flash attention on misses one of its own
+/// golden positions of margin 0.62 on Q5_K_M): there a confident position may differ only
+/// if the exact arithmetic agrees with llama.cpp at it (`exact_agrees`: the difference is
+/// the rounding, not the model), and at most 1% of confident positions may.
 pub fn check_logits(model: &Path, golden_json: &str, level: KernelLevel) {
     let golden: LogitsGolden = serde_json::from_str(golden_json).unwrap();
     let mut s = session(model, level, 1, 512);
     let (mut n, mut kl_sum, mut kl_max, mut same, mut confident, mut confident_same) =
         (0, 0.0, 0f64, 0, 0, 0);
+    let mut rounding = Vec::new();
     for seq in &golden.sequences {
         s.reset();
         for (i, p) in seq.positions.iter().enumerate() {
@@ -121,17 +130,32 @@ pub fn check_logits(model: &Path, golden_json: &str, level: KernelLevel) {
             if p.margin > 0.5 {
                 confident += 1;
                 confident_same += agree as usize;
-                assert!(
-                    agree,
+                let what = format!(
                     "{} position {i}: argmax {} vs llama.cpp {} (margin {:.2})",
                     seq.name,
                     argmax(ours),
                     p.argmax,
                     p.margin
                 );
+                assert!(agree || level != KernelLevel::Scalar, "{what}");
+                if !agree {
+                    rounding.push((what, seq.tokens[..=i].to_vec(), p.argmax));
+                }
             }
         }
     }
+    for (what, tokens, want) in &rounding {
+        assert!(
+            exact_agrees(model, tokens, *want),
+            "{what}, and the exact path disagrees too"
+        );
+        eprintln!("{what}: 8-bit rounding (the scalar path agrees with llama.cpp)");
+    }
+    assert!(
+        rounding.len() * 100 <= confident,
+        "{} of {confident} confident positions differ",
+        rounding.len()
+    );
     let mean_kl = kl_sum / n as f64;
     let rate = same as f64 / n as f64;
     eprintln!(
@@ -142,6 +166,17 @@ pub fn check_logits(model: &Path, golden_json: &str, level: KernelLevel) {
     assert!(n >= 300);
     assert!(mean_kl <= 0.01, "mean KL divergence {mean_kl}");
     assert!(rate >= 0.94, "argmax agreement {rate}");
+}
+
+/// Whether the scalar level (f32 activations), fed `tokens` one by one, picks `want` after
+/// the last of them.
+pub fn exact_agrees(model: &Path, tokens: &[u32], want: u32) -> bool {
+    let mut s = session(model, KernelLevel::Scalar, 1, tokens.len().max(64));
+    let mut logits = Vec::new();
+    for &t in tokens {
+        logits = s.forward(&[t]).unwrap().to_vec();
+    }
+    argmax(&logits) == want
 }
 
 /// Perplexity of tests/golden/perplexity.txt within `tol` (relative) of llama.cpp's, same
