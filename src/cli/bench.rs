@@ -21,6 +21,10 @@ pub struct BenchArgs {
     /// Generated tokens for the tg test (0 skips it).
     #[arg(short = 'n', long, default_value_t = 128)]
     n_gen: usize,
+    /// Tokens already in the context before each test (llama-bench's n_depth): filled once
+    /// per thread count, then every repetition rewinds to it.
+    #[arg(short = 'd', long = "n-depth", default_value_t = 0)]
+    n_depth: usize,
     /// Repetitions of each test.
     #[arg(short = 'r', long, default_value_t = 5)]
     reps: usize,
@@ -31,6 +35,7 @@ pub struct BenchArgs {
 
 struct Sample {
     test: String,
+    n_depth: usize,
     n_prompt: usize,
     n_gen: usize,
     threads: usize,
@@ -133,12 +138,24 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         super::engine::check_threads(t)?;
     }
     let mut engine_args = args.engine.clone();
-    engine_args.n_ctx = engine_args.n_ctx.max(args.n_prompt + args.n_gen + 1);
+    engine_args.n_ctx = engine_args
+        .n_ctx
+        .max(args.n_depth + args.n_prompt.max(args.n_gen) + 1);
     let mut e = Engine::new(&engine_args, 1, thread_counts[0])?;
     let n_vocab = e.session.n_vocab() as u32;
     let prompt: Vec<u32> = (0..args.n_prompt as u32)
         .map(|i| (i * 7919) % n_vocab)
         .collect();
+    let depth: Vec<u32> = (0..args.n_depth as u32)
+        .map(|i| (i * 104_729 + 17) % n_vocab)
+        .collect();
+    let at_depth = |t: String| {
+        if args.n_depth > 0 {
+            format!("{t} @ d{}", args.n_depth)
+        } else {
+            t
+        }
+    };
     let weight_bytes = e.session.plan().weight_bytes();
     // Warm: first touches of the weights and the arena.
     e.session.reset();
@@ -153,17 +170,23 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             e.session.forward(&[1])?;
         }
         bandwidth.insert(threads, read_bandwidth(weight_bytes as usize, threads));
+        // The depth's K and V stay valid below the position a rewind goes back to.
+        e.session.reset();
+        if !depth.is_empty() {
+            e.session.forward(&depth)?;
+        }
         if args.n_prompt > 0 {
             let mut ns = Vec::new();
             for _ in 0..args.reps {
-                e.session.reset();
+                e.session.truncate(args.n_depth);
                 let t = Instant::now();
                 // The whole prompt in one call: prefill chunks of --batch tokens.
                 e.session.forward(&prompt)?;
                 ns.push(t.elapsed().as_nanos() as u64);
             }
             samples.push(Sample {
-                test: format!("pp{}", args.n_prompt),
+                test: at_depth(format!("pp{}", args.n_prompt)),
+                n_depth: args.n_depth,
                 n_prompt: args.n_prompt,
                 n_gen: 0,
                 threads,
@@ -174,7 +197,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         if args.n_gen > 0 {
             let mut ns = Vec::new();
             for _ in 0..args.reps {
-                e.session.reset();
+                e.session.truncate(args.n_depth);
                 let t = Instant::now();
                 let mut tok = 1u32;
                 for i in 0..args.n_gen {
@@ -184,7 +207,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                 ns.push(t.elapsed().as_nanos() as u64);
             }
             samples.push(Sample {
-                test: format!("tg{}", args.n_gen),
+                test: at_depth(format!("tg{}", args.n_gen)),
+                n_depth: args.n_depth,
                 n_prompt: 0,
                 n_gen: args.n_gen,
                 threads,
@@ -194,16 +218,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
     }
 
-    // Bytes a decode step reads: every weight once, plus the K and V rows of the positions
-    // before it (averaged over the tg run from an empty context).
+    // Bytes a decode step reads: every weight once, plus the K and V values of the positions
+    // before it (averaged over the tg run, from the depth on).
     let plan = e.session.plan();
-    let kv_row_bytes: u64 = plan
-        .buffers
-        .iter()
-        .filter(|b| b.kind == qgraph::plan::BufKind::KvCache)
-        .map(|b| 4 * b.fact.cols() as u64)
-        .sum();
-    let avg_past = (args.n_gen as u64).div_ceil(2);
+    let kv_rows = plan.n_ctx.div_ceil(qgraph::kernels::kv::KV_TILE) * qgraph::kernels::kv::KV_TILE;
+    let kv_row_bytes = (plan.kv_bytes / kv_rows) as u64;
+    let avg_past = (args.n_depth + args.n_gen.div_ceil(2)) as u64;
     let bytes_per_token = weight_bytes + kv_row_bytes * avg_past;
     let model_path = super::model::resolve_model(args.engine.model.clone())?;
     let model_name = model_path
@@ -232,6 +252,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                     "n_threads": s.threads,
                     "n_prompt": s.n_prompt,
                     "n_gen": s.n_gen,
+                    "n_depth": s.n_depth,
+                    "type_k": plan.kv_types.k.name(),
+                    "type_v": plan.kv_types.v.name(),
                     "test": s.test,
                     "avg_ns": avg_ns as u64,
                     "stddev_ns": stddev_ns as u64,

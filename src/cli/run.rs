@@ -137,8 +137,22 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     for &t in &prompt {
         sampler.accept(t);
     }
-    // The whole prompt in one call: batched prefill, in chunks of --batch tokens.
-    logits.extend_from_slice(e.session.forward(&prompt)?);
+    // The whole prompt in one call: batched prefill, in chunks of --batch tokens. A long one
+    // takes seconds: on a terminal, say how far it got.
+    let tty = prompt.len() >= 512 && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let total = prompt.len();
+    logits.extend_from_slice(e.session.forward_with(&prompt, &mut |done| {
+        if tty {
+            let secs = t0.elapsed().as_secs_f64();
+            eprint!(
+                "\rprompt {done}/{total} tokens ({:.0} t/s)   ",
+                done as f64 / secs.max(1e-9)
+            );
+            if done == total {
+                eprint!("\r{:60}\r", "");
+            }
+        }
+    })?);
     let prompt_ms = t0.elapsed().as_secs_f64() * 1e3;
 
     let mut out = std::io::stdout().lock();

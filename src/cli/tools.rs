@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use qgraph::exec::perplexity::perplexity;
+use qgraph::exec::perplexity::perplexity_with;
 
 use super::engine::{Engine, EngineArgs};
 
@@ -185,6 +185,8 @@ pub struct PerplexityArgs {
     kernels: qgraph::kernels::KernelLevel,
     #[command(flatten)]
     repack: super::plan::RepackArgs,
+    #[command(flatten)]
+    cache: super::plan::CacheArgs,
     #[arg(long)]
     json: bool,
 }
@@ -198,6 +200,7 @@ pub fn perplexity_cmd(args: PerplexityArgs) -> anyhow::Result<()> {
         kernels: args.kernels,
         batch: 1,
         repack: args.repack,
+        cache: args.cache,
     };
     let mut e = Engine::new(&engine_args, 64, args.threads.resolve()?)?;
     let text = std::fs::read_to_string(&args.file)
@@ -212,7 +215,22 @@ pub fn perplexity_cmd(args: PerplexityArgs) -> anyhow::Result<()> {
         );
     }
     let started = std::time::Instant::now();
-    let p = perplexity(&mut e.session, &tokens, args.n_ctx)?;
+    // Progress on a terminal only: long contexts take minutes.
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let p = perplexity_with(
+        &mut e.session,
+        &tokens,
+        args.n_ctx,
+        &mut |done, all, ppl| {
+            if tty {
+                let secs = started.elapsed().as_secs_f64();
+                eprint!("\rchunk {done}/{all}: perplexity so far {ppl:.4} ({secs:.0} s)   ");
+                if done == all {
+                    eprintln!();
+                }
+            }
+        },
+    )?;
     let secs = started.elapsed().as_secs_f64();
     if args.json {
         super::out(

@@ -29,6 +29,18 @@ pub fn perplexity(
     tokens: &[u32],
     n_ctx: usize,
 ) -> Result<Perplexity, ExecError> {
+    perplexity_with(session, tokens, n_ctx, &mut |_, _, _| {})
+}
+
+/// As `perplexity`, calling `progress(chunks done, chunks in all, ppl so far)` after each
+/// chunk.
+pub fn perplexity_with(
+    session: &mut Session,
+    tokens: &[u32],
+    n_ctx: usize,
+    progress: &mut dyn FnMut(usize, usize, f64),
+) -> Result<Perplexity, ExecError> {
+    let chunks = tokens.len() / n_ctx.max(1);
     let n_vocab = session.n_vocab();
     let batch = session.plan().seq;
     let first = n_ctx / 2;
@@ -49,6 +61,11 @@ pub fn perplexity(
         chunk_ppl.push((chunk_nll / chunk_n.max(1) as f64).exp());
         nll_sum += chunk_nll;
         n_scored += chunk_n;
+        progress(
+            chunk_ppl.len(),
+            chunks,
+            (nll_sum / n_scored.max(1) as f64).exp(),
+        );
     }
     Ok(Perplexity {
         ppl: (nll_sum / n_scored.max(1) as f64).exp(),
