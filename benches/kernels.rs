@@ -240,6 +240,9 @@ fn bench_gemv(c: &mut Criterion) {
         let mut out = vec![0f32; case.rows];
         let mut group = c.benchmark_group("gemv");
         group.throughput(Throughput::Bytes(bytes.len() as u64));
+        // A format without a SIMD kernel in the file's rows runs the scalar one at both
+        // levels: bench it once.
+        let mut seen = std::collections::BTreeSet::new();
         for level in [KernelLevel::Scalar, table::detect()] {
             if level == KernelLevel::Scalar
                 && (case.rows > 4096 || std::env::var_os("BENCH_SIMD_ONLY").is_some())
@@ -266,6 +269,9 @@ fn bench_gemv(c: &mut Criterion) {
                 ));
             }
             for (f, kname, (buf, stride)) in variants {
+                if !seen.insert(kname) {
+                    continue;
+                }
                 let mut i = 0;
                 let mut run = || {
                     let w = buf[(i % copies) * stride..].as_ptr() as *const u8;
@@ -304,9 +310,81 @@ fn bench_gemv(c: &mut Criterion) {
     }
 }
 
+/// Decode attention of one token row over every KV head of a SmolLM2 layer (3 KV heads, 3
+/// query heads each, head size 64), at a depth whose cache sits in L3 (4096) and at one
+/// that streams from memory (65536), for each cache type; in GB/s of K and V read. The
+/// caches sit in a huge-page mapping, as a session's do.
+fn bench_attend(c: &mut Criterion) {
+    use qgraph::kernels::kv::{self, KvGeom};
+    use qgraph::kernels::scalar::attention::AttnParams;
+    use qgraph::vocab::{KvType, KvTypes};
+    let (kv_heads, group, hd) = (3, 3, 64);
+    let mut group_b = c.benchmark_group("attend");
+    for depth in [4096usize, 65536] {
+        for ty in KvType::ALL {
+            let types = KvTypes { k: ty, v: ty };
+            let geom = KvGeom::new(types, kv_heads, hd, depth);
+            let huge = |bytes: usize| {
+                let m = memmap2::MmapMut::map_anon(bytes + (2 << 20)).unwrap();
+                let _ = m.advise(memmap2::Advice::HugePage);
+                let skip = (m.as_ptr() as usize).next_multiple_of(2 << 20) - m.as_ptr() as usize;
+                (m, skip)
+            };
+            let ((mut km, ks), (mut vm, vs)) = (huge(geom.k_bytes()), huge(geom.v_bytes()));
+            let mut rng = SplitMix64(depth as u64);
+            for p in 0..depth {
+                for g in 0..kv_heads {
+                    let row: Vec<f32> = (0..hd).map(|_| rng.next_f32() - 0.5).collect();
+                    // SAFETY: g < kv_heads, p < rows, hd values; the maps hold the caches.
+                    unsafe {
+                        kv::store_k(ty).0(&row, km.as_mut_ptr().add(ks), &geom, g, p);
+                        kv::store_v(ty).0(&row, vm.as_mut_ptr().add(vs), &geom, g, p);
+                    }
+                }
+            }
+            let params = AttnParams {
+                geom,
+                group,
+                scale: 0.125,
+            };
+            let k = table::attend(table::detect(), hd, types);
+            let q: Vec<f32> = (0..group * hd).map(|_| rng.next_f32() - 0.5).collect();
+            let (mut out, mut work) = (vec![0f32; group * hd], vec![0f32; params.work_len()]);
+            group_b.throughput(Throughput::Bytes(
+                (value_bytes_kv(ty, hd) * 2 * kv_heads * depth) as u64,
+            ));
+            group_b.bench_function(format!("{} depth {depth}", k.name), |b| {
+                b.iter(|| {
+                    for g in 0..kv_heads {
+                        // SAFETY: the caches hold `depth` positions of every head; the table
+                        // chose a kernel this CPU runs.
+                        unsafe {
+                            (k.f)(
+                                &params,
+                                &q,
+                                km.as_ptr().add(ks),
+                                vm.as_ptr().add(vs),
+                                g,
+                                depth,
+                                &mut work,
+                                &mut out,
+                            )
+                        }
+                    }
+                })
+            });
+        }
+    }
+    group_b.finish();
+}
+
+fn value_bytes_kv(ty: qgraph::vocab::KvType, n: usize) -> usize {
+    qgraph::kernels::kv::value_bytes(ty, n)
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(20).warm_up_time(std::time::Duration::from_millis(300)).measurement_time(std::time::Duration::from_secs(1));
-    targets = bench_gemv
+    targets = bench_gemv, bench_attend
 }
 criterion_main!(benches);

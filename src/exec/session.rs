@@ -1,12 +1,9 @@
 //! A `Session` owns the memory one plan runs in — the KV caches and the activation arena, one
-//! zeroed allocation made when the session is created — and runs forward steps.
-//!
-//! The allocation is zeroed by the allocator (`alloc_zeroed`: for a large block, fresh pages
-//! the kernel zeroes when first touched), not by a loop over it, so a long context's KV
-//! region costs resident memory only as positions fill it.
+//! zeroed block made when the session is created (`memory.rs`) — and runs forward steps.
 
 use std::sync::Arc;
 
+use super::memory::SessionMemory;
 use super::step::{run_worker, WorkerTimes};
 use super::threads::{Barrier, Pool};
 use crate::plan::Plan;
@@ -59,15 +56,15 @@ pub struct Session {
     io: Io,
     prefill_io: Option<Io>,
     pool: Pool,
-    /// The single allocation (`layout`) every offset of the plans is relative to.
+    /// The block every offset of the plans is relative to (`mem` is its first byte).
+    _memory: SessionMemory,
     mem: *mut u8,
-    layout: std::alloc::Layout,
     /// Positions written to the KV caches so far.
     pos: usize,
     n_vocab: usize,
 }
 
-// SAFETY: `mem` is the session's own allocation, owned by the session and only reached through `&mut self`
+// SAFETY: `mem` points into `_memory`, owned by the session and only reached through `&mut self`
 // while running; moving the session to another thread moves sole ownership with it (the
 // workers only touch it inside `forward_*`, which returns after they all finished).
 unsafe impl Send for Session {}
@@ -107,16 +104,10 @@ impl Session {
             size = size.max(p.session_bytes());
         }
         let pool = Pool::new(plan.threads).map_err(|_| ExecError::Interface("worker threads"))?;
-        let size = size.max(64);
-        let layout = std::alloc::Layout::from_size_align(size, 64)
-            .map_err(|_| ExecError::Interface("a session memory of this size"))?;
-        // SAFETY: the layout's size is at least 64 bytes.
-        let mem = unsafe { std::alloc::alloc_zeroed(layout) };
-        if mem.is_null() {
-            return Err(ExecError::Interface(
-                "session memory (the allocation failed)",
-            ));
-        }
+        let memory = SessionMemory::new(size).ok_or(ExecError::Interface(
+            "session memory (the system gave none)",
+        ))?;
+        let mem = memory.ptr();
         let logits_buf = &plan.buffers[plan.outputs[0].1 .0 as usize];
         Ok(Session {
             n_vocab: logits_buf.fact.cols(),
@@ -125,8 +116,8 @@ impl Session {
             plan,
             prefill,
             pool,
+            _memory: memory,
             mem,
-            layout,
             pos: 0,
         })
     }
@@ -295,14 +286,6 @@ impl Session {
         unsafe {
             std::slice::from_raw_parts(self.mem.add(io.logits) as *const f32, rows * self.n_vocab)
         }
-    }
-}
-
-impl Drop for Session {
-    fn drop(&mut self) {
-        // SAFETY: `mem` came from `alloc_zeroed(self.layout)` in `build` and is freed once;
-        // the workers only use it inside calls, all of which have returned.
-        unsafe { std::alloc::dealloc(self.mem, self.layout) };
     }
 }
 
