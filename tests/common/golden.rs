@@ -55,6 +55,17 @@ pub struct PplGolden {
 }
 
 pub fn session(model: &Path, level: KernelLevel, seq: usize, n_ctx: usize) -> Session {
+    session_with(model, level, seq, n_ctx, Default::default())
+}
+
+/// A session whose KV caches are of the given types.
+pub fn session_with(
+    model: &Path,
+    level: KernelLevel,
+    seq: usize,
+    n_ctx: usize,
+    kv: qgraph::vocab::KvTypes,
+) -> Session {
     let model = Arc::new(GgufFile::open(model).unwrap());
     let g = qgraph::graph::load(concat!(env!("CARGO_MANIFEST_DIR"), "/graphs/llama.toml"))
         .unwrap()
@@ -64,6 +75,7 @@ pub fn session(model: &Path, level: KernelLevel, seq: usize, n_ctx: usize) -> Se
         seq,
         n_ctx,
         level,
+        kv,
         ..PlanOptions::default()
     };
     Session::new(Arc::new(Plan::new(&g, model, &opts).unwrap())).unwrap()
