@@ -463,3 +463,74 @@ fn plan_dot_folds_layers_unless_asked() {
     let (ok, all, _) = qgraph(&["plan", "-m", m, "--format", "dot", "--layers", "all"]);
     assert!(ok && all.contains("blk.29.") && !all.contains("other layers"));
 }
+
+#[test]
+fn long_context_options_are_checked_and_cache_types_run() {
+    let model = common::real_model();
+    let m = model.to_str().unwrap();
+    // Past the trained length (llama.context_length = 8192): refused before any work.
+    let (ok, _, err) = qgraph(&["run", "-m", m, "-p", "hi", "-n", "1", "--ctx", "9000"]);
+    assert!(!ok);
+    assert!(
+        err.contains("9000") && err.contains("8192") && err.contains("llama.context_length"),
+        "{err}"
+    );
+    // A cache type the kernels do not have.
+    let (ok, _, err) = qgraph(&[
+        "run",
+        "-m",
+        m,
+        "-p",
+        "hi",
+        "-n",
+        "1",
+        "--cache-type",
+        "q4_0",
+    ]);
+    assert!(!ok);
+    assert!(
+        err.contains("q4_0") && err.contains("f32, f16 or q8_0"),
+        "{err}"
+    );
+    // Every cache type runs, and the plan says which it holds and how many bytes.
+    for (ty, bytes) in [
+        ("f32", 30 * 2 * 64 * 192 * 4),
+        ("q8_0", 30 * 2 * 64 * 192 / 32 * 34),
+    ] {
+        let (ok, out, err) = qgraph(&[
+            "run",
+            "-m",
+            m,
+            "-p",
+            "Rivers",
+            "-n",
+            "4",
+            "--ctx",
+            "64",
+            "--cache-type",
+            ty,
+        ]);
+        assert!(ok, "{ty}: {err}");
+        assert!(!out.is_empty(), "{ty}: no text");
+        assert!(
+            err.contains(&format!("kv cache    {bytes:>9} bytes")),
+            "{ty}: {err}"
+        );
+        let (ok, out, err) = qgraph(&["plan", "-m", m, "--ctx", "64", "--cache-type-v", ty]);
+        assert!(ok, "{err}");
+        assert!(
+            out.contains(&format!("(K f16, V {ty}, 64 positions)")),
+            "{out}"
+        );
+    }
+    // bench -d: the depth is llama-bench's n_depth, in the test's name and the JSON.
+    let (ok, out, err) = qgraph(&[
+        "bench", "-m", m, "-p", "8", "-n", "4", "-d", "40", "-r", "1", "-t", "1", "--json",
+    ]);
+    assert!(ok, "{err}");
+    let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(rows[0]["test"], "pp8 @ d40");
+    assert_eq!(rows[1]["test"], "tg4 @ d40");
+    assert_eq!(rows[1]["n_depth"], 40);
+    assert_eq!(rows[1]["type_k"], "f16");
+}
