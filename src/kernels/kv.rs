@@ -305,11 +305,11 @@ mod tests {
                 assert_eq!(geom.rows, 24);
                 let mut kc = vec![0u8; geom.k_bytes()];
                 let mut vc = vec![0u8; geom.v_bytes()];
-                let row = |g: usize, p: usize| -> Vec<f32> {
-                    (0..hd)
-                        .map(|d| ((g * 7 + p * 3 + d) as f32 * 0.37).sin())
-                        .collect()
-                };
+                // Computed once: under Miri two calls of sin() may differ in the last bit.
+                let rows: Vec<Vec<f32>> = (0..heads * ctx)
+                    .map(|i| (0..hd).map(|d| ((i * 3 + d) as f32 * 0.37).sin()).collect())
+                    .collect();
+                let row = |g: usize, p: usize| rows[g * ctx + p].clone();
                 for g in 0..heads {
                     for p in 0..ctx {
                         // SAFETY: g < heads, p < rows, hd values; the buffers are whole.
