@@ -39,25 +39,6 @@ TOP_K = 32
 GGML_TYPES = {"f16": 1, "q8_0": 8}
 
 
-def load(model, cache, flash_attn):
-    orig = llama_cpp.llama_cpp.llama_model_default_params
-
-    def patched():
-        params = orig()
-        params.use_extra_bufts = False
-        return params
-
-    llama_cpp.llama_cpp.llama_model_default_params = patched
-    try:
-        return llama_cpp.Llama(
-            model_path=model, n_ctx=N_CTX, n_batch=mg.N_BATCH, n_ubatch=mg.N_UBATCH,
-            n_threads=mg.N_THREADS, n_threads_batch=mg.N_THREADS, n_gpu_layers=0,
-            logits_all=True, flash_attn=flash_attn, type_k=GGML_TYPES[cache],
-            type_v=GGML_TYPES[cache], seed=0, verbose=False)
-    finally:
-        llama_cpp.llama_cpp.llama_model_default_params = orig
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True)
@@ -66,7 +47,8 @@ def main():
     text_path = os.path.join(args.out, "long.txt")
     data = open(text_path, "rb").read()
     for cache, fa in (("f16", False), ("q8_0", True)):
-        llm = load(args.model, cache, fa)
+        llm = mg.load_model(args.model, n_ctx=N_CTX, flash_attn=fa, type_k=GGML_TYPES[cache],
+                            type_v=GGML_TYPES[cache])
         tokens = llm.tokenize(data, add_bos=False, special=False)
         assert len(tokens) >= 2 * N_CTX, len(tokens)
         head = tokens[:N_CTX]

@@ -393,9 +393,10 @@ def make_perplexity(llm, ref, text_path):
     }
 
 
-def load_model(path):
+def load_model(path, **overrides):
     """llama_cpp.Llama with use_extra_bufts=False, which its constructor does not expose: the
-    default model params are patched for the duration of the call only."""
+    default model params are patched for the duration of the call only. `overrides` replace
+    the settings below (make-golden-long.py: n_ctx, flash_attn, the cache types)."""
     orig = llama_cpp.llama_cpp.llama_model_default_params
 
     def patched():
@@ -403,21 +404,23 @@ def load_model(path):
         params.use_extra_bufts = False
         return params
 
+    settings = dict(
+        model_path=path,
+        n_ctx=N_CTX,
+        n_batch=N_BATCH,
+        n_ubatch=N_UBATCH,
+        n_threads=N_THREADS,
+        n_threads_batch=N_THREADS,
+        n_gpu_layers=0,
+        logits_all=True,
+        flash_attn=False,
+        seed=0,
+        verbose=False,
+    )
+    settings.update(overrides)
     llama_cpp.llama_cpp.llama_model_default_params = patched
     try:
-        return llama_cpp.Llama(
-            model_path=path,
-            n_ctx=N_CTX,
-            n_batch=N_BATCH,
-            n_ubatch=N_UBATCH,
-            n_threads=N_THREADS,
-            n_threads_batch=N_THREADS,
-            n_gpu_layers=0,
-            logits_all=True,
-            flash_attn=False,
-            seed=0,
-            verbose=False,
-        )
+        return llama_cpp.Llama(**settings)
     finally:
         llama_cpp.llama_cpp.llama_model_default_params = orig
 
