@@ -7,15 +7,15 @@ use std::sync::Arc;
 
 use super::arena;
 use super::infer::{Facts, Storage};
+use super::kvcache::{attn_params, cache_geometry, unread_cache, CacheSide};
 use super::liveness::{self, Interval};
 use super::passes::PassReport;
-use super::step::{EmbedRow, Exec, KvOut, Prep, ProjOut, Quant};
+use super::step::{EmbedRow, Exec, Prep, ProjOut, Quant};
 use super::weights::{Acc, Repacking, WeightCx};
 use super::{BufId, BufKind, Buffer, Plan, PlanError, PlanOptions, Step};
 use crate::gguf::GgufFile;
 use crate::graph::{Epilogue, Graph, InputKind, NodeId, Op, ValueId, WeightId};
-use crate::kernels::kv::{self, KvGeom};
-use crate::kernels::scalar::attention::AttnParams;
+use crate::kernels::kv;
 use crate::kernels::scalar::rope::rope_freqs;
 use crate::kernels::{table, KernelLevel, WeightLayout};
 
@@ -319,91 +319,6 @@ fn scratch_elements(
         Op::GemvAdd => rows * out(),
         _ => 0,
     }
-}
-
-/// Which side of a layer's caches a cache value is, and their geometry.
-#[derive(Clone, Copy)]
-struct CacheSide {
-    geom: KvGeom,
-    is_k: bool,
-}
-
-impl CacheSide {
-    fn bytes(&self) -> usize {
-        if self.is_k {
-            self.geom.k_bytes()
-        } else {
-            self.geom.v_bytes()
-        }
-    }
-
-    fn out(&self, cache: usize) -> KvOut {
-        let (store, _) = if self.is_k {
-            kv::store_k(self.geom.k)
-        } else {
-            kv::store_v(self.geom.v)
-        };
-        KvOut {
-            store,
-            cache,
-            geom: self.geom,
-        }
-    }
-
-    fn ty(&self) -> crate::vocab::KvType {
-        if self.is_k {
-            self.geom.k
-        } else {
-            self.geom.v
-        }
-    }
-
-    fn store_name(&self) -> &'static str {
-        if self.is_k {
-            kv::store_k(self.geom.k).1
-        } else {
-            kv::store_v(self.geom.v).1
-        }
-    }
-}
-
-fn attn_params(head_dim: usize, heads: usize, kv_heads: usize, opts: &PlanOptions) -> AttnParams {
-    AttnParams {
-        geom: KvGeom::new(opts.kv, kv_heads, head_dim, opts.n_ctx),
-        group: heads / kv_heads,
-        scale: 1.0 / (head_dim as f32).sqrt(),
-    }
-}
-
-/// Every cache value's side and geometry, from the attention that reads it.
-fn cache_geometry(
-    g: &Graph,
-    facts: &Facts,
-    opts: &PlanOptions,
-) -> Result<HashMap<ValueId, CacheSide>, PlanError> {
-    let mut caches = HashMap::new();
-    for id in g.topo_order() {
-        if let Op::Attend { heads, kv_heads } = g.g[id].op {
-            let ins = g.input_values(id);
-            let geom = attn_params(facts.get(ins[0]).cols() / heads, heads, kv_heads, opts).geom;
-            if let Some(why) = geom.unsupported() {
-                return Err(PlanError::Options(format!(
-                    "node `{}`: {why}",
-                    g.g[id].name
-                )));
-            }
-            caches.insert(ins[1], CacheSide { geom, is_k: true });
-            caches.insert(ins[2], CacheSide { geom, is_k: false });
-        }
-    }
-    Ok(caches)
-}
-
-fn unread_cache(node: &crate::graph::Node) -> PlanError {
-    PlanError::Options(format!(
-        "internal: node `{}` writes a KV cache that no attention reads",
-        node.name
-    ))
 }
 
 fn make_step(

@@ -13,6 +13,7 @@ mod canonical;
 pub mod dump;
 mod error;
 pub mod infer;
+mod kvcache;
 pub mod liveness;
 mod lower;
 pub mod parallel;
