@@ -351,7 +351,7 @@ fn bench_attend(c: &mut Criterion) {
             let q: Vec<f32> = (0..group * hd).map(|_| rng.next_f32() - 0.5).collect();
             let (mut out, mut work) = (vec![0f32; group * hd], vec![0f32; params.work_len()]);
             group_b.throughput(Throughput::Bytes(
-                (value_bytes_kv(ty, hd) * 2 * kv_heads * depth) as u64,
+                (kv::value_bytes(ty, hd) * 2 * kv_heads * depth) as u64,
             ));
             group_b.bench_function(format!("{} depth {depth}", k.name), |b| {
                 b.iter(|| {
@@ -376,10 +376,6 @@ fn bench_attend(c: &mut Criterion) {
         }
     }
     group_b.finish();
-}
-
-fn value_bytes_kv(ty: qgraph::vocab::KvType, n: usize) -> usize {
-    qgraph::kernels::kv::value_bytes(ty, n)
 }
 
 criterion_group! {

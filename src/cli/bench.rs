@@ -221,8 +221,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     // Bytes a decode step reads: every weight once, plus the K and V values of the positions
     // before it (averaged over the tg run, from the depth on).
     let plan = e.session.plan();
-    let kv_rows = plan.n_ctx.div_ceil(qgraph::kernels::kv::KV_TILE) * qgraph::kernels::kv::KV_TILE;
-    let kv_row_bytes = (plan.kv_bytes / kv_rows) as u64;
+    let kv_row_bytes = plan.kv_bytes_per_position() as u64;
     let avg_past = (args.n_depth + args.n_gen.div_ceil(2)) as u64;
     let bytes_per_token = weight_bytes + kv_row_bytes * avg_past;
     let model_path = super::model::resolve_model(args.engine.model.clone())?;

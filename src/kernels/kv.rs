@@ -37,6 +37,11 @@ pub const fn value_bytes(ty: KvType, n: usize) -> usize {
     }
 }
 
+/// Positions a cache of `n_ctx` holds: whole tiles of `KV_TILE`.
+pub const fn cache_rows(n_ctx: usize) -> usize {
+    n_ctx.div_ceil(KV_TILE) * KV_TILE
+}
+
 /// One layer's K and V caches: their types and sizes. Every offset the kernels compute
 /// comes from here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -61,7 +66,7 @@ impl KvGeom {
             v: types.v,
             kv_heads,
             head_dim,
-            rows: n_ctx.div_ceil(KV_TILE) * KV_TILE,
+            rows: cache_rows(n_ctx),
         }
     }
 

@@ -649,7 +649,7 @@ fn make_step(
     };
 
     // Activations in and out (caches: only the rows this step touches).
-    let kv_rows = opts.n_ctx.div_ceil(kv::KV_TILE) * kv::KV_TILE;
+    let kv_rows = kv::cache_rows(opts.n_ctx);
     let act_bytes = |bs: &[BufId]| -> u64 {
         bs.iter()
             .map(|b| {

@@ -259,6 +259,11 @@ impl Plan {
         self.arena_offset + self.peak_bytes
     }
 
+    /// Bytes of K and V one position holds in every layer's caches, in their types.
+    pub fn kv_bytes_per_position(&self) -> usize {
+        self.kv_bytes / crate::kernels::kv::cache_rows(self.n_ctx)
+    }
+
     /// Barriers one forward step waits at.
     pub fn barriers(&self) -> usize {
         self.phases.iter().filter(|p| p.barrier).count()
