@@ -6,6 +6,7 @@
 //! memory-bound regime decode runs in, not for a matrix sitting in L2.
 //!
 //!     cargo bench --bench kernels
+//!     cargo bench --bench kernels -- gemm    (prefill products, GFLOP/s per level)
 
 use std::time::Instant;
 
@@ -378,9 +379,81 @@ fn bench_attend(c: &mut Criterion) {
     group_b.finish();
 }
 
+/// Prefill products of 128 tokens at SmolLM2's shapes, each panel gemm at every SIMD level
+/// this CPU runs (the AVX2 kernels and their AVX-512 VNNI twins side by side), in GFLOP/s.
+/// Prefill is compute-bound, so the matrix is not rotated through copies.
+fn bench_gemm(c: &mut Criterion) {
+    const N_TOK: usize = 128;
+    let shapes = [
+        (GgmlType::Q8_0, 1536, 576),
+        (GgmlType::Q6K, 576, 1536),
+        (GgmlType::Q3K, 576, 1536),
+        (GgmlType::Iq4Xs, 576, 1536),
+        (GgmlType::Q4K, 576, 1536),
+        (GgmlType::Q4_0, 1536, 576),
+    ];
+    let levels: Vec<KernelLevel> = [KernelLevel::Avx2, KernelLevel::Avx512]
+        .into_iter()
+        .filter(|&l| table::supports(l))
+        .collect();
+    let mut rng = SplitMix64(11);
+    let mut group = c.benchmark_group("gemm");
+    let mut report = Vec::new();
+    for (dtype, rows, cols) in shapes {
+        let w: Vec<f32> = (0..rows * cols).map(|_| rng.next_f32() - 0.5).collect();
+        let bytes = quantize(dtype, &w).unwrap();
+        let nb = cols / dtype.block_len() as usize;
+        let mut packed = vec![0u8; panel::panel_bytes(dtype, rows, nb).unwrap()];
+        assert!(panel::repack(dtype, &bytes, rows, nb, &mut packed));
+        let packed = copies_of(&packed, 1).0;
+        let x: Vec<f32> = (0..cols * N_TOK).map(|_| rng.next_f32() - 0.5).collect();
+        let mut xq = vec![BlockQ8Act::default(); cols / 32 * N_TOK];
+        qgraph::kernels::scalar::act::quantize_act_scalar(&x, &mut xq);
+        let mut out = vec![0f32; rows * N_TOK];
+        let flop = 2.0 * (rows * cols * N_TOK) as f64;
+        group.throughput(Throughput::Elements(flop as u64));
+        let mut seen = std::collections::BTreeSet::new();
+        for &level in &levels {
+            let Some(k) = table::gemm(dtype, level, WeightLayout::Panels) else {
+                continue;
+            };
+            if !seen.insert(k.name) {
+                continue;
+            }
+            let mut run = || {
+                // SAFETY: `packed` holds the matrix's panels, 8-aligned; xq holds N_TOK rows
+                // of its blocks; out holds N_TOK rows of `rows`; the table chose the kernel
+                // for a level this CPU supports.
+                unsafe {
+                    (k.f)(
+                        packed.as_ptr() as *const u8,
+                        bytes.len() / rows,
+                        rows,
+                        &xq,
+                        N_TOK,
+                        out.as_mut_ptr(),
+                        rows,
+                    )
+                }
+            };
+            let name = format!("{dtype:?} {rows}x{cols} x{N_TOK} {}", k.name);
+            group.bench_function(&name, |b| b.iter(&mut run));
+            let t = Instant::now();
+            for _ in 0..20 {
+                run();
+            }
+            report.push((name, flop * 20.0 / t.elapsed().as_secs_f64() / 1e9));
+        }
+    }
+    group.finish();
+    for (name, gflops) in report {
+        eprintln!("  {name:<52} {gflops:>7.1} GFLOP/s");
+    }
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(20).warm_up_time(std::time::Duration::from_millis(300)).measurement_time(std::time::Duration::from_secs(1));
-    targets = bench_gemv, bench_attend
+    targets = bench_gemv, bench_gemm, bench_attend
 }
 criterion_main!(benches);

@@ -28,6 +28,15 @@ fn require_avx2() {
     );
 }
 
+/// The SIMD levels this CPU runs: AVX2, and AVX-512 (whose VNNI twins must compute bitwise
+/// what the AVX2 kernels do) where it has it.
+fn simd_levels() -> Vec<KernelLevel> {
+    [KernelLevel::Avx2, KernelLevel::Avx512]
+        .into_iter()
+        .filter(|&l| table::supports(l))
+        .collect()
+}
+
 fn aligned(bytes: &[u8]) -> Vec<u64> {
     let mut v = vec![0u64; bytes.len().div_ceil(8)];
     bytemuck::cast_slice_mut::<u64, u8>(&mut v)[..bytes.len()].copy_from_slice(bytes);
@@ -117,19 +126,19 @@ proptest! {
         let x: Vec<f32> = (0..n_tok * c.k).map(|_| (rng.next_f32() - 0.5) * 4.0).collect();
         let xq: Vec<BlockQ8Act> = x.chunks(c.k).flat_map(q8).collect();
         let nb = c.k / 32;
-        for dtype in FORMATS {
+        for (dtype, level) in FORMATS.into_iter().flat_map(|d| simd_levels().into_iter().map(move |l| (d, l))) {
             let (buf, _, row_bytes) = panels_of(dtype, &c);
-            let gemm = table::gemm(dtype, KernelLevel::Avx2, WeightLayout::Panels).unwrap().f;
+            let gemm = table::gemm(dtype, level, WeightLayout::Panels).unwrap().f;
             let gemv = table::gemv(dtype, KernelLevel::Avx2, c.k, WeightLayout::Panels).unwrap().f;
             let mut all = vec![f32::NAN; n_tok * c.rows];
-            // SAFETY: AVX2 checked; buf holds the panels; xq n_tok × k/32 blocks; the output
-            // n_tok rows of `rows`.
+            // SAFETY: the level is supported (simd_levels); buf holds the panels; xq n_tok ×
+            // k/32 blocks; the output n_tok rows of `rows`.
             unsafe { gemm(buf.as_ptr() as *const u8, row_bytes, c.rows, &xq, n_tok, all.as_mut_ptr(), c.rows) };
             for t in 0..n_tok {
                 let mut one = vec![f32::NAN; c.rows];
                 // SAFETY: as above, token t alone.
                 unsafe { gemv(buf.as_ptr() as *const u8, row_bytes, &x[t * c.k..(t + 1) * c.k], &xq[t * nb..(t + 1) * nb], &mut one) };
-                prop_assert_eq!(bits(&all[t * c.rows..(t + 1) * c.rows]), bits(&one), "{} token {}", dtype, t);
+                prop_assert_eq!(bits(&all[t * c.rows..(t + 1) * c.rows]), bits(&one), "{} {:?} token {}", dtype, level, t);
             }
         }
     }
@@ -161,6 +170,72 @@ proptest! {
                 unsafe { gemv(buf.as_ptr() as *const u8, row_bytes, &x[t * k..(t + 1) * k], &[], &mut one) };
                 prop_assert_eq!(bits(&all[t * rows..(t + 1) * rows]), bits(&one), "{} token {}", dtype, t);
             }
+        }
+    }
+}
+
+/// The VNNI gemm splits a long batch into token blocks sized by the row length (its
+/// activation sums sit on the stack) and pairs panels two by two: a wide matrix with an odd
+/// panel count and a batch of several token blocks still gives each token's gemv bitwise.
+#[test]
+fn avx512_gemm_is_bitwise_the_gemv_across_token_blocks_and_odd_panels() {
+    if !table::supports(KernelLevel::Avx512) {
+        eprintln!("skipped: this CPU has no AVX-512 VNNI");
+        return;
+    }
+    let (rows, k, n_tok) = (19, 8192, 70);
+    let mut rng = qgraph::sample::rng::SplitMix64(99);
+    let w: Vec<f32> = (0..rows * k).map(|_| rng.next_f32() - 0.5).collect();
+    let c = Case { rows, k, w };
+    let x: Vec<f32> = (0..n_tok * k)
+        .map(|_| (rng.next_f32() - 0.5) * 4.0)
+        .collect();
+    let xq: Vec<BlockQ8Act> = x.chunks(k).flat_map(q8).collect();
+    let nb = k / 32;
+    for dtype in [
+        GgmlType::Q8_0,
+        GgmlType::Q6K,
+        GgmlType::Q3K,
+        GgmlType::Iq4Nl,
+        GgmlType::Iq4Xs,
+    ] {
+        let (buf, _, row_bytes) = panels_of(dtype, &c);
+        let gemm = table::gemm(dtype, KernelLevel::Avx512, WeightLayout::Panels).unwrap();
+        assert!(gemm.name.ends_with("_vnni"), "{dtype}: {}", gemm.name);
+        let gemv = table::gemv(dtype, KernelLevel::Avx2, k, WeightLayout::Panels)
+            .unwrap()
+            .f;
+        let mut all = vec![f32::NAN; n_tok * rows];
+        // SAFETY: AVX-512 VNNI checked; buf holds the panels; xq n_tok × k/32 blocks; the
+        // output n_tok rows of `rows`.
+        unsafe {
+            (gemm.f)(
+                buf.as_ptr() as *const u8,
+                row_bytes,
+                rows,
+                &xq,
+                n_tok,
+                all.as_mut_ptr(),
+                rows,
+            )
+        };
+        for t in 0..n_tok {
+            let mut one = vec![f32::NAN; rows];
+            // SAFETY: as above, token t alone.
+            unsafe {
+                gemv(
+                    buf.as_ptr() as *const u8,
+                    row_bytes,
+                    &x[t * k..(t + 1) * k],
+                    &xq[t * nb..(t + 1) * nb],
+                    &mut one,
+                )
+            };
+            assert_eq!(
+                bits(&all[t * rows..(t + 1) * rows]),
+                bits(&one),
+                "{dtype} token {t}"
+            );
         }
     }
 }

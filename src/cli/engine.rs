@@ -26,7 +26,7 @@ pub struct EngineArgs {
     /// Planner passes: all, none, or a comma-separated list.
     #[arg(long, default_value = "all")]
     pub passes: String,
-    /// Kernel level: auto (the best this CPU runs), scalar (the reference), avx2.
+    /// Kernel level: auto (the best this CPU runs), scalar (the reference), avx2, avx512 (avx2 with AVX-512 VNNI twins).
     #[arg(long, default_value = "auto")]
     pub kernels: qgraph::kernels::KernelLevel,
     /// Prompt tokens per prefill step (batched kernels); 1 feeds prompts token by token.

@@ -47,7 +47,7 @@ pub struct PlanFlags {
     /// fuse-rope-kv, fuse-rmsnorm, fuse-residual, dead-code).
     #[arg(long, default_value = "all")]
     pub passes: String,
-    /// Kernel level: auto (the best this CPU runs), scalar (the reference), avx2.
+    /// Kernel level: auto (the best this CPU runs), scalar (the reference), avx2, avx512 (avx2 with AVX-512 VNNI twins).
     #[arg(long, default_value = "auto")]
     pub kernels: qgraph::kernels::KernelLevel,
     /// Threads the plan splits work between (default: physical cores).

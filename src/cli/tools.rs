@@ -180,7 +180,7 @@ pub struct PerplexityArgs {
     n_ctx: usize,
     #[arg(long, default_value = "all")]
     passes: String,
-    /// Kernel level: auto, scalar, avx2.
+    /// Kernel level: auto, scalar, avx2, avx512.
     #[arg(long, default_value = "auto")]
     kernels: qgraph::kernels::KernelLevel,
     #[command(flatten)]

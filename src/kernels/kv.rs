@@ -73,7 +73,7 @@ impl KvGeom {
     /// Why these types cannot hold heads of this size, if they cannot.
     pub fn unsupported(&self) -> Option<String> {
         for (which, ty) in [("K", self.k), ("V", self.v)] {
-            if ty == KvType::Q8_0 && self.head_dim % QK != 0 {
+            if ty == KvType::Q8_0 && !self.head_dim.is_multiple_of(QK) {
                 return Some(format!(
                     "a {which} cache of type q8_0 needs a head size that is a multiple of {QK} \
                      (this model's is {})",

@@ -20,6 +20,10 @@ pub enum KernelLevel {
     Scalar,
     /// AVX2 + FMA + F16C, activations quantized to 8-bit blocks for quantized weights.
     Avx2,
+    /// The AVX2 kernels, with AVX-512 (F, BW, VL, VNNI) twins where a benchmark on a CPU
+    /// that has them showed a win (`x86_64/vnni.rs`). Every twin computes bitwise what its
+    /// AVX2 kernel does, so a plan's results do not depend on which of the two it picked.
+    Avx512,
 }
 
 /// How a weight matrix's bytes are arranged for its kernels.
@@ -46,7 +50,13 @@ impl KernelLevel {
         match self {
             KernelLevel::Scalar => "scalar",
             KernelLevel::Avx2 => "avx2",
+            KernelLevel::Avx512 => "avx512",
         }
+    }
+
+    /// Whether the level runs the AVX2 kernels (both SIMD levels do).
+    pub fn has_avx2(self) -> bool {
+        self != KernelLevel::Scalar
     }
 }
 
@@ -57,9 +67,10 @@ impl std::str::FromStr for KernelLevel {
         match s {
             "scalar" => Ok(KernelLevel::Scalar),
             "avx2" => Ok(KernelLevel::Avx2),
+            "avx512" => Ok(KernelLevel::Avx512),
             "auto" => Ok(table::detect()),
             other => Err(format!(
-                "unknown kernel level `{other}` (scalar, avx2, auto)"
+                "unknown kernel level `{other}` (scalar, avx2, avx512, auto)"
             )),
         }
     }

@@ -13,7 +13,9 @@ use crate::quant::GgmlType;
 pub fn detect() -> KernelLevel {
     static LEVEL: std::sync::OnceLock<KernelLevel> = std::sync::OnceLock::new();
     *LEVEL.get_or_init(|| {
-        if supports(KernelLevel::Avx2) {
+        if supports(KernelLevel::Avx512) {
+            KernelLevel::Avx512
+        } else if supports(KernelLevel::Avx2) {
             KernelLevel::Avx2
         } else {
             KernelLevel::Scalar
@@ -31,8 +33,16 @@ pub fn supports(level: KernelLevel) -> bool {
                 && is_x86_feature_detected!("fma")
                 && is_x86_feature_detected!("f16c")
         }
+        #[cfg(target_arch = "x86_64")]
+        KernelLevel::Avx512 => {
+            supports(KernelLevel::Avx2)
+                && is_x86_feature_detected!("avx512f")
+                && is_x86_feature_detected!("avx512bw")
+                && is_x86_feature_detected!("avx512vl")
+                && is_x86_feature_detected!("avx512vnni")
+        }
         #[cfg(not(target_arch = "x86_64"))]
-        KernelLevel::Avx2 => false,
+        KernelLevel::Avx2 | KernelLevel::Avx512 => false,
     }
 }
 
@@ -56,7 +66,7 @@ pub fn gemv(
         return gemv_panels(dtype, level);
     }
     #[cfg(target_arch = "x86_64")]
-    if level == KernelLevel::Avx2 {
+    if level.has_avx2() {
         use super::x86_64::float::*;
         use super::x86_64::gemv::*;
         let q8 = |f: GemvFn, name| {
@@ -70,13 +80,13 @@ pub fn gemv(
             GgmlType::Q4_1 => return q8(gemv_q4_1_avx2, "gemv_q4_1_avx2"),
             GgmlType::Q4_0 => return q8(gemv_q4_0_avx2, "gemv_q4_0_avx2"),
             GgmlType::Q8_0 => return q8(gemv_q8_0_avx2, "gemv_q8_0_avx2"),
-            GgmlType::F16 if k % 8 == 0 => {
+            GgmlType::F16 if k.is_multiple_of(8) => {
                 return Some(chosen(gemv_f16_avx2 as GemvFn, "gemv_f16_avx2"))
             }
-            GgmlType::BF16 if k % 8 == 0 => {
+            GgmlType::BF16 if k.is_multiple_of(8) => {
                 return Some(chosen(gemv_bf16_avx2 as GemvFn, "gemv_bf16_avx2"))
             }
-            GgmlType::F32 if k % 8 == 0 => {
+            GgmlType::F32 if k.is_multiple_of(8) => {
                 return Some(chosen(gemv_f32_avx2 as GemvFn, "gemv_f32_avx2"))
             }
             _ => {}
@@ -116,7 +126,7 @@ fn scalar_gemv(dtype: GgmlType) -> Option<(GemvFn, &'static str)> {
 /// repacked matrix runs. The scalar level reads the file's rows only.
 fn gemv_panels(dtype: GgmlType, level: KernelLevel) -> Option<Chosen<GemvFn>> {
     #[cfg(target_arch = "x86_64")]
-    if level == KernelLevel::Avx2 {
+    if level.has_avx2() {
         use super::x86_64::kpanel::*;
         use super::x86_64::panel::{gemv_q4_0x8_avx2, gemv_q4_1x8_avx2};
         let (f, name): (GemvFn, &'static str) = match dtype {
@@ -148,7 +158,26 @@ fn gemv_panels(dtype: GgmlType, level: KernelLevel) -> Option<Chosen<GemvFn>> {
 /// tokens. The scalar level has none on purpose: its prefill is its decode, token by token.
 pub fn gemm(dtype: GgmlType, level: KernelLevel, layout: WeightLayout) -> Option<Chosen<GemmFn>> {
     #[cfg(target_arch = "x86_64")]
-    if level == KernelLevel::Avx2 {
+    if level == KernelLevel::Avx512 && layout == WeightLayout::Panels {
+        use super::x86_64::vnni::*;
+        let twin: Option<(GemmFn, &'static str)> = match dtype {
+            GgmlType::Q8_0 => Some((gemm_q8_0x8_vnni, "gemm_q8_0x8_vnni")),
+            GgmlType::Q6K => Some((gemm_q6_kx8_vnni, "gemm_q6_kx8_vnni")),
+            GgmlType::Q3K => Some((gemm_q3_kx8_vnni, "gemm_q3_kx8_vnni")),
+            GgmlType::Iq4Nl => Some((gemm_iq4_nlx8_vnni, "gemm_iq4_nlx8_vnni")),
+            GgmlType::Iq4Xs => Some((gemm_iq4_xsx8_vnni, "gemm_iq4_xsx8_vnni")),
+            _ => None,
+        };
+        if let Some((f, name)) = twin {
+            return Some(Chosen {
+                f,
+                name,
+                wants_q8: true,
+            });
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    if level.has_avx2() {
         use super::x86_64::gemm::*;
         use super::x86_64::kpanel::*;
         let (f, name): (GemmFn, &'static str) = match (dtype, layout) {
@@ -181,7 +210,7 @@ pub fn gemm(dtype: GgmlType, level: KernelLevel, layout: WeightLayout) -> Option
 /// one: it reads the steps' f32 input rather than 8-bit blocks.
 pub fn float_gemm(dtype: GgmlType, level: KernelLevel, k: usize) -> Option<Chosen<FloatGemmFn>> {
     #[cfg(target_arch = "x86_64")]
-    if level == KernelLevel::Avx2 && k % 8 == 0 {
+    if level.has_avx2() && k.is_multiple_of(8) {
         use super::x86_64::float::*;
         let (f, name): (FloatGemmFn, &'static str) = match dtype {
             GgmlType::F32 => (gemm_f32_avx2, "gemm_f32_avx2"),
@@ -207,7 +236,7 @@ pub fn gemv_q8_twin(dtype: GgmlType) -> Option<GemvFn> {
 
 pub fn quantize_act(level: KernelLevel) -> Chosen<QuantizeActFn> {
     #[cfg(target_arch = "x86_64")]
-    if level == KernelLevel::Avx2 {
+    if level.has_avx2() {
         return chosen(super::x86_64::math::quantize_act_avx2, "quantize_q8_avx2");
     }
     let _ = level;
@@ -217,11 +246,11 @@ pub fn quantize_act(level: KernelLevel) -> Chosen<QuantizeActFn> {
 /// The row-conversion kernel (embedding lookup) for rows of `n` elements of `dtype`.
 pub fn row(dtype: GgmlType, level: KernelLevel, n: usize) -> Option<Chosen<RowFn>> {
     #[cfg(target_arch = "x86_64")]
-    if level == KernelLevel::Avx2 {
+    if level.has_avx2() {
         use super::x86_64::math::{row_f16_avx2, row_q8_0_avx2};
         match dtype {
             GgmlType::Q8_0 => return Some(chosen(row_q8_0_avx2 as RowFn, "embed_q8_0_avx2")),
-            GgmlType::F16 if n % 8 == 0 => {
+            GgmlType::F16 if n.is_multiple_of(8) => {
                 return Some(chosen(row_f16_avx2 as RowFn, "embed_f16_avx2"))
             }
             _ => {}
@@ -275,7 +304,7 @@ pub fn row_panels(dtype: GgmlType) -> Option<Chosen<PanelRowFn>> {
 
 pub fn rmsnorm(level: KernelLevel) -> Chosen<RmsNormFn> {
     #[cfg(target_arch = "x86_64")]
-    if level == KernelLevel::Avx2 {
+    if level.has_avx2() {
         return chosen(super::x86_64::math::rmsnorm_avx2, "rmsnorm_avx2");
     }
     let _ = level;
@@ -286,8 +315,8 @@ pub fn rmsnorm(level: KernelLevel) -> Chosen<RmsNormFn> {
 /// head; the AVX2 rotation needs `head_dim` a multiple of 16.
 pub fn rope(level: KernelLevel, head_dim: usize) -> Chosen<RopeFn> {
     #[cfg(target_arch = "x86_64")]
-    if level == KernelLevel::Avx2
-        && head_dim % 16 == 0
+    if level.has_avx2()
+        && head_dim.is_multiple_of(16)
         && head_dim <= super::x86_64::math::ROPE_MAX_HEAD_DIM
     {
         return chosen(super::x86_64::math::rope_avx2, "rope_avx2");
@@ -300,7 +329,7 @@ pub fn rope(level: KernelLevel, head_dim: usize) -> Chosen<RopeFn> {
 /// of 16 (they hold 16 output values per head in registers).
 pub fn attend(level: KernelLevel, head_dim: usize, kv: crate::vocab::KvTypes) -> Chosen<AttendFn> {
     #[cfg(target_arch = "x86_64")]
-    if level == KernelLevel::Avx2 && head_dim % 16 == 0 {
+    if level.has_avx2() && head_dim.is_multiple_of(16) {
         let (f, name) = super::x86_64::attention::attend_for(kv.k, kv.v);
         return chosen(f, name);
     }
@@ -310,7 +339,7 @@ pub fn attend(level: KernelLevel, head_dim: usize, kv: crate::vocab::KvTypes) ->
 
 pub fn silu_mul(level: KernelLevel) -> Chosen<SiluMulFn> {
     #[cfg(target_arch = "x86_64")]
-    if level == KernelLevel::Avx2 {
+    if level.has_avx2() {
         return chosen(super::x86_64::math::silu_mul_avx2, "silu_mul_avx2");
     }
     let _ = level;
@@ -319,7 +348,7 @@ pub fn silu_mul(level: KernelLevel) -> Chosen<SiluMulFn> {
 
 pub fn accumulate(level: KernelLevel) -> Chosen<AccumulateFn> {
     #[cfg(target_arch = "x86_64")]
-    if level == KernelLevel::Avx2 {
+    if level.has_avx2() {
         return chosen(super::x86_64::math::accumulate_avx2, "accumulate_avx2");
     }
     let _ = level;

@@ -211,7 +211,7 @@ impl Ctx<'_> {
     }
 
     fn heads(&self, width: usize, heads: usize, what: &str) -> Result<usize, PlanError> {
-        if heads == 0 || width % heads != 0 {
+        if heads == 0 || !width.is_multiple_of(heads) {
             return Err(self.invalid(format!(
                 "{heads} {what} do not divide the row width {width}"
             )));
@@ -439,7 +439,7 @@ fn node_facts(cx: &Ctx, seq: usize, n_ctx: usize) -> Result<Vec<Fact>, PlanError
 }
 
 fn check_groups(cx: &Ctx, heads: usize, kv_heads: usize) -> Result<(), PlanError> {
-    if kv_heads == 0 || heads % kv_heads != 0 {
+    if kv_heads == 0 || !heads.is_multiple_of(kv_heads) {
         return Err(cx.invalid(format!(
             "{heads} query heads cannot be grouped over {kv_heads} KV heads"
         )));

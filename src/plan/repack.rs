@@ -35,7 +35,7 @@ pub fn panels(
 ) -> Option<Arc<DerivedBytes>> {
     let k = *t.dims.first()? as usize;
     let block = t.dtype.block_len() as usize;
-    if k == 0 || k % block != 0 || !panel::has_layout(t.dtype) {
+    if k == 0 || !k.is_multiple_of(block) || !panel::has_layout(t.dtype) {
         return None;
     }
     let (rows, nb) = (t.n_elements as usize / k, k / block);

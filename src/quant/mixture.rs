@@ -233,7 +233,7 @@ fn fit(
     cols: u64,
     want: GgmlType,
 ) -> Result<(GgmlType, Option<&'static str>), MixtureError> {
-    if cols % want.block_len() == 0 {
+    if cols.is_multiple_of(want.block_len()) {
         return Ok((want, None));
     }
     let fallback = match want {
@@ -250,7 +250,7 @@ fn fit(
             })
         }
     };
-    if cols % fallback.block_len() == 0 {
+    if cols.is_multiple_of(fallback.block_len()) {
         Ok((fallback, Some("fallback: rows are not whole blocks")))
     } else {
         Ok((GgmlType::F16, Some("fallback to F16: unusual row length")))

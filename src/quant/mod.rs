@@ -312,7 +312,7 @@ impl GgmlType {
     /// Bytes taken by `n_elements` elements, or `None` if they are not a whole number
     /// of blocks or the size overflows.
     pub fn bytes_for(self, n_elements: u64) -> Option<u64> {
-        if n_elements % self.block_len() != 0 {
+        if !n_elements.is_multiple_of(self.block_len()) {
             return None;
         }
         (n_elements / self.block_len()).checked_mul(self.block_bytes())

@@ -237,7 +237,7 @@ pub(super) unsafe fn unpack_blocks<F: PanelFormat>(
     for (i, p) in out.iter_mut().enumerate() {
         let b = b0 + i;
         let t = panel.wrapping_add(b / F::BLOCKS * F::TILE);
-        if i == 0 || b % F::BLOCKS == 0 {
+        if i == 0 || b.is_multiple_of(F::BLOCKS) {
             // SAFETY: tile b / BLOCKS is in the panel (caller).
             head = Some(unsafe { F::head(t) });
         }

@@ -14,3 +14,4 @@ pub mod gemv;
 pub mod kpanel;
 pub mod math;
 pub mod panel;
+pub mod vnni;

@@ -1,0 +1,249 @@
+//! AVX-512 VNNI twins of the batched prefill product over row panels, for the formats whose
+//! codes multiply as signed bytes (`Dot::Signed`: Q8_0, IQ4_NL, IQ4_XS; `Dot::Signed2`:
+//! Q6_K, Q3_K). Chosen at the `avx512` level only, where a benchmark showed the win
+//! (`cargo bench --bench kernels -- gemm`).
+//!
+//! The AVX2 product of one chunk of four codes per row costs five instructions (broadcast,
+//! `abs`, `sign`, `maddubs`, `madd`) plus a share of an add tree; here it is two: a
+//! broadcast and one `vpdpbusd`, which multiplies unsigned by signed bytes and adds the four
+//! products into an i32 lane. The codes are made unsigned once per unpacked block, by adding
+//! 128 (`c ^ 0x80`), and the activations stay signed, so each lane sums
+//! `Σ (c + 128)·x = Σ c·x + 128·Σ x`. The second term is subtracted from the exact integer
+//! sum: `Σ x` over each 16-code half of every activation block is computed once per token
+//! block, not per row. The result is the AVX2 kernel's integer sum exactly, followed by the
+//! same float multiplies and FMAs in the same order, so a row is bitwise what the decode gemv
+//! (`panel.rs`) and the AVX2 gemm (`gemm.rs`) compute: prefill stays bitwise equal to decode
+//! at every level and thread count.
+//!
+//! A 512-bit register holds two panels (16 rows, one per 32-bit lane): panel A in the low
+//! half, panel B in the high. An odd last panel is paired with zero codes whose lanes are
+//! computed and never stored.
+
+use std::arch::x86_64::*;
+
+use super::dot::Dot;
+use super::gemm::{unpack_blocks, Packed, PanelFormat};
+use crate::kernels::panel::PANEL_ROWS;
+use crate::kernels::scalar::act::BlockQ8Act;
+
+/// Rows per register: two panels.
+const PAIR: usize = 2 * PANEL_ROWS;
+/// Blocks unpacked at once: 32 × 640 bytes = 20 KiB of pairs (plus 2 × 10 KiB of halves).
+const KCHUNK: usize = 32;
+/// Tokens whose accumulators one pass over a chunk keeps in registers.
+const TOK_GROUP: usize = 4;
+/// Tokens per pass over the matrix.
+const TOK_BLOCK: usize = 128;
+/// (token, block) activation sums held at once: 64 KiB on the stack. Rows of more than
+/// `SUMS / TOK_BLOCK` blocks take fewer tokens per pass.
+const SUMS: usize = 8192;
+
+/// One block of sixteen rows (two panels), codes made unsigned: `q[j]` holds codes
+/// 4j..4j+4 (j < 4) or 16+4(j−4).. (j ≥ 4) of every row plus 128; `d` and `m` the rows'
+/// scales (`m` the second half's scale for `Dot::Signed2`).
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Pair {
+    q: [__m512i; 8],
+    d: __m512,
+    m: __m512,
+}
+
+/// `lo` in the low 256 bits and `hi` in the high.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn join_i(lo: __m256i, hi: __m256i) -> __m512i {
+    _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi)
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn join_f(lo: __m256, hi: __m256) -> __m512 {
+    _mm512_castpd_ps(_mm512_insertf64x4::<1>(
+        _mm512_castps_pd(_mm512_castps256_ps512(lo)),
+        _mm256_castps_pd(hi),
+    ))
+}
+
+/// `128·Σ x` over weights 0..16 and 16..32 of each activation block, the term the biased
+/// codes add to every row's integer sum.
+fn bias_sums(xq: &[BlockQ8Act], out: &mut [[i32; 2]]) {
+    for (b, s) in xq.iter().zip(out.iter_mut()) {
+        let half = |r: &[i8]| 128 * r.iter().map(|&v| v as i32).sum::<i32>();
+        *s = [half(&b.qs[..16]), half(&b.qs[16..])];
+    }
+}
+
+/// `acc` plus the sixteen rows' products of block `p` with activation block `x`, whose
+/// bias sums are `bias`: the integer sums of `dot::signed_dot` / `dot::signed2_dot`, then
+/// their float steps.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn pair_dot<F: PanelFormat>(p: &Pair, x: &BlockQ8Act, bias: [i32; 2], acc: __m512) -> __m512 {
+    let qs = x.qs.as_ptr() as *const i32;
+    // SAFETY: qs is 32 bytes: words 0..8 (read unaligned).
+    let word = |j: usize| _mm512_set1_epi32(unsafe { qs.add(j).read_unaligned() });
+    let mut lo = _mm512_dpbusd_epi32(_mm512_setzero_si512(), p.q[0], word(0));
+    let mut hi = _mm512_dpbusd_epi32(_mm512_setzero_si512(), p.q[4], word(4));
+    for j in 1..4 {
+        lo = _mm512_dpbusd_epi32(lo, p.q[j], word(j));
+        hi = _mm512_dpbusd_epi32(hi, p.q[4 + j], word(4 + j));
+    }
+    let xd = _mm512_set1_ps(x.d);
+    if F::DOT == Dot::Signed2 {
+        let lo = _mm512_cvtepi32_ps(_mm512_sub_epi32(lo, _mm512_set1_epi32(bias[0])));
+        let hi = _mm512_cvtepi32_ps(_mm512_sub_epi32(hi, _mm512_set1_epi32(bias[1])));
+        let acc = _mm512_fmadd_ps(lo, _mm512_mul_ps(p.d, xd), acc);
+        _mm512_fmadd_ps(hi, _mm512_mul_ps(p.m, xd), acc)
+    } else {
+        let dot = _mm512_sub_epi32(
+            _mm512_add_epi32(lo, hi),
+            _mm512_set1_epi32(bias[0] + bias[1]),
+        );
+        _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(p.d, xd), acc)
+    }
+}
+
+/// Joins the unpacked blocks of two panels into pairs, codes biased to unsigned.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn join_pairs(a: &[Packed], b: &[Packed], out: &mut [Pair]) {
+    let flip = _mm512_set1_epi8(-128);
+    for ((pa, pb), o) in a.iter().zip(b).zip(out.iter_mut()) {
+        o.q = std::array::from_fn(|j| _mm512_xor_si512(join_i(pa.q[j], pb.q[j]), flip));
+        o.d = join_f(pa.d, pb.d);
+        o.m = join_f(pa.m, pb.m);
+    }
+}
+
+/// The batched product for a signed-code format `F` over row panels (`kernels::GemmFn`).
+///
+/// # Safety
+/// As `kernels::GemmFn`, with `w` the start of a panel of `F`'s layout and rows in panels
+/// from there; the CPU has AVX2, FMA, F16C and AVX-512 F/BW/VL/VNNI (`table::supports`).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn gemm_pairs<F: PanelFormat>(
+    w: *const u8,
+    row_bytes: usize,
+    rows: usize,
+    xq: &[BlockQ8Act],
+    n_tok: usize,
+    out: *mut f32,
+    ldo: usize,
+) {
+    debug_assert!(matches!(F::DOT, Dot::Signed | Dot::Signed2));
+    if rows == 0 || n_tok == 0 {
+        return;
+    }
+    let nb = xq.len() / n_tok;
+    let zero = Packed {
+        q: [_mm256_setzero_si256(); 8],
+        d: _mm256_setzero_ps(),
+        m: _mm256_setzero_ps(),
+    };
+    let mut half_a = [zero; KCHUNK];
+    let mut half_b = [zero; KCHUNK];
+    let mut pairs = [Pair {
+        q: [_mm512_setzero_si512(); 8],
+        d: _mm512_setzero_ps(),
+        m: _mm512_setzero_ps(),
+    }; KCHUNK];
+    let mut sums = [[0i32; 2]; SUMS];
+    let mut acc = [_mm512_setzero_ps(); TOK_BLOCK];
+    let tok_block = (SUMS / nb.max(1)).clamp(1, TOK_BLOCK);
+    for t0 in (0..n_tok).step_by(tok_block) {
+        let nt = (n_tok - t0).min(tok_block);
+        bias_sums(&xq[t0 * nb..(t0 + nt) * nb], &mut sums[..nt * nb]);
+        for r0 in (0..rows).step_by(PAIR) {
+            let live = (rows - r0).min(PAIR);
+            // Panel r0 / 8 starts at r0 · row_bytes; the second exists when live > 8.
+            let panel_a = w.wrapping_add(r0 * row_bytes);
+            let panel_b = w.wrapping_add((r0 + PANEL_ROWS) * row_bytes);
+            super::gemv::prefetch(w.wrapping_add((r0 + PAIR) * row_bytes), PAIR * row_bytes);
+            acc[..nt].fill(_mm512_setzero_ps());
+            for b0 in (0..nb).step_by(KCHUNK) {
+                let nk = (nb - b0).min(KCHUNK);
+                // SAFETY: blocks b0..b0 + nk < nb of the panels at rows r0 (and r0 + 8 when
+                // it holds rows), in bounds (caller).
+                unsafe {
+                    unpack_blocks::<F>(panel_a, b0, &mut half_a[..nk]);
+                    if live > PANEL_ROWS {
+                        unpack_blocks::<F>(panel_b, b0, &mut half_b[..nk]);
+                    } else {
+                        half_b[..nk].fill(zero);
+                    }
+                }
+                join_pairs(&half_a[..nk], &half_b[..nk], &mut pairs[..nk]);
+                let mut g = 0;
+                while g < nt {
+                    let group = (nt - g).min(TOK_GROUP);
+                    if group == TOK_GROUP {
+                        let x: [&[BlockQ8Act]; TOK_GROUP] =
+                            std::array::from_fn(|i| &xq[(t0 + g + i) * nb + b0..][..nk]);
+                        let s: [&[[i32; 2]]; TOK_GROUP] =
+                            std::array::from_fn(|i| &sums[(g + i) * nb + b0..][..nk]);
+                        let mut a: [__m512; TOK_GROUP] = std::array::from_fn(|i| acc[g + i]);
+                        for (b, p) in pairs[..nk].iter().enumerate() {
+                            for i in 0..TOK_GROUP {
+                                a[i] = pair_dot::<F>(p, &x[i][b], s[i][b], a[i]);
+                            }
+                        }
+                        acc[g..g + TOK_GROUP].copy_from_slice(&a);
+                    } else {
+                        for t in g..g + group {
+                            let x = &xq[(t0 + t) * nb + b0..][..nk];
+                            let s = &sums[t * nb + b0..][..nk];
+                            let mut a = acc[t];
+                            for ((p, xb), sb) in pairs[..nk].iter().zip(x).zip(s) {
+                                a = pair_dot::<F>(p, xb, *sb, a);
+                            }
+                            acc[t] = a;
+                        }
+                    }
+                    g += group;
+                }
+            }
+            let mask: __mmask16 = if live == PAIR { !0 } else { (1 << live) - 1 };
+            for (t, a) in acc[..nt].iter().enumerate() {
+                // SAFETY: out holds rows r0..r0 + live of token t0 + t (caller: ldo ≥ rows);
+                // the mask stores only those lanes.
+                unsafe { _mm512_mask_storeu_ps(out.add((t0 + t) * ldo + r0), mask, *a) };
+            }
+        }
+    }
+}
+
+macro_rules! vnni_kernels {
+    ($($fmt:ident: $gemm:ident;)*) => {$(
+        /// The batched product over row panels of this format with AVX-512 VNNI
+        /// (`gemm_pairs`): bitwise the AVX2 gemm and the decode gemv.
+        ///
+        /// # Safety
+        /// As `kernels::GemmFn`, with `w` the start of a panel of the format's layout; the
+        /// CPU has AVX2, FMA, F16C and AVX-512 F/BW/VL/VNNI.
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+        pub unsafe fn $gemm(
+            w: *const u8,
+            row_bytes: usize,
+            rows: usize,
+            xq: &[BlockQ8Act],
+            n_tok: usize,
+            out: *mut f32,
+            ldo: usize,
+        ) {
+            // SAFETY: forwarded from the caller.
+            unsafe { gemm_pairs::<super::kpanel::$fmt>(w, row_bytes, rows, xq, n_tok, out, ldo) }
+        }
+    )*};
+}
+
+vnni_kernels! {
+    Q8_0: gemm_q8_0x8_vnni;
+    Q6K: gemm_q6_kx8_vnni;
+    Q3K: gemm_q3_kx8_vnni;
+    Iq4Nl: gemm_iq4_nlx8_vnni;
+    Iq4Xs: gemm_iq4_xsx8_vnni;
+}
+
+const _: () = assert!(std::mem::size_of::<Pair>() == 640 && TOK_BLOCK * 64 <= SUMS);
