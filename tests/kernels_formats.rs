@@ -176,9 +176,10 @@ proptest! {
 
 /// The VNNI gemm splits a long batch into token blocks sized by the row length (its
 /// activation sums sit on the stack) and pairs panels two by two: a wide matrix with an odd
-/// panel count and a batch of several token blocks still gives each token's gemv bitwise.
+/// panel count and a batch of several token blocks still gives each token's AVX2 gemv
+/// bitwise, and so does the VNNI gemv.
 #[test]
-fn avx512_gemm_is_bitwise_the_gemv_across_token_blocks_and_odd_panels() {
+fn avx512_twins_are_bitwise_the_avx2_gemv_across_token_blocks_and_odd_panels() {
     if !table::supports(KernelLevel::Avx512) {
         eprintln!("skipped: this CPU has no AVX-512 VNNI");
         return;
@@ -236,6 +237,19 @@ fn avx512_gemm_is_bitwise_the_gemv_across_token_blocks_and_odd_panels() {
                 bits(&one),
                 "{dtype} token {t}"
             );
+            let twin = table::gemv(dtype, KernelLevel::Avx512, k, WeightLayout::Panels).unwrap();
+            let mut got = vec![f32::NAN; rows];
+            // SAFETY: as above.
+            unsafe {
+                (twin.f)(
+                    buf.as_ptr() as *const u8,
+                    row_bytes,
+                    &x[t * k..(t + 1) * k],
+                    &xq[t * nb..(t + 1) * nb],
+                    &mut got,
+                )
+            };
+            assert_eq!(bits(&got), bits(&one), "{dtype} gemv token {t}");
         }
     }
 }

@@ -126,6 +126,25 @@ fn scalar_gemv(dtype: GgmlType) -> Option<(GemvFn, &'static str)> {
 /// repacked matrix runs. The scalar level reads the file's rows only.
 fn gemv_panels(dtype: GgmlType, level: KernelLevel) -> Option<Chosen<GemvFn>> {
     #[cfg(target_arch = "x86_64")]
+    if level == KernelLevel::Avx512 {
+        use super::x86_64::vnni::*;
+        let twin: Option<(GemvFn, &'static str)> = match dtype {
+            // Q8_0 and Q6_K decode at the same speed either way (their gemv waits on
+            // memory, or on Q6_K's unpacking): they keep the AVX2 kernel.
+            GgmlType::Q3K => Some((gemv_q3_kx8_vnni, "gemv_q3_kx8_vnni")),
+            GgmlType::Iq4Nl => Some((gemv_iq4_nlx8_vnni, "gemv_iq4_nlx8_vnni")),
+            GgmlType::Iq4Xs => Some((gemv_iq4_xsx8_vnni, "gemv_iq4_xsx8_vnni")),
+            _ => None,
+        };
+        if let Some((f, name)) = twin {
+            return Some(Chosen {
+                f,
+                name,
+                wants_q8: true,
+            });
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
     if level.has_avx2() {
         use super::x86_64::kpanel::*;
         use super::x86_64::panel::{gemv_q4_0x8_avx2, gemv_q4_1x8_avx2};

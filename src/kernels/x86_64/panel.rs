@@ -19,7 +19,7 @@ use crate::kernels::scalar::act::BlockQ8Act;
 /// Stores the first `out.len()` (≤ 8) lanes of `acc`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn store_lanes(acc: __m256, out: &mut [f32]) {
+pub(super) fn store_lanes(acc: __m256, out: &mut [f32]) {
     if out.len() == PANEL_ROWS {
         // SAFETY: out holds 8 floats.
         unsafe { _mm256_storeu_ps(out.as_mut_ptr(), acc) };

@@ -1,7 +1,9 @@
-//! AVX-512 VNNI twins of the batched prefill product over row panels, for the formats whose
-//! codes multiply as signed bytes (`Dot::Signed`: Q8_0, IQ4_NL, IQ4_XS; `Dot::Signed2`:
-//! Q6_K, Q3_K). Chosen at the `avx512` level only, where a benchmark showed the win
-//! (`cargo bench --bench kernels -- gemm`).
+//! AVX-512 VNNI twins of the panel products for the formats whose codes multiply as signed
+//! bytes (`Dot::Signed`: Q8_0, IQ4_NL, IQ4_XS; `Dot::Signed2`: Q6_K, Q3_K): the batched
+//! prefill gemm of all five, and the decode gemv of the three whose AVX2 gemv is
+//! compute-bound (Q3_K, IQ4_NL, IQ4_XS). Chosen at the `avx512` level only, each where a
+//! benchmark showed the win (`cargo bench --bench kernels -- gemm` and `-- gemv`; Zen 4
+//! EPYC: Q8_0 gemm 73–89 → 246–275 GFLOP/s, Q6_K 88–98 → 144–243, IQ4_XS gemv 44 → 62).
 //!
 //! The AVX2 product of one chunk of four codes per row costs five instructions (broadcast,
 //! `abs`, `sign`, `maddubs`, `madd`) plus a share of an add tree; here it is two: a
@@ -212,6 +214,108 @@ unsafe fn gemm_pairs<F: PanelFormat>(
             }
         }
     }
+}
+
+/// Activation blocks whose bias sums the decode product holds on the stack (8 KiB): rows
+/// up to 32768 weights. Longer rows run the AVX2 gemv, which gives the same bits.
+const GEMV_SUMS: usize = 1024;
+
+/// `acc` plus the eight rows' products of block `p` (codes biased to unsigned) with `x`: the
+/// 256-bit form of `pair_dot`, for one panel.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn panel_dot<F: PanelFormat>(p: &Packed, x: &BlockQ8Act, bias: [i32; 2], acc: __m256) -> __m256 {
+    let qs = x.qs.as_ptr() as *const i32;
+    // SAFETY: qs is 32 bytes: words 0..8 (read unaligned).
+    let word = |j: usize| _mm256_set1_epi32(unsafe { qs.add(j).read_unaligned() });
+    let flip = _mm256_set1_epi8(-128);
+    let q = |j: usize| _mm256_xor_si256(p.q[j], flip);
+    let mut lo = _mm256_dpbusd_epi32(_mm256_setzero_si256(), q(0), word(0));
+    let mut hi = _mm256_dpbusd_epi32(_mm256_setzero_si256(), q(4), word(4));
+    for j in 1..4 {
+        lo = _mm256_dpbusd_epi32(lo, q(j), word(j));
+        hi = _mm256_dpbusd_epi32(hi, q(4 + j), word(4 + j));
+    }
+    let xd = _mm256_set1_ps(x.d);
+    if F::DOT == Dot::Signed2 {
+        let lo = _mm256_cvtepi32_ps(_mm256_sub_epi32(lo, _mm256_set1_epi32(bias[0])));
+        let hi = _mm256_cvtepi32_ps(_mm256_sub_epi32(hi, _mm256_set1_epi32(bias[1])));
+        let acc = _mm256_fmadd_ps(lo, _mm256_mul_ps(p.d, xd), acc);
+        _mm256_fmadd_ps(hi, _mm256_mul_ps(p.m, xd), acc)
+    } else {
+        let dot = _mm256_sub_epi32(
+            _mm256_add_epi32(lo, hi),
+            _mm256_set1_epi32(bias[0] + bias[1]),
+        );
+        _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_mul_ps(p.d, xd), acc)
+    }
+}
+
+/// The decode product for a signed-code format `F` over row panels (`kernels::GemvFn`):
+/// `panel::gemv_panels` with `vpdpbusd` (256-bit) in place of the sign trick.
+///
+/// # Safety
+/// As `kernels::GemvFn`, with `w` the start of a panel of `F`'s layout and rows
+/// `0..out.len()` in panels from there; the CPU has AVX2, FMA, F16C and AVX-512
+/// F/BW/VL/VNNI.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn gemv_panels<F: PanelFormat>(
+    w: *const u8,
+    row_bytes: usize,
+    xq: &[BlockQ8Act],
+    out: &mut [f32],
+) {
+    use super::gemv::{prefetch_once, PREFETCH_BYTES};
+    if xq.len() > GEMV_SUMS {
+        // SAFETY: forwarded from the caller.
+        return unsafe { super::panel::gemv_panels::<F>(w, row_bytes, xq, out) };
+    }
+    let mut sums = [[0i32; 2]; GEMV_SUMS];
+    bias_sums(xq, &mut sums[..xq.len()]);
+    for (p, lanes) in out.chunks_mut(PANEL_ROWS).enumerate() {
+        let panel = w.wrapping_add(p * PANEL_ROWS * row_bytes);
+        let mut acc = _mm256_setzero_ps();
+        for (i, (xs, ss)) in xq.chunks(F::BLOCKS).zip(sums.chunks(F::BLOCKS)).enumerate() {
+            let t = panel.wrapping_add(i * F::TILE);
+            prefetch_once(t.wrapping_add(PREFETCH_BYTES), F::TILE);
+            // SAFETY: tile i of panel p is in bounds (caller); the CPU has the features.
+            let head = unsafe { F::head(t) };
+            for (sub, (x, s)) in xs.iter().zip(ss).enumerate() {
+                // SAFETY: as above.
+                acc = panel_dot::<F>(unsafe { &F::unpack(t, &head, sub) }, x, *s, acc);
+            }
+        }
+        super::panel::store_lanes(acc, lanes);
+    }
+}
+
+macro_rules! vnni_gemv {
+    ($($fmt:ident: $gemv:ident;)*) => {$(
+        /// The decode product over row panels of this format with AVX-512 VNNI
+        /// (`gemv_panels`): bitwise the AVX2 panel gemv.
+        ///
+        /// # Safety
+        /// As `kernels::GemvFn`, with `w` the start of a panel of the format's layout; the
+        /// CPU has AVX2, FMA, F16C and AVX-512 F/BW/VL/VNNI.
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+        pub unsafe fn $gemv(
+            w: *const u8,
+            row_bytes: usize,
+            _x: &[f32],
+            xq: &[BlockQ8Act],
+            out: &mut [f32],
+        ) {
+            // SAFETY: forwarded from the caller.
+            unsafe { gemv_panels::<super::kpanel::$fmt>(w, row_bytes, xq, out) }
+        }
+    )*};
+}
+
+vnni_gemv! {
+    Q3K: gemv_q3_kx8_vnni;
+    Iq4Nl: gemv_iq4_nlx8_vnni;
+    Iq4Xs: gemv_iq4_xsx8_vnni;
 }
 
 macro_rules! vnni_kernels {
