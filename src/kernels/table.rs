@@ -129,8 +129,8 @@ fn gemv_panels(dtype: GgmlType, level: KernelLevel) -> Option<Chosen<GemvFn>> {
     if level == KernelLevel::Avx512 {
         use super::x86_64::vnni::*;
         let twin: Option<(GemvFn, &'static str)> = match dtype {
-            // Q8_0 and Q6_K decode at the same speed either way (their gemv waits on
-            // memory, or on Q6_K's unpacking): they keep the AVX2 kernel.
+            // Q8_0 and Q6_K decode no faster with VNNI (Q8_0's gemv waits on memory,
+            // Q6_K's on unpacking): they keep the AVX2 kernel.
             GgmlType::Q3K => Some((gemv_q3_kx8_vnni, "gemv_q3_kx8_vnni")),
             GgmlType::Iq4Nl => Some((gemv_iq4_nlx8_vnni, "gemv_iq4_nlx8_vnni")),
             GgmlType::Iq4Xs => Some((gemv_iq4_xsx8_vnni, "gemv_iq4_xsx8_vnni")),

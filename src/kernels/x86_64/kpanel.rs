@@ -283,6 +283,24 @@ impl PanelFormat for Q6K {
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn unpack(t: *const u8, _head: &(), b: usize) -> Packed {
+        // SAFETY: forwarded from the caller.
+        let mut p = unsafe { Self::unpack_raw(t, b) };
+        for q in &mut p.q {
+            *q = _mm256_sub_epi8(*q, _mm256_set1_epi8(32));
+        }
+        p
+    }
+}
+
+impl Q6K {
+    /// `unpack` with the codes as stored, 0..64 (the code plus 32): the VNNI kernels
+    /// multiply them unsigned and subtract `32·Σx` (`vnni.rs`).
+    ///
+    /// # Safety
+    /// As `PanelFormat::unpack`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn unpack_raw(t: *const u8, b: usize) -> Packed {
         let (half, quarter) = (b / 4, b % 4);
         let two = _mm256_set1_epi8(0x30);
         let shift = 2 * quarter as i32;
@@ -305,8 +323,7 @@ impl PanelFormat for Q6K {
             let ql = t.add(144 + 32 * (16 * half + 8 * (quarter % 2)));
             let qh = t.add(1168 + 32 * 8 * half);
             let q = std::array::from_fn(|j| {
-                let code = _mm256_or_si256(nibble(chunk(ql, j), quarter / 2), high(chunk(qh, j)));
-                _mm256_sub_epi8(code, _mm256_set1_epi8(32))
+                _mm256_or_si256(nibble(chunk(ql, j), quarter / 2), high(chunk(qh, j)))
             });
             Packed {
                 q,

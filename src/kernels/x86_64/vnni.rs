@@ -12,7 +12,8 @@
 //! 128 (`c ^ 0x80`), and the activations stay signed, so each lane sums
 //! `Σ (c + 128)·x = Σ c·x + 128·Σ x`. The second term is subtracted from the exact integer
 //! sum: `Σ x` over each 16-code half of every activation block is computed once per token
-//! block, not per row. The result is the AVX2 kernel's integer sum exactly, followed by the
+//! block, not per row. Q6_K's stored codes are already its codes plus 32, so it skips both
+//! the `− 32` and the flip and subtracts `32·Σ x` instead (`Biased`). The result is the AVX2 kernel's integer sum exactly, followed by the
 //! same float multiplies and FMAs in the same order, so a row is bitwise what the decode gemv
 //! (`panel.rs`) and the AVX2 gemm (`gemm.rs`) compute: prefill stays bitwise equal to decode
 //! at every level and thread count.
@@ -24,7 +25,8 @@
 use std::arch::x86_64::*;
 
 use super::dot::Dot;
-use super::gemm::{unpack_blocks, Packed, PanelFormat};
+use super::gemm::{Packed, PanelFormat};
+use super::kpanel;
 use crate::kernels::panel::PANEL_ROWS;
 use crate::kernels::scalar::act::BlockQ8Act;
 
@@ -67,12 +69,69 @@ fn join_f(lo: __m256, hi: __m256) -> __m512 {
     ))
 }
 
-/// `128·Σ x` over weights 0..16 and 16..32 of each activation block, the term the biased
+/// A signed-code panel format as `vpdpbusd` multiplies it: codes made unsigned by adding
+/// `BIAS`. By default the signed codes are unpacked and flipped (`c ^ 0x80`, a bias of
+/// 128); Q6_K's stored codes are already its codes plus 32.
+pub(super) trait Biased: PanelFormat {
+    const BIAS: i32 = 128;
+    /// `PanelFormat::unpack` with every code plus `BIAS`, as an unsigned byte.
+    ///
+    /// # Safety
+    /// As `PanelFormat::unpack`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn unpack_biased(t: *const u8, head: &Self::Head, sub: usize) -> Packed {
+        // SAFETY: forwarded from the caller.
+        let mut p = unsafe { Self::unpack(t, head, sub) };
+        for q in &mut p.q {
+            *q = _mm256_xor_si256(*q, _mm256_set1_epi8(-128));
+        }
+        p
+    }
+}
+
+impl Biased for kpanel::Q8_0 {}
+impl Biased for kpanel::Q3K {}
+impl Biased for kpanel::Iq4Nl {}
+impl Biased for kpanel::Iq4Xs {}
+impl Biased for kpanel::Q6K {
+    const BIAS: i32 = 32;
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn unpack_biased(t: *const u8, _head: &(), sub: usize) -> Packed {
+        // SAFETY: forwarded from the caller.
+        unsafe { kpanel::Q6K::unpack_raw(t, sub) }
+    }
+}
+
+/// `bias·Σ x` over weights 0..16 and 16..32 of each activation block, the term the biased
 /// codes add to every row's integer sum.
-fn bias_sums(xq: &[BlockQ8Act], out: &mut [[i32; 2]]) {
+fn bias_sums(bias: i32, xq: &[BlockQ8Act], out: &mut [[i32; 2]]) {
     for (b, s) in xq.iter().zip(out.iter_mut()) {
-        let half = |r: &[i8]| 128 * r.iter().map(|&v| v as i32).sum::<i32>();
+        let half = |r: &[i8]| bias * r.iter().map(|&v| v as i32).sum::<i32>();
         *s = [half(&b.qs[..16]), half(&b.qs[16..])];
+    }
+}
+
+/// `unpack_blocks` with biased codes: blocks `b0..b0 + out.len()` of the panel at `panel`.
+///
+/// # Safety
+/// As `gemm::unpack_blocks`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn unpack_biased_blocks<F: Biased>(panel: *const u8, b0: usize, out: &mut [Packed]) {
+    let mut head = None;
+    for (i, p) in out.iter_mut().enumerate() {
+        let b = b0 + i;
+        let t = panel.wrapping_add(b / F::BLOCKS * F::TILE);
+        if i == 0 || b % F::BLOCKS == 0 {
+            // SAFETY: tile b / BLOCKS is in the panel (caller).
+            head = Some(unsafe { F::head(t) });
+        }
+        if let Some(h) = &head {
+            // SAFETY: as above; `h` is this tile's head.
+            *p = unsafe { F::unpack_biased(t, h, b % F::BLOCKS) };
+        }
     }
 }
 
@@ -81,7 +140,7 @@ fn bias_sums(xq: &[BlockQ8Act], out: &mut [[i32; 2]]) {
 /// their float steps.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-fn pair_dot<F: PanelFormat>(p: &Pair, x: &BlockQ8Act, bias: [i32; 2], acc: __m512) -> __m512 {
+fn pair_dot<F: Biased>(p: &Pair, x: &BlockQ8Act, bias: [i32; 2], acc: __m512) -> __m512 {
     let qs = x.qs.as_ptr() as *const i32;
     // SAFETY: qs is 32 bytes: words 0..8 (read unaligned).
     let word = |j: usize| _mm512_set1_epi32(unsafe { qs.add(j).read_unaligned() });
@@ -106,13 +165,12 @@ fn pair_dot<F: PanelFormat>(p: &Pair, x: &BlockQ8Act, bias: [i32; 2], acc: __m51
     }
 }
 
-/// Joins the unpacked blocks of two panels into pairs, codes biased to unsigned.
+/// Joins the unpacked (biased) blocks of two panels into pairs.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 fn join_pairs(a: &[Packed], b: &[Packed], out: &mut [Pair]) {
-    let flip = _mm512_set1_epi8(-128);
     for ((pa, pb), o) in a.iter().zip(b).zip(out.iter_mut()) {
-        o.q = std::array::from_fn(|j| _mm512_xor_si512(join_i(pa.q[j], pb.q[j]), flip));
+        o.q = std::array::from_fn(|j| join_i(pa.q[j], pb.q[j]));
         o.d = join_f(pa.d, pb.d);
         o.m = join_f(pa.m, pb.m);
     }
@@ -125,7 +183,7 @@ fn join_pairs(a: &[Packed], b: &[Packed], out: &mut [Pair]) {
 /// from there; the CPU has AVX2, FMA, F16C and AVX-512 F/BW/VL/VNNI (`table::supports`).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn gemm_pairs<F: PanelFormat>(
+unsafe fn gemm_pairs<F: Biased>(
     w: *const u8,
     row_bytes: usize,
     rows: usize,
@@ -156,7 +214,7 @@ unsafe fn gemm_pairs<F: PanelFormat>(
     let tok_block = (SUMS / nb.max(1)).clamp(1, TOK_BLOCK);
     for t0 in (0..n_tok).step_by(tok_block) {
         let nt = (n_tok - t0).min(tok_block);
-        bias_sums(&xq[t0 * nb..(t0 + nt) * nb], &mut sums[..nt * nb]);
+        bias_sums(F::BIAS, &xq[t0 * nb..(t0 + nt) * nb], &mut sums[..nt * nb]);
         for r0 in (0..rows).step_by(PAIR) {
             let live = (rows - r0).min(PAIR);
             // Panel r0 / 8 starts at r0 · row_bytes; the second exists when live > 8.
@@ -169,9 +227,9 @@ unsafe fn gemm_pairs<F: PanelFormat>(
                 // SAFETY: blocks b0..b0 + nk < nb of the panels at rows r0 (and r0 + 8 when
                 // it holds rows), in bounds (caller).
                 unsafe {
-                    unpack_blocks::<F>(panel_a, b0, &mut half_a[..nk]);
+                    unpack_biased_blocks::<F>(panel_a, b0, &mut half_a[..nk]);
                     if live > PANEL_ROWS {
-                        unpack_blocks::<F>(panel_b, b0, &mut half_b[..nk]);
+                        unpack_biased_blocks::<F>(panel_b, b0, &mut half_b[..nk]);
                     } else {
                         half_b[..nk].fill(zero);
                     }
@@ -224,12 +282,11 @@ const GEMV_SUMS: usize = 1024;
 /// 256-bit form of `pair_dot`, for one panel.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-fn panel_dot<F: PanelFormat>(p: &Packed, x: &BlockQ8Act, bias: [i32; 2], acc: __m256) -> __m256 {
+fn panel_dot<F: Biased>(p: &Packed, x: &BlockQ8Act, bias: [i32; 2], acc: __m256) -> __m256 {
     let qs = x.qs.as_ptr() as *const i32;
     // SAFETY: qs is 32 bytes: words 0..8 (read unaligned).
     let word = |j: usize| _mm256_set1_epi32(unsafe { qs.add(j).read_unaligned() });
-    let flip = _mm256_set1_epi8(-128);
-    let q = |j: usize| _mm256_xor_si256(p.q[j], flip);
+    let q = |j: usize| p.q[j];
     let mut lo = _mm256_dpbusd_epi32(_mm256_setzero_si256(), q(0), word(0));
     let mut hi = _mm256_dpbusd_epi32(_mm256_setzero_si256(), q(4), word(4));
     for j in 1..4 {
@@ -260,7 +317,7 @@ fn panel_dot<F: PanelFormat>(p: &Packed, x: &BlockQ8Act, bias: [i32; 2], acc: __
 /// F/BW/VL/VNNI.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn gemv_panels<F: PanelFormat>(
+unsafe fn gemv_panels<F: Biased>(
     w: *const u8,
     row_bytes: usize,
     xq: &[BlockQ8Act],
@@ -272,7 +329,7 @@ unsafe fn gemv_panels<F: PanelFormat>(
         return unsafe { super::panel::gemv_panels::<F>(w, row_bytes, xq, out) };
     }
     let mut sums = [[0i32; 2]; GEMV_SUMS];
-    bias_sums(xq, &mut sums[..xq.len()]);
+    bias_sums(F::BIAS, xq, &mut sums[..xq.len()]);
     for (p, lanes) in out.chunks_mut(PANEL_ROWS).enumerate() {
         let panel = w.wrapping_add(p * PANEL_ROWS * row_bytes);
         let mut acc = _mm256_setzero_ps();
@@ -283,7 +340,7 @@ unsafe fn gemv_panels<F: PanelFormat>(
             let head = unsafe { F::head(t) };
             for (sub, (x, s)) in xs.iter().zip(ss).enumerate() {
                 // SAFETY: as above.
-                acc = panel_dot::<F>(unsafe { &F::unpack(t, &head, sub) }, x, *s, acc);
+                acc = panel_dot::<F>(unsafe { &F::unpack_biased(t, &head, sub) }, x, *s, acc);
             }
         }
         super::panel::store_lanes(acc, lanes);
@@ -307,7 +364,7 @@ macro_rules! vnni_gemv {
             out: &mut [f32],
         ) {
             // SAFETY: forwarded from the caller.
-            unsafe { gemv_panels::<super::kpanel::$fmt>(w, row_bytes, xq, out) }
+            unsafe { gemv_panels::<kpanel::$fmt>(w, row_bytes, xq, out) }
         }
     )*};
 }
@@ -337,7 +394,7 @@ macro_rules! vnni_kernels {
             ldo: usize,
         ) {
             // SAFETY: forwarded from the caller.
-            unsafe { gemm_pairs::<super::kpanel::$fmt>(w, row_bytes, rows, xq, n_tok, out, ldo) }
+            unsafe { gemm_pairs::<kpanel::$fmt>(w, row_bytes, rows, xq, n_tok, out, ldo) }
         }
     )*};
 }
