@@ -124,7 +124,7 @@ unsafe fn unpack_biased_blocks<F: Biased>(panel: *const u8, b0: usize, out: &mut
     for (i, p) in out.iter_mut().enumerate() {
         let b = b0 + i;
         let t = panel.wrapping_add(b / F::BLOCKS * F::TILE);
-        if i == 0 || b % F::BLOCKS == 0 {
+        if i == 0 || b.is_multiple_of(F::BLOCKS) {
             // SAFETY: tile b / BLOCKS is in the panel (caller).
             head = Some(unsafe { F::head(t) });
         }
