@@ -391,6 +391,7 @@ fn bench_gemm(c: &mut Criterion) {
         (GgmlType::Q6K, 576, 1536),
         (GgmlType::Q3K, 576, 1536),
         (GgmlType::Iq4Xs, 576, 1536),
+        (GgmlType::Q2K, 576, 1536),
         (GgmlType::Q4K, 576, 1536),
         (GgmlType::Q4_0, 1536, 576),
     ];

@@ -9,7 +9,8 @@ use qgraph::kernels::scalar::act;
 use qgraph::kernels::{panel, table, BlockQ8Act, KernelLevel, WeightLayout};
 use qgraph::quant::{dequantize, quantize, GgmlType};
 
-const FORMATS: [GgmlType; 9] = [
+const FORMATS: [GgmlType; 10] = [
+    GgmlType::Q2K,
     GgmlType::Q3K,
     GgmlType::Iq4Nl,
     GgmlType::Iq4Xs,

@@ -19,6 +19,9 @@ pub(super) enum Dot {
     /// Signed codes up to 32 in magnitude, scale `d` for weights 0..16 and `m` for 16..32
     /// (`signed2_dot`).
     Signed2,
+    /// Unsigned codes up to 3, `x = q·d − lo` for weights 0..16 and `q·m − hi` for 16..32
+    /// (`affine2_dot`, Q2_K).
+    Affine2,
 }
 
 /// `acc` plus the eight rows' products of an unpacked block of `F` with `x`.
@@ -30,6 +33,7 @@ pub(super) fn dot<F: PanelFormat>(p: &Packed, x: &BlockQ8Act, acc: __m256) -> __
         Dot::Affine5 => block_dot::<true>(p, x, acc),
         Dot::Signed => signed_dot(p, x, acc),
         Dot::Signed2 => signed2_dot(p, x, acc),
+        Dot::Affine2 => affine2_dot(p, x, acc),
     }
 }
 
@@ -103,4 +107,36 @@ fn signed2_dot(p: &Packed, x: &BlockQ8Act, acc: __m256) -> __m256 {
     let hi = _mm256_cvtepi32_ps(_mm256_madd_epi16(hi, ones));
     let acc = _mm256_fmadd_ps(lo, _mm256_mul_ps(p.d, xd), acc);
     _mm256_fmadd_ps(hi, _mm256_mul_ps(p.m, xd), acc)
+}
+
+/// `acc + d_x·(d·Σ_{e<16} q_e·x_e + m·Σ_{e≥16} q_e·x_e − lo·Σ_{e<16} x_e − hi·Σ_{e≥16} x_e)`
+/// for Q2_K's two-bit codes, whose 16-weight halves each have a scale and an offset. Each
+/// i16 sums two products of at most 3·127, so a half's four chunks stay far below 2^15;
+/// the halves' activation sums are exact integers below 2^12.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn affine2_dot(p: &Packed, x: &BlockQ8Act, acc: __m256) -> __m256 {
+    let qs = x.qs.as_ptr() as *const i32;
+    // SAFETY: qs is 32 bytes: words 0..8 (read unaligned).
+    let word = |j: usize| _mm256_set1_epi32(unsafe { qs.add(j).read_unaligned() });
+    let s = |j: usize| _mm256_maddubs_epi16(p.q[j], word(j));
+    let ones = _mm256_set1_epi16(1);
+    let lo = _mm256_add_epi16(_mm256_add_epi16(s(0), s(1)), _mm256_add_epi16(s(2), s(3)));
+    let hi = _mm256_add_epi16(_mm256_add_epi16(s(4), s(5)), _mm256_add_epi16(s(6), s(7)));
+    let xd = _mm256_set1_ps(x.d);
+    let lo = _mm256_cvtepi32_ps(_mm256_madd_epi16(lo, ones));
+    let hi = _mm256_cvtepi32_ps(_mm256_madd_epi16(hi, ones));
+    let acc = _mm256_fmadd_ps(lo, _mm256_mul_ps(p.d, xd), acc);
+    let acc = _mm256_fmadd_ps(hi, _mm256_mul_ps(p.m, xd), acc);
+    // The halves' sums: four-byte sums in i32 lanes (0..4 low half, 4..8 high), added
+    // pairwise twice within each 128-bit half, then each broadcast.
+    // SAFETY: qs is 32 bytes.
+    let v = unsafe { _mm256_loadu_si256(x.qs.as_ptr() as *const __m256i) };
+    let quads = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), v), ones);
+    let pairs = _mm256_hadd_epi32(quads, quads);
+    let halves = _mm256_cvtepi32_ps(_mm256_hadd_epi32(pairs, pairs));
+    let sum_lo = _mm256_permutevar8x32_ps(halves, _mm256_setzero_si256());
+    let sum_hi = _mm256_permutevar8x32_ps(halves, _mm256_set1_epi32(4));
+    let acc = _mm256_fnmadd_ps(_mm256_mul_ps(p.lo, xd), sum_lo, acc);
+    _mm256_fnmadd_ps(_mm256_mul_ps(p.hi, xd), sum_hi, acc)
 }

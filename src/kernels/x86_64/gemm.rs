@@ -24,7 +24,7 @@ use crate::quant::QK;
 
 /// Rows per panel: one per 32-bit lane.
 const PANEL: usize = 8;
-/// Blocks packed at once: 64 × 320 bytes = 20 KiB, inside L1 with the activations.
+/// Blocks packed at once: 64 × 384 bytes = 24 KiB, inside L1 with the activations.
 const KCHUNK: usize = 64;
 /// Tokens whose accumulators one pass over a panel chunk keeps in registers.
 const TOK_GROUP: usize = 4;
@@ -32,13 +32,23 @@ const TOK_GROUP: usize = 4;
 const TOK_BLOCK: usize = 128;
 
 /// One block of eight rows, unpacked: `q[j]` (j < 4) holds codes 4j..4j+4 of every row,
-/// `q[4 + j]` codes 16+4j..16+4j+4; `d` and `m` the rows' scales and offsets.
+/// `q[4 + j]` codes 16+4j..16+4j+4; `d` and `m` the rows' scales and offsets (each
+/// format's `Dot` says how they apply); `lo` and `hi` the offsets of weights 0..16 and
+/// 16..32 for the formats whose 16-weight halves have their own (Q2_K), else zero.
 #[derive(Clone, Copy)]
 #[repr(C, align(32))]
 pub(super) struct Packed {
     pub(super) q: [__m256i; 8],
     pub(super) d: __m256,
     pub(super) m: __m256,
+    pub(super) lo: __m256,
+    pub(super) hi: __m256,
+}
+
+impl Packed {
+    /// Every lane zero.
+    // SAFETY: all-zero bits are a valid value of every vector type.
+    pub(super) const ZERO: Packed = unsafe { std::mem::zeroed() };
 }
 
 /// The formats this kernel multiplies: 32 4-bit codes per block, `x = q·d + m`.
@@ -146,7 +156,12 @@ pub(super) unsafe fn unpack_tile<B: Q4Block>(t: *const u8) -> Packed {
                 _mm256_and_si256(_mm256_srli_epi16::<4>(raw[j - 4]), low)
             }
         });
-        Packed { q, d, m }
+        Packed {
+            q,
+            d,
+            m,
+            ..Packed::ZERO
+        }
     }
 }
 
@@ -273,6 +288,7 @@ pub(super) unsafe fn gemm_tiles<F: PanelFormat, B: Q4Block, const PANELS: bool>(
         q: [_mm256_setzero_si256(); 8],
         d: _mm256_setzero_ps(),
         m: _mm256_setzero_ps(),
+        ..Packed::ZERO
     }; KCHUNK];
     let mut acc = [_mm256_setzero_ps(); TOK_BLOCK];
     for r0 in (0..rows).step_by(PANEL) {
@@ -410,6 +426,6 @@ pub unsafe fn gemm_q4_0x8_avx2(
     unsafe { gemm_tiles::<Q4_0, Q4_0, true>(w, row_bytes, rows, xq, n_tok, out, ldo) }
 }
 
-const _: () = assert!(QK == 32 && std::mem::size_of::<Packed>() == 320);
+const _: () = assert!(QK == 32 && std::mem::size_of::<Packed>() == 384);
 const _: () = assert!(Q4_1::TILE_HEAD + 128 == PANEL * Q4_1::BYTES);
 const _: () = assert!(Q4_0::TILE_HEAD + 128 == PANEL * Q4_0::BYTES);

@@ -1,4 +1,4 @@
-//! Unpacking the row panels (`kernels/panel.rs`) of Q5_0, Q5_1, Q4_K, Q5_K and Q6_K into the
+//! Unpacking the row panels (`kernels/panel.rs`) of Q5_0, Q5_1, Q2_K…Q6_K and IQ4 into the
 //! `Packed` blocks the decode gemv (`panel.rs`) and prefill gemm (`gemm.rs`) multiply: eight
 //! rows' codes of one 32-weight activation block, one row per 32-bit lane, four codes per
 //! lane per register, with the rows' scales as f32 lanes.
@@ -119,6 +119,7 @@ impl PanelFormat for Q5_0 {
                 q,
                 d,
                 m: _mm256_mul_ps(d, _mm256_set1_ps(-16.0)),
+                ..Packed::ZERO
             }
         }
     }
@@ -142,6 +143,7 @@ impl PanelFormat for Q5_1 {
                 q: q5_codes(t.add(64), qh),
                 d: f16x8(t),
                 m: f16x8(t.add(16)),
+                ..Packed::ZERO
             }
         }
     }
@@ -221,7 +223,12 @@ impl PanelFormat for Q4K {
         unsafe {
             let codes = t.add(128 + 256 * (sub / 2));
             let q = std::array::from_fn(|j| nibble(chunk(codes, j), sub % 2));
-            Packed { q, d, m }
+            Packed {
+                q,
+                d,
+                m,
+                ..Packed::ZERO
+            }
         }
     }
 }
@@ -263,7 +270,12 @@ impl PanelFormat for Q5K {
                 let high = to_bit4(chunk(t.add(128), j));
                 _mm256_or_si256(nibble(chunk(codes, j), sub % 2), high)
             });
-            Packed { q, d, m }
+            Packed {
+                q,
+                d,
+                m,
+                ..Packed::ZERO
+            }
         }
     }
 }
@@ -329,6 +341,51 @@ impl Q6K {
                 q,
                 d: scale(2 * b),
                 m: scale(2 * b + 1),
+                ..Packed::ZERO
+            }
+        }
+    }
+}
+
+/// Q2_K in panels: d[8], dmin[8], 16 scale runs of 8, 16 chunks of `qs` (672 bytes).
+/// Activation block b = 4·n + j takes bits 2j of `qs` chunks 8n..8n+8; its halves have the
+/// scale bytes 2b and 2b + 1 (scale in the low nibble, offset in the high), so
+/// `x = (d·sc)·q − (dmin·m)` per half. Both products are exact in f32 (an f16 times an
+/// integer below 16).
+pub(super) struct Q2K;
+impl PanelFormat for Q2K {
+    const BLOCKS: usize = 8;
+    const TILE: usize = 672;
+    const DOT: Dot = Dot::Affine2;
+    /// The tile's `d` and `dmin`, as f32 lanes.
+    type Head = [__m256; 2];
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn head(t: *const u8) -> [__m256; 2] {
+        // SAFETY: d[8] and dmin[8] start the tile (caller).
+        unsafe { [f16x8(t), f16x8(t.add(16))] }
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn unpack(t: *const u8, head: &[__m256; 2], b: usize) -> Packed {
+        let (n, j) = (b / 4, b % 4);
+        let [d, dmin] = *head;
+        let shift = _mm_cvtsi32_si128(2 * j as i32);
+        let three = _mm256_set1_epi8(3);
+        // SAFETY: a whole tile at t (caller): scale runs 2b, 2b + 1 < 16, qs chunks < 16.
+        unsafe {
+            let (s_lo, s_hi) = (u8x8(t.add(32 + 16 * b)), u8x8(t.add(40 + 16 * b)));
+            let low = |v: __m256i| _mm256_cvtepi32_ps(_mm256_and_si256(v, _mm256_set1_epi32(15)));
+            let high = |v: __m256i| _mm256_cvtepi32_ps(_mm256_srli_epi32::<4>(v));
+            let qs = t.add(160 + 256 * n);
+            Packed {
+                q: std::array::from_fn(|c| {
+                    _mm256_and_si256(_mm256_srl_epi16(chunk(qs, c), shift), three)
+                }),
+                d: _mm256_mul_ps(d, low(s_lo)),
+                m: _mm256_mul_ps(d, low(s_hi)),
+                lo: _mm256_mul_ps(dmin, high(s_lo)),
+                hi: _mm256_mul_ps(dmin, high(s_hi)),
             }
         }
     }
@@ -352,6 +409,7 @@ impl PanelFormat for Q8_0 {
                 q: std::array::from_fn(|j| chunk(t.add(16), j)),
                 d: f16x8(t),
                 m: _mm256_setzero_ps(),
+                ..Packed::ZERO
             }
         }
     }
@@ -412,6 +470,7 @@ impl PanelFormat for Q3K {
                 q,
                 d: scale(2 * b),
                 m: scale(2 * b + 1),
+                ..Packed::ZERO
             }
         }
     }
@@ -459,6 +518,7 @@ impl PanelFormat for Iq4Nl {
                 q: iq4_codes(t.add(16)),
                 d: f16x8(t),
                 m: _mm256_setzero_ps(),
+                ..Packed::ZERO
             }
         }
     }
@@ -494,6 +554,7 @@ impl PanelFormat for Iq4Xs {
                 q: iq4_codes(t.add(64 + 128 * ib)),
                 d: _mm256_mul_ps(f16x8(t), _mm256_cvtepi32_ps(ls)),
                 m: _mm256_setzero_ps(),
+                ..Packed::ZERO
             }
         }
     }
@@ -502,6 +563,7 @@ impl PanelFormat for Iq4Xs {
 const _: () = assert!(Q5_0::TILE == 8 * 22 && Q5_1::TILE == 8 * 24);
 const _: () = assert!(Q4K::TILE == 8 * 144 && Q5K::TILE == 8 * 176 && Q6K::TILE == 8 * 210);
 const _: () = assert!(Iq4Nl::TILE == 8 * 18 && Iq4Xs::TILE == 8 * 136 && Q3K::TILE == 8 * 110);
+const _: () = assert!(Q2K::TILE == 8 * 84);
 
 macro_rules! panel_kernels {
     ($($fmt:ident: $gemv:ident, $gemm:ident;)*) => {$(
@@ -549,6 +611,7 @@ macro_rules! panel_kernels {
 
 panel_kernels! {
     Q8_0: gemv_q8_0x8_avx2, gemm_q8_0x8_avx2;
+    Q2K: gemv_q2_kx8_avx2, gemm_q2_kx8_avx2;
     Q5_0: gemv_q5_0x8_avx2, gemm_q5_0x8_avx2;
     Q5_1: gemv_q5_1x8_avx2, gemm_q5_1x8_avx2;
     Q4K: gemv_q4_kx8_avx2, gemm_q4_kx8_avx2;

@@ -201,6 +201,7 @@ unsafe fn gemm_pairs<F: Biased>(
         q: [_mm256_setzero_si256(); 8],
         d: _mm256_setzero_ps(),
         m: _mm256_setzero_ps(),
+        ..Packed::ZERO
     };
     let mut half_a = [zero; KCHUNK];
     let mut half_b = [zero; KCHUNK];
