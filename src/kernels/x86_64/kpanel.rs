@@ -314,15 +314,17 @@ impl Q6K {
     #[target_feature(enable = "avx2,fma,f16c")]
     pub(super) unsafe fn unpack_raw(t: *const u8, b: usize) -> Packed {
         let (half, quarter) = (b / 4, b % 4);
-        let two = _mm256_set1_epi8(0x30);
-        let shift = 2 * quarter as i32;
+        // Branch-free: the block's low nibble and its two high bits are each one shift by a
+        // count the whole block shares (16-bit shifts: the bits a byte takes from its
+        // neighbour land above the mask), then a mask.
+        let (nib_count, high_count) = (
+            _mm_cvtsi32_si128(4 * (quarter / 2) as i32),
+            _mm_cvtsi32_si128(2 * quarter as i32),
+        );
+        let (four, two) = (_mm256_set1_epi8(0x0f), _mm256_set1_epi8(3));
+        let low = |v: __m256i| _mm256_and_si256(_mm256_srl_epi16(v, nib_count), four);
         let high = |v: __m256i| {
-            let v = if shift <= 4 {
-                _mm256_sll_epi32(v, _mm_cvtsi32_si128(4 - shift))
-            } else {
-                _mm256_srl_epi32(v, _mm_cvtsi32_si128(shift - 4))
-            };
-            _mm256_and_si256(v, two)
+            _mm256_slli_epi16::<4>(_mm256_and_si256(_mm256_srl_epi16(v, high_count), two))
         };
         // SAFETY: a whole tile at t (caller): scale runs 2b, 2b + 1 < 16; ql chunks < 32,
         // qh chunks < 16.
@@ -334,9 +336,7 @@ impl Q6K {
             };
             let ql = t.add(144 + 32 * (16 * half + 8 * (quarter % 2)));
             let qh = t.add(1168 + 32 * 8 * half);
-            let q = std::array::from_fn(|j| {
-                _mm256_or_si256(nibble(chunk(ql, j), quarter / 2), high(chunk(qh, j)))
-            });
+            let q = std::array::from_fn(|j| _mm256_or_si256(low(chunk(ql, j)), high(chunk(qh, j))));
             Packed {
                 q,
                 d: scale(2 * b),
