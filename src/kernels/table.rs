@@ -46,6 +46,20 @@ pub fn supports(level: KernelLevel) -> bool {
     }
 }
 
+/// The AVX-512 VNNI twin for `dtype` among `twins` (format, kernel, name), if it has one:
+/// a kernel that reads 8-bit activations.
+#[cfg(target_arch = "x86_64")]
+fn twin<F: Copy>(dtype: GgmlType, twins: &[(GgmlType, F, &'static str)]) -> Option<Chosen<F>> {
+    twins
+        .iter()
+        .find(|t| t.0 == dtype)
+        .map(|&(_, f, name)| Chosen {
+            f,
+            name,
+            wants_q8: true,
+        })
+}
+
 fn chosen<F>(f: F, name: &'static str) -> Chosen<F> {
     Chosen {
         f,
@@ -128,20 +142,15 @@ fn gemv_panels(dtype: GgmlType, level: KernelLevel) -> Option<Chosen<GemvFn>> {
     #[cfg(target_arch = "x86_64")]
     if level == KernelLevel::Avx512 {
         use super::x86_64::vnni::*;
-        let twin: Option<(GemvFn, &'static str)> = match dtype {
-            // Q8_0 and Q6_K decode no faster with VNNI (Q8_0's gemv waits on memory,
-            // Q6_K's on unpacking): they keep the AVX2 kernel.
-            GgmlType::Q3K => Some((gemv_q3_kx8_vnni, "gemv_q3_kx8_vnni")),
-            GgmlType::Iq4Nl => Some((gemv_iq4_nlx8_vnni, "gemv_iq4_nlx8_vnni")),
-            GgmlType::Iq4Xs => Some((gemv_iq4_xsx8_vnni, "gemv_iq4_xsx8_vnni")),
-            _ => None,
-        };
-        if let Some((f, name)) = twin {
-            return Some(Chosen {
-                f,
-                name,
-                wants_q8: true,
-            });
+        // Q8_0 and Q6_K decode no faster with VNNI (Q8_0's gemv waits on memory, Q6_K's
+        // on unpacking): they keep the AVX2 kernel.
+        let twins: [(GgmlType, GemvFn, &'static str); 3] = [
+            (GgmlType::Q3K, gemv_q3_kx8_vnni, "gemv_q3_kx8_vnni"),
+            (GgmlType::Iq4Nl, gemv_iq4_nlx8_vnni, "gemv_iq4_nlx8_vnni"),
+            (GgmlType::Iq4Xs, gemv_iq4_xsx8_vnni, "gemv_iq4_xsx8_vnni"),
+        ];
+        if let Some(k) = twin(dtype, &twins) {
+            return Some(k);
         }
     }
     #[cfg(target_arch = "x86_64")]
@@ -180,20 +189,15 @@ pub fn gemm(dtype: GgmlType, level: KernelLevel, layout: WeightLayout) -> Option
     #[cfg(target_arch = "x86_64")]
     if level == KernelLevel::Avx512 && layout == WeightLayout::Panels {
         use super::x86_64::vnni::*;
-        let twin: Option<(GemmFn, &'static str)> = match dtype {
-            GgmlType::Q8_0 => Some((gemm_q8_0x8_vnni, "gemm_q8_0x8_vnni")),
-            GgmlType::Q6K => Some((gemm_q6_kx8_vnni, "gemm_q6_kx8_vnni")),
-            GgmlType::Q3K => Some((gemm_q3_kx8_vnni, "gemm_q3_kx8_vnni")),
-            GgmlType::Iq4Nl => Some((gemm_iq4_nlx8_vnni, "gemm_iq4_nlx8_vnni")),
-            GgmlType::Iq4Xs => Some((gemm_iq4_xsx8_vnni, "gemm_iq4_xsx8_vnni")),
-            _ => None,
-        };
-        if let Some((f, name)) = twin {
-            return Some(Chosen {
-                f,
-                name,
-                wants_q8: true,
-            });
+        let twins: [(GgmlType, GemmFn, &'static str); 5] = [
+            (GgmlType::Q8_0, gemm_q8_0x8_vnni, "gemm_q8_0x8_vnni"),
+            (GgmlType::Q6K, gemm_q6_kx8_vnni, "gemm_q6_kx8_vnni"),
+            (GgmlType::Q3K, gemm_q3_kx8_vnni, "gemm_q3_kx8_vnni"),
+            (GgmlType::Iq4Nl, gemm_iq4_nlx8_vnni, "gemm_iq4_nlx8_vnni"),
+            (GgmlType::Iq4Xs, gemm_iq4_xsx8_vnni, "gemm_iq4_xsx8_vnni"),
+        ];
+        if let Some(k) = twin(dtype, &twins) {
+            return Some(k);
         }
     }
     #[cfg(target_arch = "x86_64")]

@@ -220,6 +220,26 @@ pub(super) trait PanelFormat {
     unsafe fn unpack(t: *const u8, head: &Self::Head, sub: usize) -> Packed;
     /// How its codes multiply an activation block (`dot::dot`).
     const DOT: super::dot::Dot;
+    /// For the signed-code formats (`Dot::Signed`, `Dot::Signed2`), what `unpack_biased`
+    /// adds to every code: the AVX-512 VNNI kernels (`vnni.rs`) multiply the codes as
+    /// unsigned bytes and subtract `BIAS·Σx`.
+    const BIAS: i32 = 128;
+    /// `unpack` with every code plus `BIAS`, as an unsigned byte: by default the signed
+    /// codes flipped (`c ^ 0x80`); a format whose stored codes are already biased (Q6_K)
+    /// returns them as they are.
+    ///
+    /// # Safety
+    /// As `unpack`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn unpack_biased(t: *const u8, head: &Self::Head, sub: usize) -> Packed {
+        // SAFETY: forwarded from the caller.
+        let mut p = unsafe { Self::unpack(t, head, sub) };
+        for q in &mut p.q {
+            *q = _mm256_xor_si256(*q, _mm256_set1_epi8(-128));
+        }
+        p
+    }
 }
 
 impl<B: Q4Block> PanelFormat for B {
@@ -237,13 +257,13 @@ impl<B: Q4Block> PanelFormat for B {
 }
 
 /// Unpacks blocks `b0..b0 + out.len()` of the panel at `panel` (tile `b / BLOCKS`, block
-/// `b % BLOCKS` within it).
+/// `b % BLOCKS` within it), with biased codes (`PanelFormat::unpack_biased`) if `BIASED`.
 ///
 /// # Safety
 /// The panel holds tiles up to block `b0 + out.len()`; the CPU has AVX2, FMA and F16C.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(super) unsafe fn unpack_blocks<F: PanelFormat>(
+pub(super) unsafe fn unpack_blocks<F: PanelFormat, const BIASED: bool>(
     panel: *const u8,
     b0: usize,
     out: &mut [Packed],
@@ -258,7 +278,13 @@ pub(super) unsafe fn unpack_blocks<F: PanelFormat>(
         }
         if let Some(h) = &head {
             // SAFETY: as above; `h` is this tile's head.
-            *p = unsafe { F::unpack(t, h, b % F::BLOCKS) };
+            *p = unsafe {
+                if BIASED {
+                    F::unpack_biased(t, h, b % F::BLOCKS)
+                } else {
+                    F::unpack(t, h, b % F::BLOCKS)
+                }
+            };
         }
     }
 }
@@ -309,7 +335,7 @@ pub(super) unsafe fn gemm_tiles<F: PanelFormat, B: Q4Block, const PANELS: bool>(
                 if PANELS {
                     // Panel r0 / 8 starts at r0 · row_bytes.
                     // SAFETY: blocks b0..b0 + nk < nb of the panel at row r0 (caller).
-                    unsafe { unpack_blocks::<F>(ptrs[0], b0, &mut panel[..nk]) };
+                    unsafe { unpack_blocks::<F, false>(ptrs[0], b0, &mut panel[..nk]) };
                 } else {
                     // SAFETY: every row has nb blocks (caller), b0 + nk ≤ nb.
                     unsafe { pack::<B>(&ptrs, b0, &mut panel[..nk]) };

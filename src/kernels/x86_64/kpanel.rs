@@ -292,6 +292,13 @@ impl PanelFormat for Q6K {
     const DOT: Dot = Dot::Signed2;
     type Head = ();
     unsafe fn head(_t: *const u8) {}
+    const BIAS: i32 = 32;
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn unpack_biased(t: *const u8, _head: &(), b: usize) -> Packed {
+        // SAFETY: forwarded from the caller.
+        unsafe { Self::unpack_raw(t, b) }
+    }
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn unpack(t: *const u8, _head: &(), b: usize) -> Packed {

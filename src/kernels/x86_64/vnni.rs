@@ -13,7 +13,7 @@
 //! `Σ (c + 128)·x = Σ c·x + 128·Σ x`. The second term is subtracted from the exact integer
 //! sum: `Σ x` over each 16-code half of every activation block is computed once per token
 //! block, not per row. Q6_K's stored codes are already its codes plus 32, so it skips both
-//! the `− 32` and the flip and subtracts `32·Σ x` instead (`Biased`). The result is the AVX2 kernel's integer sum exactly, followed by the
+//! the `− 32` and the flip and subtracts `32·Σ x` instead (`PanelFormat::unpack_biased`). The result is the AVX2 kernel's integer sum exactly, followed by the
 //! same float multiplies and FMAs in the same order, so a row is bitwise what the decode gemv
 //! (`panel.rs`) and the AVX2 gemm (`gemm.rs`) compute: prefill stays bitwise equal to decode
 //! at every level and thread count.
@@ -25,7 +25,7 @@
 use std::arch::x86_64::*;
 
 use super::dot::Dot;
-use super::gemm::{Packed, PanelFormat};
+use super::gemm::{unpack_blocks, Packed, PanelFormat};
 use super::kpanel;
 use crate::kernels::panel::PANEL_ROWS;
 use crate::kernels::scalar::act::BlockQ8Act;
@@ -69,41 +69,6 @@ fn join_f(lo: __m256, hi: __m256) -> __m512 {
     ))
 }
 
-/// A signed-code panel format as `vpdpbusd` multiplies it: codes made unsigned by adding
-/// `BIAS`. By default the signed codes are unpacked and flipped (`c ^ 0x80`, a bias of
-/// 128); Q6_K's stored codes are already its codes plus 32.
-pub(super) trait Biased: PanelFormat {
-    const BIAS: i32 = 128;
-    /// `PanelFormat::unpack` with every code plus `BIAS`, as an unsigned byte.
-    ///
-    /// # Safety
-    /// As `PanelFormat::unpack`.
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn unpack_biased(t: *const u8, head: &Self::Head, sub: usize) -> Packed {
-        // SAFETY: forwarded from the caller.
-        let mut p = unsafe { Self::unpack(t, head, sub) };
-        for q in &mut p.q {
-            *q = _mm256_xor_si256(*q, _mm256_set1_epi8(-128));
-        }
-        p
-    }
-}
-
-impl Biased for kpanel::Q8_0 {}
-impl Biased for kpanel::Q3K {}
-impl Biased for kpanel::Iq4Nl {}
-impl Biased for kpanel::Iq4Xs {}
-impl Biased for kpanel::Q6K {
-    const BIAS: i32 = 32;
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn unpack_biased(t: *const u8, _head: &(), sub: usize) -> Packed {
-        // SAFETY: forwarded from the caller.
-        unsafe { kpanel::Q6K::unpack_raw(t, sub) }
-    }
-}
-
 /// `bias·Σ x` over weights 0..16 and 16..32 of each activation block, the term the biased
 /// codes add to every row's integer sum.
 fn bias_sums(bias: i32, xq: &[BlockQ8Act], out: &mut [[i32; 2]]) {
@@ -113,34 +78,12 @@ fn bias_sums(bias: i32, xq: &[BlockQ8Act], out: &mut [[i32; 2]]) {
     }
 }
 
-/// `unpack_blocks` with biased codes: blocks `b0..b0 + out.len()` of the panel at `panel`.
-///
-/// # Safety
-/// As `gemm::unpack_blocks`.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn unpack_biased_blocks<F: Biased>(panel: *const u8, b0: usize, out: &mut [Packed]) {
-    let mut head = None;
-    for (i, p) in out.iter_mut().enumerate() {
-        let b = b0 + i;
-        let t = panel.wrapping_add(b / F::BLOCKS * F::TILE);
-        if i == 0 || b.is_multiple_of(F::BLOCKS) {
-            // SAFETY: tile b / BLOCKS is in the panel (caller).
-            head = Some(unsafe { F::head(t) });
-        }
-        if let Some(h) = &head {
-            // SAFETY: as above; `h` is this tile's head.
-            *p = unsafe { F::unpack_biased(t, h, b % F::BLOCKS) };
-        }
-    }
-}
-
 /// `acc` plus the sixteen rows' products of block `p` with activation block `x`, whose
 /// bias sums are `bias`: the integer sums of `dot::signed_dot` / `dot::signed2_dot`, then
 /// their float steps.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-fn pair_dot<F: Biased>(p: &Pair, x: &BlockQ8Act, bias: [i32; 2], acc: __m512) -> __m512 {
+fn pair_dot<F: PanelFormat>(p: &Pair, x: &BlockQ8Act, bias: [i32; 2], acc: __m512) -> __m512 {
     let qs = x.qs.as_ptr() as *const i32;
     // SAFETY: qs is 32 bytes: words 0..8 (read unaligned).
     let word = |j: usize| _mm512_set1_epi32(unsafe { qs.add(j).read_unaligned() });
@@ -183,7 +126,7 @@ fn join_pairs(a: &[Packed], b: &[Packed], out: &mut [Pair]) {
 /// from there; the CPU has AVX2, FMA, F16C and AVX-512 F/BW/VL/VNNI (`table::supports`).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn gemm_pairs<F: Biased>(
+unsafe fn gemm_pairs<F: PanelFormat>(
     w: *const u8,
     row_bytes: usize,
     rows: usize,
@@ -228,9 +171,9 @@ unsafe fn gemm_pairs<F: Biased>(
                 // SAFETY: blocks b0..b0 + nk < nb of the panels at rows r0 (and r0 + 8 when
                 // it holds rows), in bounds (caller).
                 unsafe {
-                    unpack_biased_blocks::<F>(panel_a, b0, &mut half_a[..nk]);
+                    unpack_blocks::<F, true>(panel_a, b0, &mut half_a[..nk]);
                     if live > PANEL_ROWS {
-                        unpack_biased_blocks::<F>(panel_b, b0, &mut half_b[..nk]);
+                        unpack_blocks::<F, true>(panel_b, b0, &mut half_b[..nk]);
                     } else {
                         half_b[..nk].fill(zero);
                     }
@@ -283,7 +226,7 @@ const GEMV_SUMS: usize = 1024;
 /// 256-bit form of `pair_dot`, for one panel.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-fn panel_dot<F: Biased>(p: &Packed, x: &BlockQ8Act, bias: [i32; 2], acc: __m256) -> __m256 {
+fn panel_dot<F: PanelFormat>(p: &Packed, x: &BlockQ8Act, bias: [i32; 2], acc: __m256) -> __m256 {
     let qs = x.qs.as_ptr() as *const i32;
     // SAFETY: qs is 32 bytes: words 0..8 (read unaligned).
     let word = |j: usize| _mm256_set1_epi32(unsafe { qs.add(j).read_unaligned() });
@@ -318,7 +261,7 @@ fn panel_dot<F: Biased>(p: &Packed, x: &BlockQ8Act, bias: [i32; 2], acc: __m256)
 /// F/BW/VL/VNNI.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn gemv_panels<F: Biased>(
+unsafe fn gemv_panels<F: PanelFormat>(
     w: *const u8,
     row_bytes: usize,
     xq: &[BlockQ8Act],
