@@ -208,6 +208,23 @@ impl GgufFile {
         }
     }
 
+    /// An array of f32 (SentencePiece scores); integers and f64 that are exact in f32 are
+    /// not accepted: the key must hold f32.
+    pub fn get_f32_array(&self, key: &str) -> Result<Vec<f32>, GgufError> {
+        let e = self.require(key)?;
+        match &e.value {
+            Value::Array(_, items) => items
+                .iter()
+                .map(|v| match v {
+                    Value::F32(x) => Some(*x),
+                    _ => None,
+                })
+                .collect::<Option<Vec<f32>>>()
+                .ok_or_else(|| Self::wrong_type(e, "an array of f32")),
+            _ => Err(Self::wrong_type(e, "an array of f32")),
+        }
+    }
+
     /// The tensor named `name`.
     pub fn tensor(&self, name: &str) -> Result<&TensorInfo, GgufError> {
         self.layout

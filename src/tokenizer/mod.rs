@@ -1,6 +1,8 @@
-//! GPT-2 byte-level BPE, built in memory from a GGUF's `tokenizer.ggml.*` metadata with the
-//! `tokenizers` crate, plus a streaming decoder that holds bytes until a UTF-8 character is
-//! complete.
+//! The tokenizer a GGUF's `tokenizer.ggml.*` metadata describes: GPT-2 byte-level BPE
+//! (`tokenizer.ggml.model = gpt2`), built in memory with the `tokenizers` crate, or a
+//! SentencePiece vocabulary (`llama`, `spm.rs`); plus a streaming decoder that holds bytes
+//! until a UTF-8 character is complete. Special tokens are split out of the text first, as
+//! llama.cpp does: user-defined ones always, control ones when asked.
 //!
 //! The pre-tokenizer is the one `tokenizer.ggml.pre` names, as llama.cpp defines it
 //! (`llama-vocab.cpp`): `smollm` (also `starcoder`, `refact`) splits every digit on its own,
@@ -8,6 +10,7 @@
 
 mod bytes;
 pub mod chat;
+pub mod spm;
 
 pub use bytes::StreamDecoder;
 
@@ -35,7 +38,7 @@ pub mod token_type {
 pub enum TokenizerError {
     #[error(transparent)]
     Gguf(#[from] GgufError),
-    #[error("tokenizer model `{0}` is not supported (qgraph reads GPT-2 byte-level BPE: `gpt2`)")]
+    #[error("tokenizer model `{0}` is not supported (qgraph reads GPT-2 byte-level BPE, `gpt2`, and SentencePiece, `llama`)")]
     UnsupportedModel(String),
     #[error(
         "pre-tokenizer `{0}` is not supported (known: smollm, starcoder, refact, gpt-2, default)"
@@ -47,19 +50,33 @@ pub enum TokenizerError {
     BadMerge { index: usize, merge: String },
     #[error("tokenizer.ggml.token_type has {types} entries for {tokens} tokens")]
     TypeCount { types: usize, tokens: usize },
+    #[error("tokenizer.ggml.scores has {scores} entries for {tokens} tokens")]
+    ScoreCount { scores: usize, tokens: usize },
     #[error("building the BPE model: {0}")]
     Build(String),
     #[error("encoding: {0}")]
     Encode(String),
 }
 
+/// How plain text (between special tokens) becomes ids.
+enum Model {
+    /// GPT-2 byte-level BPE.
+    Bpe(Box<tokenizers::Tokenizer>),
+    /// SentencePiece: `add_space_prefix` puts a space before text that starts the input or
+    /// follows a special token (`tokenizer.ggml.add_space_prefix`, default true).
+    Spm {
+        spm: Box<spm::Spm>,
+        add_space_prefix: bool,
+    },
+}
+
 pub struct Tokenizer {
-    /// BPE over plain text.
-    bpe: tokenizers::Tokenizer,
-    /// Control and user-defined tokens (`<|im_start|>`), longest text first, recognised in
-    /// the text when asked: the text is split at them and each piece between is BPE-encoded
-    /// (one BPE instance, not a second one with added tokens: that cost ~17 MiB).
-    specials: Vec<(String, u32)>,
+    model: Model,
+    /// Control, user-defined and unknown tokens (`<|im_start|>`), longest text first, with
+    /// their type: the text is split at them (user-defined ones always, the others when
+    /// asked) and each piece between is encoded by the model (one BPE instance, not a
+    /// second one with added tokens: that cost ~17 MiB).
+    specials: Vec<(String, u32, i32)>,
     /// Each token's bytes (control tokens: their text), for decoding.
     pieces: Vec<Vec<u8>>,
     types: Vec<i32>,
@@ -73,20 +90,10 @@ pub struct Tokenizer {
 
 impl Tokenizer {
     pub fn from_gguf(f: &GgufFile) -> Result<Tokenizer, TokenizerError> {
-        let model = f.get_str("tokenizer.ggml.model")?;
-        if model != "gpt2" {
-            return Err(TokenizerError::UnsupportedModel(model.to_string()));
+        let kind = f.get_str("tokenizer.ggml.model")?;
+        if kind != "gpt2" && kind != "llama" {
+            return Err(TokenizerError::UnsupportedModel(kind.to_string()));
         }
-        let pre = f.get_str("tokenizer.ggml.pre").unwrap_or("default");
-        let pre_tokenizer: PreTokenizerWrapper = match pre {
-            "smollm" | "starcoder" | "refact" => Sequence::new(vec![
-                Digits::new(true).into(),
-                ByteLevel::new(false, false, true).into(),
-            ])
-            .into(),
-            "gpt-2" | "gpt2" | "default" => ByteLevel::new(false, false, true).into(),
-            other => return Err(TokenizerError::UnsupportedPre(other.to_string())),
-        };
         let tokens = f.get_str_array("tokenizer.ggml.tokens")?;
         let types = match f.get_i32_array("tokenizer.ggml.token_type") {
             Ok(t) => t,
@@ -99,6 +106,43 @@ impl Tokenizer {
                 tokens: tokens.len(),
             });
         }
+        let model = if kind == "llama" {
+            let scores = match f.get_f32_array("tokenizer.ggml.scores") {
+                Ok(s) if s.len() == tokens.len() => s,
+                Ok(s) => {
+                    return Err(TokenizerError::ScoreCount {
+                        scores: s.len(),
+                        tokens: tokens.len(),
+                    })
+                }
+                Err(GgufError::MissingKey { .. }) => vec![0.0; tokens.len()],
+                Err(e) => return Err(e.into()),
+            };
+            Model::Spm {
+                spm: Box::new(spm::Spm::new(&tokens, scores)),
+                add_space_prefix: f
+                    .get_bool("tokenizer.ggml.add_space_prefix")
+                    .unwrap_or(true),
+            }
+        } else {
+            Model::Bpe(Box::new(Self::bpe(f, &tokens)?))
+        };
+        Self::with_model(f, model, &tokens, &types)
+    }
+
+    /// The GPT-2 BPE of a `gpt2` vocabulary, with the pre-tokenizer `tokenizer.ggml.pre`
+    /// names.
+    fn bpe(f: &GgufFile, tokens: &[&str]) -> Result<tokenizers::Tokenizer, TokenizerError> {
+        let pre = f.get_str("tokenizer.ggml.pre").unwrap_or("default");
+        let pre_tokenizer: PreTokenizerWrapper = match pre {
+            "smollm" | "starcoder" | "refact" => Sequence::new(vec![
+                Digits::new(true).into(),
+                ByteLevel::new(false, false, true).into(),
+            ])
+            .into(),
+            "gpt-2" | "gpt2" | "default" => ByteLevel::new(false, false, true).into(),
+            other => return Err(TokenizerError::UnsupportedPre(other.to_string())),
+        };
         let merges: Vec<(String, String)> = f
             .get_str_array("tokenizer.ggml.merges")?
             .iter()
@@ -123,21 +167,37 @@ impl Tokenizer {
             .map_err(|e| TokenizerError::Build(e.to_string()))?;
         let mut bpe = tokenizers::Tokenizer::new(model);
         bpe.with_pre_tokenizer(Some(pre_tokenizer));
-        let mut specials: Vec<(String, u32)> = tokens
+        Ok(bpe)
+    }
+
+    fn with_model(
+        f: &GgufFile,
+        model: Model,
+        tokens: &[&str],
+        types: &[i32],
+    ) -> Result<Tokenizer, TokenizerError> {
+        let mut specials: Vec<(String, u32, i32)> = tokens
             .iter()
-            .zip(&types)
+            .zip(types)
             .enumerate()
             .filter(|(_, (t, &ty))| {
-                (ty == token_type::CONTROL || ty == token_type::USER_DEFINED) && !t.is_empty()
+                matches!(
+                    ty,
+                    token_type::CONTROL | token_type::USER_DEFINED | token_type::UNKNOWN
+                ) && !t.is_empty()
             })
-            .map(|(i, (t, _))| (t.to_string(), i as u32))
+            .map(|(i, (t, &ty))| (t.to_string(), i as u32, ty))
             .collect();
         specials.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.1.cmp(&b.1)));
 
+        let spm = matches!(model, Model::Spm { .. });
         let pieces = tokens
             .iter()
-            .zip(&types)
+            .zip(types)
             .map(|(t, &ty)| match ty {
+                token_type::NORMAL if spm => t.replace(spm::SPACE, " ").into_bytes(),
+                token_type::BYTE if spm => spm_byte(t).map_or_else(Vec::new, |b| vec![b]),
+                token_type::UNKNOWN if spm => "\u{2585}".as_bytes().to_vec(),
                 token_type::NORMAL | token_type::BYTE | token_type::UNKNOWN => {
                     bytes::token_bytes(t)
                 }
@@ -165,10 +225,10 @@ impl Tokenizer {
             }
         }
         Ok(Tokenizer {
-            bpe,
+            model,
             specials,
             pieces,
-            types,
+            types: types.to_vec(),
             bos,
             eos,
             add_bos: f.get_bool("tokenizer.ggml.add_bos_token").unwrap_or(false),
@@ -193,15 +253,17 @@ impl Tokenizer {
         if add_bos && self.add_bos {
             ids.extend(self.bos);
         }
+        let has_user_defined = self
+            .specials
+            .iter()
+            .any(|s| s.2 == token_type::USER_DEFINED);
         let mut plain_from = 0;
         let mut at = 0;
-        while special && at < text.len() {
-            match self
-                .specials
-                .iter()
-                .find(|(s, _)| text[at..].starts_with(s.as_str()))
-            {
-                Some((s, id)) => {
+        while (special || has_user_defined) && at < text.len() {
+            match self.specials.iter().find(|(s, _, ty)| {
+                (special || *ty == token_type::USER_DEFINED) && text[at..].starts_with(s.as_str())
+            }) {
+                Some((s, id, _)) => {
                     self.encode_plain(&text[plain_from..at], &mut ids)?;
                     ids.push(*id);
                     at += s.len();
@@ -215,15 +277,27 @@ impl Tokenizer {
         Ok(ids)
     }
 
+    /// Encodes text without special tokens. Such a piece always starts the input or follows
+    /// a special token, so SentencePiece's `add_space_prefix` applies to each (llama.cpp).
     fn encode_plain(&self, text: &str, ids: &mut Vec<u32>) -> Result<(), TokenizerError> {
         if text.is_empty() {
             return Ok(());
         }
-        let enc = self
-            .bpe
-            .encode_fast(text, false)
-            .map_err(|e| TokenizerError::Encode(e.to_string()))?;
-        ids.extend_from_slice(enc.get_ids());
+        match &self.model {
+            Model::Bpe(bpe) => {
+                let enc = bpe
+                    .encode_fast(text, false)
+                    .map_err(|e| TokenizerError::Encode(e.to_string()))?;
+                ids.extend_from_slice(enc.get_ids());
+            }
+            Model::Spm {
+                spm,
+                add_space_prefix,
+            } => {
+                let prefix = if *add_space_prefix { " " } else { "" };
+                spm.encode(&spm::escape_spaces(&format!("{prefix}{text}")), ids);
+            }
+        }
         Ok(())
     }
 
@@ -257,4 +331,10 @@ impl Tokenizer {
     pub fn is_end_of_generation(&self, id: u32) -> bool {
         self.end_of_generation.contains(&id)
     }
+}
+
+/// The byte a SentencePiece byte piece (`<0x0A>`) stands for.
+fn spm_byte(piece: &str) -> Option<u8> {
+    let hex = piece.strip_prefix("<0x")?.strip_suffix('>')?;
+    u8::from_str_radix(hex, 16).ok()
 }

@@ -11,27 +11,38 @@ use std::sync::OnceLock;
 /// test loudly, because a skipped test would hide a broken setup.
 pub fn real_model() -> PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        let dir = std::env::var_os("QGRAPH_MODELS").map_or(root.join("models"), PathBuf::from);
-        let path = dir.join("SmolLM2-135M-Instruct.Q4_1.gguf");
-        if !path.exists() {
-            let status = std::process::Command::new(root.join("scripts/fetch-model"))
-                .status()
-                .expect("scripts/fetch-model could not be started");
-            assert!(
-                status.success(),
-                "scripts/fetch-model failed: the real model is needed"
-            );
-        }
+    PATH.get_or_init(|| fetched("smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"))
+        .clone()
+}
+
+/// Gemma 3 270M Q4_K_M (a SentencePiece vocabulary), fetched like `real_model`.
+pub fn gemma3_model() -> PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| fetched("gemma3-270m", "gemma-3-270m-q4_k_m.gguf"))
+        .clone()
+}
+
+/// The cached `file`, fetched with `scripts/fetch-model which` when missing.
+fn fetched(which: &str, file: &str) -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dir = std::env::var_os("QGRAPH_MODELS").map_or(root.join("models"), PathBuf::from);
+    let path = dir.join(file);
+    if !path.exists() {
+        let status = std::process::Command::new(root.join("scripts/fetch-model"))
+            .arg(which)
+            .status()
+            .expect("scripts/fetch-model could not be started");
         assert!(
-            path.exists(),
-            "{} is missing after scripts/fetch-model",
-            path.display()
+            status.success(),
+            "scripts/fetch-model {which} failed: the model is needed"
         );
-        path
-    })
-    .clone()
+    }
+    assert!(
+        path.exists(),
+        "{} is missing after scripts/fetch-model {which}",
+        path.display()
+    );
+    path
 }
 
 /// The real model requantized to `ftype` by `qgraph quantize` (made once, beside the real
