@@ -534,3 +534,52 @@ fn long_context_options_are_checked_and_cache_types_run() {
     assert_eq!(rows[1]["n_depth"], 40);
     assert_eq!(rows[1]["type_k"], "f16");
 }
+
+#[test]
+fn the_graph_follows_the_architecture_and_a_wrong_one_is_refused() {
+    let gemma = common::gemma3_model();
+    let gemma = gemma.to_str().unwrap();
+    // No graph for gemma3 yet: the default graph is looked up by architecture, and its
+    // absence is named.
+    let (ok, _, err) = qgraph(&["check", "-m", gemma]);
+    assert!(
+        !ok && err.contains("no graph for architecture `gemma3`")
+            && err.contains("graphs/gemma3.toml"),
+        "{err}"
+    );
+    // The llama graph, forced onto it, is refused at its `architectures` line.
+    let (ok, _, err) = qgraph(&["run", "-m", gemma, "-g", "graphs/llama.toml", "-p", "hi"]);
+    assert!(
+        !ok && err.contains("graphs/llama.toml:") && err.contains("the model is `gemma3`"),
+        "{err}"
+    );
+    // A copy that accepts gemma3 binds, but leaves Gemma's norms unread: `check` lists them
+    // and `run` refuses to run a forward pass that skips them.
+    let dir = tempfile::tempdir().unwrap();
+    let graph = dir.path().join("g.toml");
+    std::fs::write(
+        &graph,
+        include_str!("../graphs/llama.toml")
+            .replace(
+                r#"architectures = ["llama"]"#,
+                r#"architectures = ["llama", "gemma3"]"#,
+            )
+            .replace(r#"key = "{arch}.vocab_size", "#, ""),
+    )
+    .unwrap();
+    let g = graph.to_str().unwrap();
+    let (ok, out, err) = qgraph(&["check", g, "-m", gemma]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("never reads: 72") && out.contains("blk.17.post_ffw_norm.weight"),
+        "{out}"
+    );
+    let (ok, _, err) = qgraph(&["run", "-m", gemma, "-g", g, "-p", "hi", "-n", "1"]);
+    assert!(
+        !ok && err.contains("does not read 72") && err.contains("attn_k_norm"),
+        "{err}"
+    );
+    // SmolLM2 picks graphs/llama.toml by itself.
+    let (ok, out, err) = qgraph(&["check"]);
+    assert!(ok && out.contains("graph `llama`"), "{err}");
+}

@@ -400,3 +400,76 @@ fn load_reads_a_file_and_names_a_missing_one() {
     let e = graph::load("/no/such/graph.toml").err().unwrap();
     assert_msg(&e, &["/no/such/graph.toml"]);
 }
+
+#[test]
+fn a_model_of_an_architecture_the_graph_does_not_list() {
+    let src = edited(
+        r#"architectures = ["llama"]"#,
+        r#"architectures = ["mistral", "qwen2"]"#,
+    );
+    let e = bind_err(&src, &tiny(TinyLlama::default()));
+    assert!(matches!(e, GraphError::Architecture { .. }), "{e}");
+    assert_msg(
+        &e,
+        &[
+            &line_of(&src, "architectures ="),
+            "graph `llama`",
+            "`mistral`, `qwen2`",
+            "the model is `llama`",
+            "graphs/llama.toml",
+        ],
+    );
+    // An empty list is a mistake in the file, caught before any model is seen.
+    let src = edited(r#"architectures = ["llama"]"#, "architectures = []");
+    assert_msg(
+        &parse_err(&src),
+        &[&line_of(&src, "architectures ="), "lists no architecture"],
+    );
+}
+
+#[test]
+fn tensors_the_graph_never_reads_are_listed_unless_optional() {
+    let mut w: GgufWriter = TinyLlama::default().writer().unwrap();
+    for layer in 0..2 {
+        w.add_tensor(
+            &format!("blk.{layer}.attn_q_norm.weight"),
+            &[16],
+            qgraph::quant::GgmlType::F32,
+            &[1.0; 16],
+        )
+        .unwrap();
+    }
+    w.add_tensor(
+        "rope_freqs.weight",
+        &[8],
+        qgraph::quant::GgmlType::F32,
+        &[1.0; 8],
+    )
+    .unwrap();
+    let model = GgufFile::from_bytes(&w.to_bytes()).unwrap();
+    let g = graph::parse(LLAMA, FILE).unwrap().bind(&model).unwrap();
+    assert_eq!(
+        g.unread,
+        [
+            "blk.0.attn_q_norm.weight",
+            "blk.1.attn_q_norm.weight",
+            "rope_freqs.weight"
+        ]
+    );
+    assert!(graph::summary::summary(&g).contains("never reads: 3"));
+    // Marked optional (a layer template and a plain name), they are not.
+    let src = edited(
+        r#"architectures = ["llama"]"#,
+        r#"architectures = ["llama"]
+optional = ["blk.{layer}.attn_q_norm.weight", "rope_freqs.weight"]"#,
+    );
+    let g = graph::parse(&src, FILE).unwrap().bind(&model).unwrap();
+    assert!(g.unread.is_empty(), "{:?}", g.unread);
+    // The real model and the tiny one leave nothing unread.
+    assert!(graph::parse(LLAMA, FILE)
+        .unwrap()
+        .bind(&tiny(TinyLlama::default()))
+        .unwrap()
+        .unread
+        .is_empty());
+}

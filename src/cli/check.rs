@@ -4,11 +4,11 @@ use std::path::PathBuf;
 
 use qgraph::graph::Graph;
 
-use super::model::{bind_graph, open_model};
+use super::model::{bind_graph, open_model, Binding};
 
 #[derive(clap::Args)]
 pub struct CheckArgs {
-    /// The graph definition (default: graphs/llama.toml).
+    /// The graph definition (default: graphs/<the model's general.architecture>.toml).
     pub graph: Option<PathBuf>,
     /// The model to bind it to (default: the fetched SmolLM2).
     #[arg(short, long)]
@@ -33,7 +33,7 @@ pub struct GraphArgs {
 
 pub fn bind(args: CheckArgs) -> anyhow::Result<Graph> {
     let (model_path, model) = open_model(args.model)?;
-    Ok(bind_graph(args.graph, &model, &model_path)?.1)
+    Ok(bind_graph(args.graph, &model, &model_path, Binding::ToShow)?.1)
 }
 
 pub fn check(args: CheckArgs) -> anyhow::Result<()> {

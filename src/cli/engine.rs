@@ -10,14 +10,14 @@ use qgraph::gguf::GgufFile;
 use qgraph::plan::{Logits, PassSelection, Plan, PlanOptions};
 use qgraph::tokenizer::Tokenizer;
 
-use super::model::{bind_graph, open_model};
+use super::model::{bind_graph, open_model, Binding};
 
 #[derive(clap::Args, Clone)]
 pub struct EngineArgs {
     /// The model (default: the fetched SmolLM2, fetched if missing).
     #[arg(short, long)]
     pub model: Option<PathBuf>,
-    /// The graph definition (default: graphs/llama.toml).
+    /// The graph definition (default: graphs/<the model's general.architecture>.toml).
     #[arg(short, long)]
     pub graph: Option<PathBuf>,
     /// Context length in tokens.
@@ -94,7 +94,8 @@ impl Engine {
             .with_context(|| format!("tokenizer of {}", model_path.display()))?;
         let load_ms = t0.elapsed().as_secs_f64() * 1e3;
         let t1 = Instant::now();
-        let (graph_path, graph) = bind_graph(args.graph.clone(), &model, &model_path)?;
+        let (graph_path, graph) =
+            bind_graph(args.graph.clone(), &model, &model_path, Binding::ToRun)?;
         if args.n_ctx == 0 {
             bail!("--ctx must be at least 1");
         }

@@ -43,16 +43,31 @@ pub fn resolve_model(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-/// The graph to use: the one given, else `graphs/llama.toml` of this checkout.
-pub fn resolve_graph(given: Option<PathBuf>) -> PathBuf {
-    given.unwrap_or_else(|| {
-        let local = PathBuf::from("graphs/llama.toml");
-        if local.exists() {
-            local
-        } else {
-            repo_root().join("graphs/llama.toml")
-        }
-    })
+/// The graph to use: the one given, else `graphs/<general.architecture>.toml` (in the
+/// working directory's `graphs/`, else this checkout's).
+pub fn resolve_graph(
+    given: Option<PathBuf>,
+    model: &qgraph::gguf::GgufFile,
+) -> anyhow::Result<PathBuf> {
+    if let Some(path) = given {
+        return Ok(path);
+    }
+    let arch = model
+        .get_str("general.architecture")
+        .context("the model has no general.architecture: give its graph with --graph")?;
+    let file = format!("graphs/{arch}.toml");
+    let local = PathBuf::from(&file);
+    if local.exists() {
+        return Ok(local);
+    }
+    let shipped = repo_root().join(&file);
+    if shipped.exists() {
+        return Ok(shipped);
+    }
+    bail!(
+        "no graph for architecture `{arch}`: {file} does not exist (qgraph ships graphs/llama.toml); \
+         give a graph written for this model with --graph"
+    )
 }
 
 /// The model a command names (or the default one), opened.
@@ -70,10 +85,37 @@ pub fn bind_graph(
     given: Option<PathBuf>,
     model: &qgraph::gguf::GgufFile,
     model_path: &std::path::Path,
+    bound: Binding,
 ) -> anyhow::Result<(PathBuf, qgraph::graph::Graph)> {
-    let path = resolve_graph(given);
+    let path = resolve_graph(given, model)?;
     let graph = qgraph::graph::load(&path)?
         .bind(model)
         .with_context(|| format!("binding {} to {}", path.display(), model_path.display()))?;
+    if bound == Binding::ToRun && !graph.unread.is_empty() {
+        let shown: Vec<&str> = graph.unread.iter().take(4).map(String::as_str).collect();
+        bail!(
+            "graph `{}` ({}) does not read {} of {}'s tensors ({}{}): it is not the whole \
+             forward pass of this model. `qgraph check` lists them; a graph marks tensors it \
+             may leave unread in [graph] optional",
+            graph.name,
+            path.display(),
+            graph.unread.len(),
+            model_path.display(),
+            shown.join(", "),
+            if graph.unread.len() > shown.len() {
+                ", …"
+            } else {
+                ""
+            }
+        );
+    }
     Ok((path, graph))
+}
+
+/// What a bound graph is for: running the model (every tensor must be read) or looking at
+/// the graph (`check`, `graph`: unread tensors are listed).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Binding {
+    ToRun,
+    ToShow,
 }

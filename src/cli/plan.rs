@@ -7,7 +7,7 @@ use qgraph::plan::dump::{self, LayerRange};
 use qgraph::plan::{PassSelection, Plan, PlanOptions};
 
 use super::check::CheckArgs;
-use super::model::{bind_graph, open_model};
+use super::model::{bind_graph, open_model, Binding};
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 pub enum PlanFormat {
@@ -133,7 +133,7 @@ impl PlanFlags {
 pub fn make_plan(target: CheckArgs, flags: &PlanFlags) -> anyhow::Result<(Plan, f64)> {
     let (model_path, model) = open_model(target.model)?;
     let started = Instant::now();
-    let (graph_path, graph) = bind_graph(target.graph, &model, &model_path)?;
+    let (graph_path, graph) = bind_graph(target.graph, &model, &model_path, Binding::ToRun)?;
     let plan = Plan::new(&graph, model, &flags.options()?)
         .with_context(|| format!("planning {}", graph_path.display()))?;
     Ok((plan, started.elapsed().as_secs_f64() * 1e3))

@@ -34,16 +34,40 @@ impl GraphDef {
                 weights: Vec::new(),
                 n_layer: 0,
                 block: None,
+                unread: Vec::new(),
             },
             weight_ids: HashMap::new(),
         };
+        b.check_architecture()?;
         b.bind_dims()?;
         b.bind_params()?;
         b.expand()?;
         b.graph.dims = b.dims;
         b.graph.params = b.params;
+        b.graph.unread = unread_tensors(&b.graph, model, &self.optional);
         Ok(b.graph)
     }
+}
+
+/// The model's tensors that `graph` binds to no weight and that match no `optional`
+/// template (`{layer}` stands for any layer index).
+fn unread_tensors(graph: &Graph, model: &GgufFile, optional: &[String]) -> Vec<String> {
+    let read: std::collections::HashSet<&str> =
+        graph.weights.iter().map(|w| w.tensor.as_str()).collect();
+    let matches = |template: &str, name: &str| match template.split_once("{layer}") {
+        None => template == name,
+        Some((head, tail)) => name
+            .strip_prefix(head)
+            .and_then(|rest| rest.strip_suffix(tail))
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|c| c.is_ascii_digit())),
+    };
+    model
+        .tensors()
+        .iter()
+        .map(|t| t.name.as_str())
+        .filter(|n| !read.contains(n) && !optional.iter().any(|o| matches(o, n)))
+        .map(str::to_string)
+        .collect()
 }
 
 struct Binder<'a> {
@@ -56,6 +80,31 @@ struct Binder<'a> {
 }
 
 impl Binder<'_> {
+    /// A graph that lists its architectures binds only models of one of them.
+    fn check_architecture(&self) -> Result<(), GraphError> {
+        let Some((accepted, at)) = &self.def.architectures else {
+            return Ok(());
+        };
+        let arch = self
+            .model
+            .get_str("general.architecture")
+            .map_err(|e| self.key_error(e, "architectures", at))?;
+        if accepted.iter().any(|a| a == arch) {
+            return Ok(());
+        }
+        let list: Vec<String> = accepted.iter().map(|a| format!("`{a}`")).collect();
+        Err(GraphError::Architecture {
+            at: at.clone(),
+            graph: self.def.name.clone(),
+            accepted: format!(
+                "architecture{} {}",
+                if list.len() == 1 { "" } else { "s" },
+                list.join(", ")
+            ),
+            arch: arch.to_string(),
+        })
+    }
+
     fn key(&self, template: &str, name: &str, at: &Location) -> Result<String, GraphError> {
         if !template.contains("{arch}") {
             return Ok(template.to_string());

@@ -208,6 +208,11 @@ pub struct BlockSpec {
 pub struct GraphDef {
     pub file: String,
     pub name: String,
+    /// The architectures (`general.architecture`) it accepts, where the file lists them
+    /// (a graph without the list accepts any model its weights and keys fit).
+    pub architectures: Option<(Vec<String>, Location)>,
+    /// Name templates of tensors a model may hold unread (`{layer}`: any layer index).
+    pub optional: Vec<String>,
     pub dims: Vec<DimSpec>,
     pub params: Vec<ParamSpec>,
     pub inputs: Vec<InputSpec>,

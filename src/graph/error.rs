@@ -116,6 +116,16 @@ pub enum GraphError {
         name: String,
         path: String,
     },
+    #[error(
+        "{at}: graph `{graph}` describes {accepted}, but the model is `{arch}` \
+         (general.architecture): use the graph written for it (graphs/{arch}.toml)"
+    )]
+    Architecture {
+        at: Location,
+        graph: String,
+        accepted: String,
+        arch: String,
+    },
     #[error("{at}: `{name}`: the model has no metadata key `{key}`")]
     MissingKey {
         at: Location,

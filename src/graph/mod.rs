@@ -127,6 +127,10 @@ pub struct Graph {
     pub n_layer: u32,
     /// The repeated block's name and its node count per layer.
     pub block: Option<(String, usize)>,
+    /// The model's tensors that no node reads and that the graph does not mark optional,
+    /// in file order: `qgraph check` lists them, and commands that run the model refuse a
+    /// graph that leaves any (a graph for another model, or one missing a part).
+    pub unread: Vec<String>,
 }
 
 impl Graph {

@@ -172,9 +172,24 @@ pub fn parse(src: &str, file: &str) -> Result<GraphDef, GraphError> {
     }
     blocks.sort_by(|a, b| a.at.cmp(&b.at));
 
+    let architectures = raw
+        .graph
+        .architectures
+        .as_ref()
+        .map(|a| (a.get_ref().clone(), loc.span(a)));
+    if let Some((list, at)) = &architectures {
+        if list.is_empty() {
+            return Err(GraphError::Syntax {
+                at: at.clone(),
+                message: "`architectures` lists no architecture".to_string(),
+            });
+        }
+    }
     let def = GraphDef {
         file: file.to_string(),
         name: raw.graph.name,
+        architectures,
+        optional: raw.graph.optional,
         dims,
         params,
         inputs,

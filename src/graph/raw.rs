@@ -31,6 +31,12 @@ pub(super) struct RawGraph {
     #[serde(default)]
     #[allow(dead_code)] // documentation for readers of the file
     pub(super) description: Option<String>,
+    /// The `general.architecture` values of the models this graph describes.
+    #[serde(default)]
+    pub(super) architectures: Option<Spanned<Vec<String>>>,
+    /// Tensors a model may hold that the graph does not read (`{layer}`: any layer).
+    #[serde(default)]
+    pub(super) optional: Vec<String>,
     pub(super) nodes: Vec<RawNode>,
 }
 

@@ -89,6 +89,16 @@ pub fn summary(g: &Graph) -> String {
     for w in g.weights.iter().filter(|w| w.fallback) {
         let _ = writeln!(s, "  `{}` → {} (fallback)", w.name, w.tensor);
     }
+    if !g.unread.is_empty() {
+        let _ = writeln!(
+            s,
+            "tensors in the model that the graph never reads: {} (commands that run the model refuse this graph)",
+            g.unread.len()
+        );
+        for t in &g.unread {
+            let _ = writeln!(s, "  {t}");
+        }
+    }
     let _ = writeln!(
         s,
         "nodes outside the block, and layer 0{}:",
