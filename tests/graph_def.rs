@@ -223,10 +223,7 @@ fn cycle() {
 
 #[test]
 fn dimension_never_bound() {
-    let src = edited(
-        r#"head_dim  = "n_embd / n_head""#,
-        r#"head_dim  = "n_embd / n_heads""#,
-    );
+    let src = edited(r#"or = "n_embd / n_head""#, r#"or = "n_embd / n_heads""#);
     let e = parse_err(&src);
     assert!(matches!(e, GraphError::Unbound { .. }), "{e}");
     assert_msg(&e, &[&line_of(&src, "n_heads"), "`n_heads` is never bound"]);
@@ -472,4 +469,80 @@ optional = ["blk.{layer}.attn_q_norm.weight", "rope_freqs.weight"]"#,
         .unwrap()
         .unread
         .is_empty());
+}
+
+#[test]
+fn attributes_can_vary_by_layer() {
+    use qgraph::graph::Op;
+    // Layer 1's query rope gets twice the base; layer 0 keeps it.
+    let src = edited(
+        r#"heads = "n_head",    theta = "rope_theta""#,
+        r#"heads = "n_head",    theta = "if(layer == 1, rope_theta * 2, rope_theta)""#,
+    );
+    let g = graph::parse(&src, FILE)
+        .unwrap()
+        .bind(&tiny(TinyLlama::default()))
+        .unwrap();
+    let theta_of = |name: &str| {
+        g.g.node_weights()
+            .find(|n| n.name == name)
+            .map(|n| match n.op {
+                Op::Rope { theta, .. } => theta,
+                _ => panic!("{name} is not a rope"),
+            })
+            .unwrap()
+    };
+    assert_eq!(theta_of("blk.0.q_rope"), 10000.0);
+    assert_eq!(theta_of("blk.1.q_rope"), 20000.0);
+    assert_eq!(theta_of("blk.1.k_rope"), 10000.0);
+}
+
+#[test]
+fn per_layer_expressions_are_checked() {
+    // `layer` means nothing outside a block.
+    let src = edited(r#"eps = "rms_eps" }"#, r#"eps = "rms_eps * layer" }"#);
+    let e = parse_err(&src);
+    assert!(matches!(e, GraphError::Unbound { .. }), "{e}");
+    assert_msg(&e, &[&line_of(&src, "rms_eps * layer"), "`layer`"]);
+    // Dividing by zero at one layer names the node's line, the expression and the layer.
+    let src = edited(
+        r#"heads = "n_kv_head", theta = "rope_theta""#,
+        r#"heads = "n_kv_head", theta = "rope_theta / (1 - layer)""#,
+    );
+    let e = bind_err(&src, &tiny(TinyLlama::default()));
+    assert_msg(
+        &e,
+        &[
+            &line_of(&src, "(1 - layer)"),
+            "division by zero",
+            "at layer 1",
+        ],
+    );
+    // A malformed one is a syntax error at its line, before any model.
+    let src = edited(
+        r#"theta = "rope_theta""#,
+        r#"theta = "if(layer, rope_theta)""#,
+    );
+    assert_msg(
+        &parse_err(&src),
+        &[&line_of(&src, "if(layer, rope_theta)"), "after the first branch"],
+    );
+}
+
+#[test]
+fn a_dimension_falls_back_to_an_expression() {
+    // SmolLM2 states no key_length: head_dim comes from `or`; a file that states it wins.
+    let g = graph::parse(LLAMA, FILE)
+        .unwrap()
+        .bind(&tiny(TinyLlama::default()))
+        .unwrap();
+    assert_eq!(g.dim("head_dim"), Some(16));
+    let mut w: GgufWriter = TinyLlama::default().writer().unwrap();
+    w.set_u32("llama.attention.key_length", 32);
+    let g = graph::parse(LLAMA, FILE)
+        .unwrap()
+        .bind(&GgufFile::from_bytes(&w.to_bytes()).unwrap())
+        .unwrap();
+    assert_eq!(g.dim("head_dim"), Some(32));
+    assert_eq!(g.dim("kv_dim"), Some(64));
 }

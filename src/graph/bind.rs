@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use super::def::{
     BlockSpec, DimExpr, DimSource, GraphDef, NodeSpec, OpKind, ParamSource, Scalar, WeightSpec,
+    LAYER,
 };
 use super::error::{GraphError, Location};
 use super::op::Op;
@@ -154,13 +155,11 @@ impl Binder<'_> {
             let mut still = Vec::new();
             for i in pending {
                 let d = &self.def.dims[i];
-                let ready = match &d.source {
-                    DimSource::Expr(e, _) => e
-                        .names()
-                        .iter()
-                        .all(|n| self.dims.iter().any(|b| b.name == *n)),
-                    _ => true,
-                };
+                let ready = d
+                    .source
+                    .deps()
+                    .iter()
+                    .all(|n| self.dims.iter().any(|b| b.name == *n));
                 if ready {
                     let bound = self.bind_dim(i)?;
                     self.dims.push(bound);
@@ -197,16 +196,21 @@ impl Binder<'_> {
         let (value, source) = match &d.source {
             DimSource::Literal(v) => (*v, "literal".to_string()),
             DimSource::Expr(e, text) => {
-                let v = self.eval(e, text, &d.at)?;
+                let v = self.eval(e, text, &d.at, None)?;
                 (v, text.clone())
             }
-            DimSource::Key { key, len, default } => 'found: {
+            DimSource::Key {
+                key,
+                len,
+                or,
+                default,
+            } => 'found: {
+                let fallback = len.is_some() || or.is_some() || default.is_some();
                 if let Some(key) = key {
                     let key = self.key(key, &d.name, &d.at)?;
                     match self.model.get_u64(&key) {
                         Ok(v) => break 'found (v, key),
-                        Err(GgufError::MissingKey { .. }) if len.is_some() || default.is_some() => {
-                        }
+                        Err(GgufError::MissingKey { .. }) if fallback => {}
                         Err(e) => return Err(self.key_error(e, &d.name, &d.at)),
                     }
                 }
@@ -214,9 +218,12 @@ impl Binder<'_> {
                     let len = self.key(len, &d.name, &d.at)?;
                     match self.model.get_array(&len) {
                         Ok(items) => break 'found (items.len() as u64, format!("len({len})")),
-                        Err(GgufError::MissingKey { .. }) if default.is_some() => {}
+                        Err(GgufError::MissingKey { .. }) if or.is_some() || default.is_some() => {}
                         Err(e) => return Err(self.key_error(e, &d.name, &d.at)),
                     }
+                }
+                if let Some((e, text)) = or {
+                    break 'found (self.eval(e, text, &d.at, None)?, text.clone());
                 }
                 match default {
                     Some(v) => (*v, "default".to_string()),
@@ -238,27 +245,49 @@ impl Binder<'_> {
         })
     }
 
-    fn eval(&self, e: &super::Expr, text: &str, at: &Location) -> Result<u64, GraphError> {
-        e.eval(&|n| self.dims.iter().find(|d| d.name == n).map(|d| d.value))
-            .map_err(|err| match err {
-                super::EvalError::Unbound(name) => GraphError::Unbound {
-                    at: at.clone(),
-                    name,
-                    hint: String::new(),
-                },
-                other => GraphError::Expr {
-                    at: at.clone(),
-                    expr: text.to_string(),
-                    message: other.to_string(),
-                },
-            })
+    /// `e` as an integer over the bound dimensions (and `layer`, inside a block).
+    fn eval(
+        &self,
+        e: &super::Expr,
+        text: &str,
+        at: &Location,
+        layer: Option<u32>,
+    ) -> Result<u64, GraphError> {
+        e.eval(&|n| match (n, layer) {
+            (LAYER, Some(l)) => Some(l as u64),
+            _ => self.dims.iter().find(|d| d.name == n).map(|d| d.value),
+        })
+        .map_err(|err| Self::eval_error(err, text, at, layer))
     }
 
-    fn dim_expr(&self, e: &Option<DimExpr>) -> Result<usize, GraphError> {
+    fn eval_error(
+        err: super::EvalError,
+        text: &str,
+        at: &Location,
+        layer: Option<u32>,
+    ) -> GraphError {
+        match err {
+            super::EvalError::Unbound(name) => GraphError::Unbound {
+                at: at.clone(),
+                name,
+                hint: String::new(),
+            },
+            other => GraphError::Expr {
+                at: at.clone(),
+                expr: text.to_string(),
+                message: match layer {
+                    Some(l) => format!("{other} (at layer {l})"),
+                    None => other.to_string(),
+                },
+            },
+        }
+    }
+
+    fn dim_expr(&self, e: &Option<DimExpr>, layer: Option<u32>) -> Result<usize, GraphError> {
         // check() guarantees required attributes are present; a missing one evaluates to 0
         // and is rejected by the planner's shape rules.
         let Some(e) = e else { return Ok(0) };
-        let v = self.eval(&e.expr, &e.text, &e.at)?;
+        let v = self.eval(&e.expr, &e.text, &e.at, layer)?;
         usize::try_from(v).map_err(|_| GraphError::Expr {
             at: e.at.clone(),
             expr: e.text.clone(),
@@ -290,17 +319,39 @@ impl Binder<'_> {
         Ok(())
     }
 
-    fn scalar(&self, s: &Option<(Scalar, Location)>) -> f32 {
-        match s {
+    fn scalar(
+        &self,
+        s: &Option<(Scalar, Location)>,
+        layer: Option<u32>,
+    ) -> Result<f32, GraphError> {
+        let param = |p: &str| self.params.iter().find(|x| x.name == p).map(|x| x.value);
+        Ok(match s {
             Some((Scalar::Num(v), _)) => *v as f32,
             // check() verified the parameter exists; bind_params bound every parameter.
-            Some((Scalar::Param(p), _)) => self
-                .params
-                .iter()
-                .find(|x| &x.name == p)
-                .map_or(0.0, |x| x.value),
+            Some((Scalar::Param(p), _)) => param(p).unwrap_or(0.0),
+            Some((Scalar::Expr(e, text), at)) => {
+                let v = e
+                    .eval_f64(&|n| match (n, layer) {
+                        (LAYER, Some(l)) => Some(l as f64),
+                        _ => param(n).map(f64::from).or_else(|| {
+                            self.dims
+                                .iter()
+                                .find(|d| d.name == n)
+                                .map(|d| d.value as f64)
+                        }),
+                    })
+                    .map_err(|err| Self::eval_error(err, text, at, layer))?;
+                if !v.is_finite() {
+                    return Err(GraphError::Expr {
+                        at: at.clone(),
+                        expr: text.clone(),
+                        message: format!("the value {v} is not finite"),
+                    });
+                }
+                v as f32
+            }
             None => 0.0,
-        }
+        })
     }
 
     fn weight(&mut self, spec: &WeightSpec, layer: Option<u32>) -> Result<WeightId, GraphError> {
@@ -346,21 +397,21 @@ impl Binder<'_> {
         Ok(id)
     }
 
-    fn make_op(&self, n: &NodeSpec) -> Result<Op, GraphError> {
+    fn make_op(&self, n: &NodeSpec, layer: Option<u32>) -> Result<Op, GraphError> {
         Ok(match n.kind {
             OpKind::Embed => Op::Embed,
             OpKind::RmsNorm => Op::RmsNorm {
-                eps: self.scalar(&n.eps),
+                eps: self.scalar(&n.eps, layer)?,
             },
             OpKind::Gemv => Op::Gemv,
             OpKind::Rope => Op::Rope {
-                heads: self.dim_expr(&n.heads)?,
-                theta: self.scalar(&n.theta),
+                heads: self.dim_expr(&n.heads, layer)?,
+                theta: self.scalar(&n.theta, layer)?,
                 layout: n.layout,
             },
             OpKind::Attention => Op::Attention {
-                heads: self.dim_expr(&n.heads)?,
-                kv_heads: self.dim_expr(&n.kv_heads)?,
+                heads: self.dim_expr(&n.heads, layer)?,
+                kv_heads: self.dim_expr(&n.kv_heads, layer)?,
             },
             OpKind::Mlp => Op::Mlp,
             OpKind::Add => Op::Add,
@@ -387,7 +438,7 @@ impl Binder<'_> {
                 self.expand_repeat(n, names)?;
                 continue;
             }
-            let op = self.make_op(n)?;
+            let op = self.make_op(n, layer)?;
             let mut ws = Vec::new();
             for (w, _) in &n.weights {
                 // check() resolved every weight name within the scope.
@@ -430,7 +481,7 @@ impl Binder<'_> {
         let Some(block) = def.blocks.iter().find(|b| &b.name == block_name) else {
             return Ok(());
         };
-        let count = self.dim_expr(&n.count)?;
+        let count = self.dim_expr(&n.count, None)?;
         if count == 0 {
             let c = n.count.as_ref();
             return Err(GraphError::ZeroRepeat {

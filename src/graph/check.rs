@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use super::def::{
-    BlockSpec, DimSource, DimSpec, GraphDef, NodeSpec, OpKind, Scalar, WeightSpec, RUNTIME_DIMS,
+    BlockSpec, DimSpec, GraphDef, NodeSpec, OpKind, Scalar, WeightSpec, LAYER, RUNTIME_DIMS,
 };
 use super::error::{GraphError, Location};
 
@@ -45,29 +45,46 @@ pub(super) fn check(def: &GraphDef) -> Result<(), GraphError> {
         },
     };
     for d in &def.dims {
-        if let DimSource::Expr(e, _) = &d.source {
-            if let Some(n) = e.names().into_iter().find(|n| !is_dim(n)) {
-                return Err(unbound(n, &d.at));
-            }
+        if let Some(n) = d.source.deps().into_iter().find(|n| !is_dim(n)) {
+            return Err(unbound(n, &d.at));
         }
     }
     check_dim_cycles(def)?;
 
+    // Attribute expressions: dimensions (integers), and parameters too in float ones;
+    // `layer` inside a block only.
+    let in_block = |n: &NodeSpec| {
+        def.blocks
+            .iter()
+            .any(|b| b.nodes.iter().any(|x| std::ptr::eq(x, n)))
+    };
     let all_nodes = def
         .nodes
         .iter()
         .chain(def.blocks.iter().flat_map(|b| b.nodes.iter()));
     for n in all_nodes {
+        let layer_ok = |x: &str| x == LAYER && in_block(n);
         for e in [&n.heads, &n.kv_heads, &n.count].into_iter().flatten() {
-            if let Some(name) = e.expr.names().into_iter().find(|x| !is_dim(x)) {
+            if let Some(name) = e
+                .expr
+                .names()
+                .into_iter()
+                .find(|x| !is_dim(x) && !layer_ok(x))
+            {
                 return Err(unbound(name, &e.at));
             }
         }
         for (s, at) in [&n.eps, &n.theta].into_iter().flatten() {
-            if let Scalar::Param(p) = s {
-                if !is_param(p) {
-                    return Err(unbound(p, at));
-                }
+            let missing = match s {
+                Scalar::Num(_) => None,
+                Scalar::Param(p) => (!is_param(p)).then_some(p.as_str()),
+                Scalar::Expr(e, _) => e
+                    .names()
+                    .into_iter()
+                    .find(|x| !is_param(x) && !is_dim(x) && !layer_ok(x)),
+            };
+            if let Some(name) = missing {
+                return Err(unbound(name, at));
             }
         }
     }
@@ -152,15 +169,13 @@ fn check_dim_cycles(def: &GraphDef) -> Result<(), GraphError> {
                 path: path.join(" → "),
             });
         }
-        if let DimSource::Expr(e, _) = &d.source {
-            stack.push(&d.name);
-            for n in e.names() {
-                if let Some(dep) = def.dims.iter().find(|x| x.name == n) {
-                    visit(def, dep, stack)?;
-                }
+        stack.push(&d.name);
+        for n in d.source.deps() {
+            if let Some(dep) = def.dims.iter().find(|x| x.name == n) {
+                visit(def, dep, stack)?;
             }
-            stack.pop();
         }
+        stack.pop();
         Ok(())
     }
     for d in &def.dims {

@@ -13,12 +13,27 @@ pub enum DimSource {
     /// An expression over other dimensions (kept with its text for messages and dumps).
     Expr(Expr, String),
     /// A metadata key (`{arch}` is replaced by `general.architecture`); else the length of
-    /// the array at `len`; else `default`.
+    /// the array at `len`; else the expression `or` (`n_embd / n_head` for a head size the
+    /// file may state); else `default`.
     Key {
         key: Option<String>,
         len: Option<String>,
+        or: Option<(Expr, String)>,
         default: Option<u64>,
     },
+}
+
+impl DimSource {
+    /// The dimensions this one may be computed from.
+    pub fn deps(&self) -> Vec<&str> {
+        match self {
+            DimSource::Expr(e, _)
+            | DimSource::Key {
+                or: Some((e, _)), ..
+            } => e.names(),
+            _ => Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -63,12 +78,18 @@ pub struct WeightSpec {
     pub templates: Vec<String>,
 }
 
-/// A float attribute: a literal or the name of a parameter.
+/// A float attribute: a literal, the name of a parameter, or an expression over parameters
+/// and dimensions (and `layer`, inside a block), e.g.
+/// `if(layer % 6 == 5, rope_global, rope_local)`.
 #[derive(Debug, Clone)]
 pub enum Scalar {
     Num(f64),
     Param(String),
+    Expr(Expr, String),
 }
+
+/// The name that stands for the layer index in a block's attribute expressions.
+pub const LAYER: &str = "layer";
 
 /// An integer attribute: an expression over dimensions, with its text.
 #[derive(Debug, Clone)]

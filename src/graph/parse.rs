@@ -74,15 +74,29 @@ pub fn parse(src: &str, file: &str) -> Result<GraphDef, GraphError> {
                 DimSource::Expr(expr, text.clone())
             }
             RawDim::Key(k) => {
-                if k.key.is_none() && k.len.is_none() && k.default.is_none() {
+                if k.key.is_none() && k.len.is_none() && k.or.is_none() && k.default.is_none() {
                     return Err(GraphError::Syntax {
                         at,
-                        message: format!("dimension `{name}` needs `key`, `len` or `default`"),
+                        message: format!(
+                            "dimension `{name}` needs `key`, `len`, `or` or `default`"
+                        ),
                     });
                 }
+                let or = match &k.or {
+                    Some(text) => Some((
+                        Expr::parse(text).map_err(|message| GraphError::Expr {
+                            at: at.clone(),
+                            expr: text.clone(),
+                            message,
+                        })?,
+                        text.clone(),
+                    )),
+                    None => None,
+                };
                 DimSource::Key {
                     key: k.key.clone(),
                     len: k.len.clone(),
+                    or,
                     default: k.default,
                 }
             }
@@ -296,14 +310,26 @@ fn node_spec(loc: &Locator, n: &RawNode) -> Result<NodeSpec, GraphError> {
             _ => {}
         }
     }
-    let scalar = |s: &Option<Spanned<RawScalar>>| {
-        s.as_ref().map(|s| {
-            let v = match s.get_ref() {
-                RawScalar::Num(v) => Scalar::Num(*v),
-                RawScalar::Name(n) => Scalar::Param(n.clone()),
-            };
-            (v, loc.span(s))
-        })
+    let scalar = |s: &Option<Spanned<RawScalar>>| -> Result<_, GraphError> {
+        let Some(s) = s else { return Ok(None) };
+        let at = loc.span(s);
+        let is_name = |n: &str| {
+            n.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        };
+        let v = match s.get_ref() {
+            RawScalar::Num(v) => Scalar::Num(*v),
+            RawScalar::Name(n) if is_name(n) && n != "if" => Scalar::Param(n.clone()),
+            RawScalar::Name(text) => Scalar::Expr(
+                Expr::parse(text).map_err(|message| GraphError::Expr {
+                    at: at.clone(),
+                    expr: text.clone(),
+                    message,
+                })?,
+                text.clone(),
+            ),
+        };
+        Ok(Some((v, at)))
     };
     let dim_expr = |s: &Option<Spanned<String>>| -> Result<Option<DimExpr>, GraphError> {
         let Some(s) = s else { return Ok(None) };
@@ -340,8 +366,8 @@ fn node_spec(loc: &Locator, n: &RawNode) -> Result<NodeSpec, GraphError> {
             .map(|i| (i.get_ref().clone(), loc.span(i)))
             .collect(),
         weights,
-        eps: scalar(&n.eps),
-        theta: scalar(&n.theta),
+        eps: scalar(&n.eps)?,
+        theta: scalar(&n.theta)?,
         heads: dim_expr(&n.heads)?,
         kv_heads: dim_expr(&n.kv_heads)?,
         layout,

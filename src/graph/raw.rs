@@ -53,6 +53,7 @@ pub(super) enum RawDim {
 pub(super) struct RawDimKey {
     pub(super) key: Option<String>,
     pub(super) len: Option<String>,
+    pub(super) or: Option<String>,
     pub(super) default: Option<u64>,
 }
 
