@@ -346,6 +346,7 @@ fn bench_attend(c: &mut Criterion) {
                 }
             }
             let params = AttnParams {
+                window: 0,
                 geom,
                 group,
                 scale: 0.125,

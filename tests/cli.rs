@@ -539,12 +539,26 @@ fn long_context_options_are_checked_and_cache_types_run() {
 fn the_graph_follows_the_architecture_and_a_wrong_one_is_refused() {
     let gemma = common::gemma3_model();
     let gemma = gemma.to_str().unwrap();
-    // No graph for gemma3 yet: the default graph is looked up by architecture, and its
-    // absence is named.
-    let (ok, _, err) = qgraph(&["check", "-m", gemma]);
+    // The default graph is looked up by architecture: graphs/gemma3.toml for Gemma, and a
+    // clear error for an architecture qgraph has no graph for.
+    let (ok, out, err) = qgraph(&["check", "-m", gemma]);
     assert!(
-        !ok && err.contains("no graph for architecture `gemma3`")
-            && err.contains("graphs/gemma3.toml"),
+        ok && out.contains("graph `gemma3` (") && !out.contains("never reads"),
+        "{err}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = qgraph::gguf::tiny::TinyLlama::default().writer().unwrap();
+    for (k, v) in &mut w.metadata {
+        if k == "general.architecture" {
+            *v = qgraph::gguf::Value::Str("falcon".into());
+        }
+    }
+    let falcon = dir.path().join("falcon.gguf");
+    std::fs::write(&falcon, w.to_bytes()).unwrap();
+    let (ok, _, err) = qgraph(&["check", "-m", falcon.to_str().unwrap()]);
+    assert!(
+        !ok && err.contains("no graph for architecture `falcon`")
+            && err.contains("graphs/falcon.toml"),
         "{err}"
     );
     // The llama graph, forced onto it, is refused at its `architectures` line.
@@ -555,7 +569,6 @@ fn the_graph_follows_the_architecture_and_a_wrong_one_is_refused() {
     );
     // A copy that accepts gemma3 binds, but leaves Gemma's norms unread: `check` lists them
     // and `run` refuses to run a forward pass that skips them.
-    let dir = tempfile::tempdir().unwrap();
     let graph = dir.path().join("g.toml");
     std::fs::write(
         &graph,

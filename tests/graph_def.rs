@@ -525,7 +525,10 @@ fn per_layer_expressions_are_checked() {
     );
     assert_msg(
         &parse_err(&src),
-        &[&line_of(&src, "if(layer, rope_theta)"), "after the first branch"],
+        &[
+            &line_of(&src, "if(layer, rope_theta)"),
+            "after the first branch",
+        ],
     );
 }
 

@@ -163,13 +163,16 @@ proptest! {
         group in 1usize..7,
         hd16 in 1usize..5,
         types in 0usize..9,
+        window in prop_oneof![Just(0usize), 1usize..150],
         seed in any::<u64>(),
     ) {
         require_avx2();
         let (k, v) = (KvType::ALL[types / 3], KvType::ALL[types % 3]);
         let head_dim = hd16 * 16;
         prop_assume!(head_dim % 32 == 0 || (k != KvType::Q8_0 && v != KvType::Q8_0));
-        let c = AttnCase::new(KvTypes { k, v }, kv_heads, group, head_dim, n_past + 5, seed);
+        let mut c = AttnCase::new(KvTypes { k, v }, kv_heads, group, head_dim, n_past + 5, seed);
+        // A sliding window (0: none) cuts the first tile anywhere, or skips whole tiles.
+        c.params.window = window;
         let vmax = c.v.iter().fold(0f32, |m, x| m.max(x.abs()));
         for g in 0..kv_heads {
             let simd = c.run(table::attend(KernelLevel::Avx2, head_dim, c.types).f, g, n_past);
@@ -226,6 +229,7 @@ impl AttnCase {
             geom,
             group,
             scale: 1.0 / (hd as f32).sqrt(),
+            window: 0,
         };
         AttnCase {
             types,

@@ -253,12 +253,31 @@ pub unsafe fn run_phase(plan: &Plan, phase: &Phase, mem: *mut u8, n: usize, w: u
                 gamma,
                 out,
                 n: width,
+                heads,
                 eps,
             } => {
-                let gamma = std::slice::from_raw_parts(*gamma, *width);
+                let part = width / heads;
+                let gamma = std::slice::from_raw_parts(*gamma, part);
                 for t in t0..t1 {
                     let o = f32s_mut(mem, out + 4 * t * width, *width);
-                    f(f32s(mem, x + 4 * t * width, *width), gamma, *eps, o);
+                    let xs = f32s(mem, x + 4 * t * width, *width);
+                    for (xh, oh) in xs.chunks_exact(part).zip(o.chunks_exact_mut(part)) {
+                        f(xh, gamma, *eps, oh);
+                    }
+                }
+            }
+            Exec::Scale {
+                x,
+                out,
+                n: width,
+                factor,
+            } => {
+                for t in t0..t1 {
+                    crate::kernels::scalar::elementwise::scale_scalar(
+                        f32s(mem, x + 4 * t * width, *width),
+                        *factor,
+                        f32s_mut(mem, out + 4 * t * width, *width),
+                    );
                 }
             }
             Exec::Rope {

@@ -402,6 +402,10 @@ impl Binder<'_> {
             OpKind::Embed => Op::Embed,
             OpKind::RmsNorm => Op::RmsNorm {
                 eps: self.scalar(&n.eps, layer)?,
+                heads: match &n.heads {
+                    Some(_) => self.dim_expr(&n.heads, layer)?,
+                    None => 1,
+                },
             },
             OpKind::Gemv => Op::Gemv,
             OpKind::Rope => Op::Rope {
@@ -412,11 +416,16 @@ impl Binder<'_> {
             OpKind::Attention => Op::Attention {
                 heads: self.dim_expr(&n.heads, layer)?,
                 kv_heads: self.dim_expr(&n.kv_heads, layer)?,
+                window: self.dim_expr(&n.window, layer)?,
             },
             OpKind::Mlp => Op::Mlp,
             OpKind::Add => Op::Add,
             OpKind::Mul => Op::Mul,
             OpKind::Silu => Op::Silu,
+            OpKind::Gelu => Op::Gelu,
+            OpKind::Scale => Op::Scale {
+                factor: self.scalar(&n.factor, layer)?,
+            },
             OpKind::Softmax => Op::Softmax,
             // Repeat nodes are expanded, never made into ops.
             OpKind::Repeat => unreachable!("repeat nodes are expanded by expand()"),

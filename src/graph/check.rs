@@ -64,7 +64,10 @@ pub(super) fn check(def: &GraphDef) -> Result<(), GraphError> {
         .chain(def.blocks.iter().flat_map(|b| b.nodes.iter()));
     for n in all_nodes {
         let layer_ok = |x: &str| x == LAYER && in_block(n);
-        for e in [&n.heads, &n.kv_heads, &n.count].into_iter().flatten() {
+        for e in [&n.heads, &n.kv_heads, &n.count, &n.window]
+            .into_iter()
+            .flatten()
+        {
             if let Some(name) = e
                 .expr
                 .names()
@@ -74,7 +77,7 @@ pub(super) fn check(def: &GraphDef) -> Result<(), GraphError> {
                 return Err(unbound(name, &e.at));
             }
         }
-        for (s, at) in [&n.eps, &n.theta].into_iter().flatten() {
+        for (s, at) in [&n.eps, &n.theta, &n.factor].into_iter().flatten() {
             let missing = match s {
                 Scalar::Num(_) => None,
                 Scalar::Param(p) => (!is_param(p)).then_some(p.as_str()),

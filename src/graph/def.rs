@@ -111,6 +111,8 @@ pub enum OpKind {
     Add,
     Mul,
     Silu,
+    Gelu,
+    Scale,
     Softmax,
     Repeat,
 }
@@ -128,6 +130,8 @@ pub(super) const OP_NAMES: &[(&str, OpKind)] = &[
     ("add", OpKind::Add),
     ("mul", OpKind::Mul),
     ("silu", OpKind::Silu),
+    ("gelu", OpKind::Gelu),
+    ("scale", OpKind::Scale),
     ("softmax", OpKind::Softmax),
     ("repeat", OpKind::Repeat),
 ];
@@ -141,6 +145,8 @@ pub(super) enum Attr {
     Layout,
     Block,
     Count,
+    Factor,
+    Window,
 }
 
 impl Attr {
@@ -153,6 +159,8 @@ impl Attr {
             Attr::Layout => "layout",
             Attr::Block => "block",
             Attr::Count => "count",
+            Attr::Factor => "factor",
+            Attr::Window => "window",
         }
     }
 }
@@ -169,6 +177,8 @@ impl OpKind {
             OpKind::Add => "add",
             OpKind::Mul => "mul",
             OpKind::Silu => "silu",
+            OpKind::Gelu => "gelu",
+            OpKind::Scale => "scale",
             OpKind::Softmax => "softmax",
             OpKind::Repeat => "repeat",
         }
@@ -182,16 +192,22 @@ impl OpKind {
             OpKind::Attention => (4, 0),
             OpKind::Mlp => (1, 3),
             OpKind::Add | OpKind::Mul => (2, 0),
-            OpKind::Silu | OpKind::Softmax | OpKind::Repeat => (1, 0),
+            OpKind::Silu | OpKind::Gelu | OpKind::Scale | OpKind::Softmax | OpKind::Repeat => {
+                (1, 0)
+            }
         }
     }
 
     /// (required, optional) attributes.
     pub(super) fn attrs(self) -> (&'static [Attr], &'static [Attr]) {
         match self {
-            OpKind::RmsNorm => (&[Attr::Eps], &[]),
+            // `heads`: normalize each of that many equal slices of the row with one gamma of
+            // the slice's length (Gemma's per-head Q/K norms).
+            OpKind::RmsNorm => (&[Attr::Eps], &[Attr::Heads]),
             OpKind::Rope => (&[Attr::Heads, Attr::Theta], &[Attr::Layout]),
-            OpKind::Attention => (&[Attr::Heads, Attr::KvHeads], &[]),
+            // `window`: attend only the last `window` positions (0: all of them).
+            OpKind::Attention => (&[Attr::Heads, Attr::KvHeads], &[Attr::Window]),
+            OpKind::Scale => (&[Attr::Factor], &[]),
             OpKind::Repeat => (&[Attr::Block, Attr::Count], &[]),
             _ => (&[], &[]),
         }
@@ -207,6 +223,8 @@ pub struct NodeSpec {
     pub weights: Vec<(String, Location)>,
     pub eps: Option<(Scalar, Location)>,
     pub theta: Option<(Scalar, Location)>,
+    pub factor: Option<(Scalar, Location)>,
+    pub window: Option<DimExpr>,
     pub heads: Option<DimExpr>,
     pub kv_heads: Option<DimExpr>,
     pub layout: RopeLayout,

@@ -3,7 +3,9 @@
 //!
 //! Grammar: `cond = sum (('=='|'!='|'<'|'<='|'>'|'>=') sum)?`,
 //! `sum = term (('+'|'-') term)*`, `term = atom (('*'|'/'|'%') atom)*`,
-//! `atom = number | name | 'if' '(' cond ',' cond ',' cond ')' | '(' cond ')'`.
+//! `atom = number | name | 'if' '(' cond ',' cond ',' cond ')' | 'sqrt' '(' cond ')'
+//! | '(' cond ')'` (`sqrt` in float expressions only: Gemma scales its embedding by
+//! `sqrt(n_embd)`).
 //! A comparison is 1 or 0; `if` evaluates only the branch it takes. Integer evaluation
 //! (dimensions, head counts) is checked: `/` must divide exactly, and overflow, a negative
 //! result or a decimal number is an error rather than a wrapped or rounded one. Float
@@ -20,6 +22,8 @@ pub enum Expr {
     Bin(Box<Expr>, BinOp, Box<Expr>),
     /// `if(cond, then, else)`.
     If(Box<Expr>, Box<Expr>, Box<Expr>),
+    /// `sqrt(x)`.
+    Sqrt(Box<Expr>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,6 +97,7 @@ impl Expr {
                     walk(a, out);
                     walk(b, out);
                 }
+                Expr::Sqrt(a) => walk(a, out),
             }
         }
         walk(self, &mut out);
@@ -104,6 +109,7 @@ impl Expr {
         match self {
             Expr::Num(n) => Ok(*n),
             Expr::Float(v) => Err(EvalError::NotInteger(v.to_string())),
+            Expr::Sqrt(a) => Err(EvalError::NotInteger(format!("sqrt({})", a.eval(lookup)?))),
             Expr::Name(n) => lookup(n).ok_or_else(|| EvalError::Unbound(n.clone())),
             Expr::If(c, a, b) => {
                 if c.eval(lookup)? != 0 {
@@ -137,6 +143,7 @@ impl Expr {
         match self {
             Expr::Num(n) => Ok(*n as f64),
             Expr::Float(v) => Ok(*v),
+            Expr::Sqrt(a) => Ok(a.eval_f64(lookup)?.sqrt()),
             Expr::Name(n) => lookup(n).ok_or_else(|| EvalError::Unbound(n.clone())),
             Expr::If(c, a, b) => {
                 if c.eval_f64(lookup)? != 0.0 {
@@ -329,6 +336,12 @@ impl Parser {
             self.want(")", "closing `if(`")?;
             return Ok(Expr::If(Box::new(c), Box::new(a), Box::new(b)));
         }
+        if text == "sqrt" && self.peek() == Some("(") {
+            self.pos += 1;
+            let a = self.cond()?;
+            self.want(")", "closing `sqrt(`")?;
+            return Ok(Expr::Sqrt(Box::new(a)));
+        }
         if text.chars().all(|c| c.is_ascii_digit()) {
             return text
                 .parse()
@@ -433,6 +446,14 @@ mod tests {
         assert_eq!(eval("4 < 2 * 2", &[]), Ok(0));
         assert_eq!(eval("if(1, 7, 1 / 0)", &[]), Ok(7));
         assert_eq!(eval_f("10000.0 * 2 / 4", &[]), Ok(5000.0));
+        assert_eq!(
+            eval_f("sqrt(n_embd)", &[("n_embd", 640.0)]),
+            Ok(640f64.sqrt())
+        );
+        assert_eq!(
+            eval("sqrt(16)", &[]),
+            Err(EvalError::NotInteger("sqrt(16)".into()))
+        );
         assert_eq!(
             eval_f("x / 0", &[("x", 1.5)]),
             Err(EvalError::DivByZero { lhs: "1.5".into() })

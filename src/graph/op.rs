@@ -29,9 +29,11 @@ pub enum Op {
     },
     /// Row lookup: `out[t] = table[tokens[t]]`. Weight: the embedding table.
     Embed,
-    /// `out = x / sqrt(mean(x²) + eps) * gamma`. Weight: gamma.
+    /// `out = x / sqrt(mean(x²) + eps) * gamma`, over each of `heads` equal slices of the
+    /// row (1: the whole row). Weight: gamma, one slice long.
     RmsNorm {
         eps: f32,
+        heads: usize,
     },
     /// Matrix–vector product per token: `out[t] = W · x[t]`. Weight: W, in whatever format
     /// the model stores it (Q4_0, Q4_1, Q8_0, F16, F32), resolved at plan time.
@@ -47,6 +49,8 @@ pub enum Op {
     Attention {
         heads: usize,
         kv_heads: usize,
+        /// Positions attended, the token's own included (0: every earlier one).
+        window: usize,
     },
     /// SwiGLU MLP: `down(silu(gate(x)) * up(x))`. Weights: gate, up, down.
     Mlp,
@@ -54,6 +58,12 @@ pub enum Op {
     Mul,
     /// `x * sigmoid(x)`.
     Silu,
+    /// GELU, tanh approximation: `0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))`.
+    Gelu,
+    /// `x · factor`.
+    Scale {
+        factor: f32,
+    },
     /// Softmax over each row.
     Softmax,
     /// Copies this step's K and V rows into row `pos[t]` of a layer's caches. Inputs: k, v,
@@ -64,6 +74,7 @@ pub enum Op {
     Attend {
         heads: usize,
         kv_heads: usize,
+        window: usize,
     },
     /// Several products of one input row (`fuse-qkv`), optionally RMS-normed on the fly with
     /// gamma as weight 0 (`fuse-rmsnorm`), each output finished by its epilogue
@@ -98,6 +109,8 @@ impl Op {
             Op::Add => "add",
             Op::Mul => "mul",
             Op::Silu => "silu",
+            Op::Gelu => "gelu",
+            Op::Scale { .. } => "scale",
             Op::Softmax => "softmax",
             Op::KvWrite => "kv_write",
             Op::Attend { .. } => "attend",
@@ -121,15 +134,27 @@ impl Op {
     pub fn attrs(&self) -> String {
         match self {
             Op::Input { kind } => format!("kind={kind:?}").to_lowercase(),
-            Op::RmsNorm { eps } => format!("eps={eps:e}"),
+            Op::RmsNorm { eps, heads: 1 } => format!("eps={eps:e}"),
+            Op::RmsNorm { eps, heads } => format!("eps={eps:e} heads={heads}"),
+            Op::Scale { factor } => format!("factor={factor}"),
             Op::Rope {
                 heads,
                 theta,
                 layout,
             } => format!("heads={heads} theta={theta} layout={layout:?}").to_lowercase(),
-            Op::Attention { heads, kv_heads } | Op::Attend { heads, kv_heads } => {
-                format!("heads={heads} kv_heads={kv_heads}")
+            Op::Attention {
+                heads,
+                kv_heads,
+                window,
             }
+            | Op::Attend {
+                heads,
+                kv_heads,
+                window,
+            } => match window {
+                0 => format!("heads={heads} kv_heads={kv_heads}"),
+                w => format!("heads={heads} kv_heads={kv_heads} window={w}"),
+            },
             Op::Proj { norm, outs } => {
                 let outs: Vec<String> = outs
                     .iter()

@@ -288,6 +288,8 @@ fn node_spec(loc: &Locator, n: &RawNode) -> Result<NodeSpec, GraphError> {
         (Attr::Layout, n.layout.as_ref().map(|s| loc.span(s))),
         (Attr::Block, n.block.as_ref().map(|s| loc.span(s))),
         (Attr::Count, n.count.as_ref().map(|s| loc.span(s))),
+        (Attr::Factor, n.factor.as_ref().map(|s| loc.span(s))),
+        (Attr::Window, n.window.as_ref().map(|s| loc.span(s))),
     ];
     for (attr, attr_at) in &present {
         match attr_at {
@@ -319,7 +321,7 @@ fn node_spec(loc: &Locator, n: &RawNode) -> Result<NodeSpec, GraphError> {
         };
         let v = match s.get_ref() {
             RawScalar::Num(v) => Scalar::Num(*v),
-            RawScalar::Name(n) if is_name(n) && n != "if" => Scalar::Param(n.clone()),
+            RawScalar::Name(n) if is_name(n) => Scalar::Param(n.clone()),
             RawScalar::Name(text) => Scalar::Expr(
                 Expr::parse(text).map_err(|message| GraphError::Expr {
                     at: at.clone(),
@@ -368,6 +370,8 @@ fn node_spec(loc: &Locator, n: &RawNode) -> Result<NodeSpec, GraphError> {
         weights,
         eps: scalar(&n.eps)?,
         theta: scalar(&n.theta)?,
+        factor: scalar(&n.factor)?,
+        window: dim_expr(&n.window)?,
         heads: dim_expr(&n.heads)?,
         kv_heads: dim_expr(&n.kv_heads)?,
         layout,

@@ -112,6 +112,8 @@ pub(super) struct RawNode {
     pub(super) weight: Option<Spanned<RawNames>>,
     pub(super) eps: Option<Spanned<RawScalar>>,
     pub(super) theta: Option<Spanned<RawScalar>>,
+    pub(super) factor: Option<Spanned<RawScalar>>,
+    pub(super) window: Option<Spanned<String>>,
     pub(super) heads: Option<Spanned<String>>,
     pub(super) kv_heads: Option<Spanned<String>>,
     pub(super) layout: Option<Spanned<String>>,

@@ -395,6 +395,10 @@ pub fn silu(_level: KernelLevel) -> Chosen<UnaryFn> {
     chosen(elementwise::silu_scalar, "silu_scalar")
 }
 
+pub fn gelu(_level: KernelLevel) -> Chosen<UnaryFn> {
+    chosen(elementwise::gelu_scalar, "gelu_scalar")
+}
+
 pub fn softmax(_level: KernelLevel) -> Chosen<UnaryFn> {
     chosen(elementwise::softmax_scalar, "softmax_scalar")
 }

@@ -9,7 +9,11 @@ pub fn canonicalize(g: &mut Graph) {
     for id in g.topo_order() {
         let node = g.g[id].clone();
         match node.op {
-            Op::Attention { heads, kv_heads } => {
+            Op::Attention {
+                heads,
+                kv_heads,
+                window,
+            } => {
                 let ins = g.input_values(id);
                 let kv = g.g.add_node(Node {
                     name: format!("{}.kv_write", node.name),
@@ -18,7 +22,11 @@ pub fn canonicalize(g: &mut Graph) {
                     ..node.clone()
                 });
                 g.set_inputs(kv, &[ins[1], ins[2], ins[3]]);
-                g.g[id].op = Op::Attend { heads, kv_heads };
+                g.g[id].op = Op::Attend {
+                    heads,
+                    kv_heads,
+                    window,
+                };
                 g.set_inputs(
                     id,
                     &[
@@ -61,15 +69,20 @@ pub fn canonicalize(g: &mut Graph) {
 /// For a plan that returns only the last token's logits: moves each output's row-local
 /// tail (norms and products with one reader each) behind a `LastRow`, so the output head
 /// runs for one row instead of `seq`.
+/// Ops whose output row depends only on the same row of their one input.
+fn is_row_local(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::RmsNorm { .. } | Op::Gemv | Op::Silu | Op::Gelu | Op::Scale { .. } | Op::Softmax
+    )
+}
+
 pub fn last_row_only(g: &mut Graph) {
     for (_, out) in g.outputs.clone() {
         let mut top = out;
         loop {
             let node = &g.g[top];
-            let row_local = matches!(
-                node.op,
-                Op::RmsNorm { .. } | Op::Gemv | Op::Silu | Op::Softmax
-            );
+            let row_local = is_row_local(&node.op);
             if !row_local {
                 break;
             }
@@ -77,17 +90,14 @@ pub fn last_row_only(g: &mut Graph) {
             let producer = input.node;
             let p = &g.g[producer];
             let single_reader = g.readers_of(input).len() == 1 && p.op.n_outputs() == 1;
-            let p_local = matches!(p.op, Op::RmsNorm { .. } | Op::Gemv | Op::Silu | Op::Softmax);
+            let p_local = is_row_local(&p.op);
             if single_reader && p_local && !g.outputs.iter().any(|(_, o)| *o == producer) {
                 top = producer;
             } else {
                 break;
             }
         }
-        if !matches!(
-            g.g[top].op,
-            Op::RmsNorm { .. } | Op::Gemv | Op::Silu | Op::Softmax
-        ) {
+        if !is_row_local(&g.g[top].op) {
             continue;
         }
         let input = g.input_values(top)[0];

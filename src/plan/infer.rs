@@ -289,10 +289,15 @@ fn node_facts(cx: &Ctx, seq: usize, n_ctx: usize) -> Result<Vec<Fact>, PlanError
             }
             one(Fact::act(&[seq, w.dims[0] as usize]))
         }
-        Op::RmsNorm { .. } => {
+        Op::RmsNorm { heads, .. } => {
             cx.counts(1, 1)?;
             let n = cx.rows_of(0, seq, None)?;
-            cx.gamma(0, n)?;
+            if *heads == 0 || n % heads != 0 {
+                return Err(cx.invalid(format!(
+                    "a row of {n} values does not split into {heads} heads"
+                )));
+            }
+            cx.gamma(0, n / heads)?;
             one(Fact::act(&[seq, n]))
         }
         Op::Gemv => {
@@ -311,7 +316,9 @@ fn node_facts(cx: &Ctx, seq: usize, n_ctx: usize) -> Result<Vec<Fact>, PlanError
             cx.positions(1, seq)?;
             one(Fact::act(&[seq, w]))
         }
-        Op::Attention { heads, kv_heads } => {
+        Op::Attention {
+            heads, kv_heads, ..
+        } => {
             cx.counts(4, 0)?;
             let w = cx.rows_of(0, seq, None)?;
             let hd = cx.heads(w, *heads, "heads")?;
@@ -333,7 +340,9 @@ fn node_facts(cx: &Ctx, seq: usize, n_ctx: usize) -> Result<Vec<Fact>, PlanError
             };
             Ok(vec![cache.clone(), cache])
         }
-        Op::Attend { heads, kv_heads } => {
+        Op::Attend {
+            heads, kv_heads, ..
+        } => {
             cx.counts(4, 0)?;
             let w = cx.rows_of(0, seq, None)?;
             let hd = cx.heads(w, *heads, "heads")?;
@@ -370,7 +379,7 @@ fn node_facts(cx: &Ctx, seq: usize, n_ctx: usize) -> Result<Vec<Fact>, PlanError
             let n = cx.rows_of(0, seq, None)?;
             one(Fact::act(&[1, n]))
         }
-        Op::Silu | Op::Softmax => {
+        Op::Silu | Op::Gelu | Op::Scale { .. } | Op::Softmax => {
             cx.counts(1, 0)?;
             let n = cx.rows_of(0, seq, None)?;
             one(Fact::act(&[seq, n]))

@@ -61,12 +61,14 @@ pub(super) fn attn_params(
     head_dim: usize,
     heads: usize,
     kv_heads: usize,
+    window: usize,
     opts: &PlanOptions,
 ) -> AttnParams {
     AttnParams {
         geom: KvGeom::new(opts.kv, kv_heads, head_dim, opts.n_ctx),
         group: heads / kv_heads,
         scale: 1.0 / (head_dim as f32).sqrt(),
+        window,
     }
 }
 
@@ -78,9 +80,15 @@ pub(super) fn cache_geometry(
 ) -> Result<HashMap<ValueId, CacheSide>, PlanError> {
     let mut caches = HashMap::new();
     for id in g.topo_order() {
-        if let Op::Attend { heads, kv_heads } = g.g[id].op {
+        if let Op::Attend {
+            heads,
+            kv_heads,
+            window,
+        } = g.g[id].op
+        {
             let ins = g.input_values(id);
-            let geom = attn_params(facts.get(ins[0]).cols() / heads, heads, kv_heads, opts).geom;
+            let head_dim = facts.get(ins[0]).cols() / heads;
+            let geom = attn_params(head_dim, heads, kv_heads, window, opts).geom;
             if let Some(why) = geom.unsupported() {
                 return Err(PlanError::Options(format!(
                     "node `{}`: {why}",

@@ -303,9 +303,11 @@ fn scratch_elements(
     let x = |slot: usize| facts.get(g.input_values(id)[slot]).cols();
     let out = || facts.get(ValueId { node: id, out: 0 }).cols();
     match &g.g[id].op {
-        Op::Attend { heads, kv_heads } => {
-            opts.threads * attn_params(x(0) / heads, *heads, *kv_heads, opts).work_len()
-        }
+        Op::Attend {
+            heads,
+            kv_heads,
+            window,
+        } => opts.threads * attn_params(x(0) / heads, *heads, *kv_heads, *window, opts).work_len(),
         Op::Proj { norm, outs } => {
             let staged: usize = outs
                 .iter()
@@ -410,7 +412,7 @@ fn make_step(
                 n: cols(d.outputs[0]),
             }
         }
-        Op::RmsNorm { eps } => {
+        Op::RmsNorm { eps, heads } => {
             let k = table::rmsnorm(level);
             acc.kernels.push(k.name);
             let n = cols(d.outputs[0]);
@@ -421,7 +423,19 @@ fn make_step(
                 gamma: wcx.gamma(node.weights[0], &mut acc)?,
                 out: off(d.outputs[0]),
                 n,
+                heads: *heads,
                 eps: *eps,
+            }
+        }
+        Op::Scale { factor } => {
+            acc.kernels.push("scale_scalar");
+            let n = cols(d.outputs[0]);
+            flops = n as u64 * seq;
+            Exec::Scale {
+                x: off(d.inputs[0]),
+                out: off(d.outputs[0]),
+                n,
+                factor: *factor,
             }
         }
         Op::Gemv => {
@@ -473,9 +487,13 @@ fn make_step(
                 n: cols(d.inputs[0]),
             }
         }
-        Op::Attend { heads, kv_heads } => {
+        Op::Attend {
+            heads,
+            kv_heads,
+            window,
+        } => {
             let n = cols(d.outputs[0]);
-            let params = attn_params(n / heads, *heads, *kv_heads, opts);
+            let params = attn_params(n / heads, *heads, *kv_heads, *window, opts);
             let k = table::attend(level, n / heads, opts.kv);
             acc.kernels.push(k.name);
             // Counted at a full cache: an upper bound, the real cost grows with position.
@@ -627,11 +645,11 @@ fn make_step(
                 n,
             }
         }
-        Op::Silu | Op::Softmax => {
-            let k = if node.op == Op::Silu {
-                table::silu(level)
-            } else {
-                table::softmax(level)
+        Op::Silu | Op::Gelu | Op::Softmax => {
+            let k = match node.op {
+                Op::Silu => table::silu(level),
+                Op::Gelu => table::gelu(level),
+                _ => table::softmax(level),
             };
             acc.kernels.push(k.name);
             let n = cols(d.outputs[0]);

@@ -114,13 +114,22 @@ pub enum Exec {
         out: usize,
         n: usize,
     },
+    /// RMSNorm of each of `heads` equal slices of every row (gamma: one slice long).
     RmsNorm {
         f: RmsNormFn,
         x: usize,
         gamma: *const f32,
         out: usize,
         n: usize,
+        heads: usize,
         eps: f32,
+    },
+    /// `out = x · factor`, row by row.
+    Scale {
+        x: usize,
+        out: usize,
+        n: usize,
+        factor: f32,
     },
     Gemv {
         prep: Prep,

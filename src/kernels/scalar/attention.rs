@@ -9,6 +9,16 @@
 //! then the tile's `e^(s - m)` are added to `l` and its weighted V rows to `o`; at the end
 //! `o / l`. Tiles start at multiples of `ATTN_TILE`, so a row's arithmetic depends only on
 //! its position, never on the call it came in: prefill = decode, bitwise, at every level.
+//! With a sliding window W, a row attends positions `n_past − W..n_past` only: tiles before
+//! the one holding the first are skipped, and that tile's earlier positions score −∞.
+
+/// The first position a row that attends `n_past` positions reads (sliding window).
+pub fn window_start(p: &AttnParams, n_past: usize) -> usize {
+    match p.window {
+        0 => 0,
+        w => n_past.saturating_sub(w),
+    }
+}
 
 use crate::kernels::kv::{load_k, load_v, KvGeom};
 
@@ -23,6 +33,8 @@ pub struct AttnParams {
     pub group: usize,
     /// Score scale, `1 / sqrt(head_dim)`.
     pub scale: f32,
+    /// Positions a row attends, its own included (sliding-window attention); 0: all.
+    pub window: usize,
 }
 
 impl AttnParams {
@@ -61,7 +73,8 @@ pub unsafe fn attend_scalar(
     m.fill(f32::NEG_INFINITY);
     l.fill(0.0);
     out.fill(0.0);
-    for t0 in (0..n_past).step_by(ATTN_TILE) {
+    let first = window_start(p, n_past);
+    for t0 in (first / ATTN_TILE * ATTN_TILE..n_past).step_by(ATTN_TILE) {
         let len = ATTN_TILE.min(n_past - t0);
         for j in 0..len {
             // SAFETY: position t0 + j < n_past of head g (the caller's contract).
@@ -69,7 +82,12 @@ pub unsafe fn attend_scalar(
             for i in 0..gq {
                 let qi = &q[i * hd..(i + 1) * hd];
                 let dot = qi.iter().zip(row.iter()).fold(0f32, |a, (x, y)| a + x * y);
-                s[i * ATTN_TILE + j] = dot * p.scale;
+                // Outside the window: weight exactly 0.
+                s[i * ATTN_TILE + j] = if t0 + j < first {
+                    f32::NEG_INFINITY
+                } else {
+                    dot * p.scale
+                };
             }
         }
         for i in 0..gq {
@@ -136,6 +154,7 @@ mod tests {
             geom: KvGeom::new(t, 1, hd, rows),
             group,
             scale: 1.0,
+            window: 0,
         }
     }
 
@@ -185,9 +204,19 @@ mod tests {
 
     #[test]
     fn tiles_give_the_one_pass_softmax() {
-        // 150 positions cross two tile boundaries; compare with a plain f64 softmax.
+        // 150 positions cross two tile boundaries; compare with a plain f64 softmax, over
+        // every position, then over sliding windows that start inside a tile, on a tile
+        // boundary, and skip a whole tile.
+        for window in [0, 70, 86, 20, 150, 400] {
+            softmax_over_window(window);
+        }
+    }
+
+    fn softmax_over_window(window: usize) {
         let (hd, n) = (4, 150);
-        let p = params(hd, 1, n);
+        let mut p = params(hd, 1, n);
+        p.window = window;
+        let first = window_start(&p, n);
         let k: Vec<Vec<f32>> = (0..n)
             .map(|j| {
                 (0..hd)
@@ -203,7 +232,14 @@ mod tests {
         let out = run(&p, &q, &kc, &vc, n);
         let s: Vec<f64> = k
             .iter()
-            .map(|kr| kr.iter().zip(&q).map(|(a, b)| (a * b) as f64).sum())
+            .enumerate()
+            .map(|(j, kr)| {
+                if j < first {
+                    f64::NEG_INFINITY
+                } else {
+                    kr.iter().zip(&q).map(|(a, b)| (a * b) as f64).sum()
+                }
+            })
             .collect();
         let max = s.iter().cloned().fold(f64::MIN, f64::max);
         let w: Vec<f64> = s.iter().map(|x| (x - max).exp()).collect();
@@ -217,7 +253,7 @@ mod tests {
                 / total;
             assert!(
                 (out[d] as f64 - want).abs() < 1e-5,
-                "dim {d}: {} vs {want}",
+                "window {window}, dim {d}: {} vs {want}",
                 out[d]
             );
         }

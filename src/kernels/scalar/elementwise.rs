@@ -35,6 +35,21 @@ pub fn silu_scalar(x: &[f32], out: &mut [f32]) {
     }
 }
 
+/// GELU with the tanh approximation (Gemma's FFN activation, ggml's `gelu`).
+pub fn gelu_scalar(x: &[f32], out: &mut [f32]) {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = 0.5 * v * (1.0 + (SQRT_2_OVER_PI * v * (1.0 + 0.044715 * v * v)).tanh());
+    }
+}
+
+/// `out = x · factor`.
+pub fn scale_scalar(x: &[f32], factor: f32, out: &mut [f32]) {
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = v * factor;
+    }
+}
+
 /// Softmax of a row, shifted by its maximum so `exp` cannot overflow.
 pub fn softmax_scalar(x: &[f32], out: &mut [f32]) {
     let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);

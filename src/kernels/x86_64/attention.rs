@@ -207,11 +207,13 @@ impl VRow for Q8 {
 /// # Safety
 /// AVX2/FMA/F16C; `kh` is head g's K region; tiles `first..` of it hold the positions.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 unsafe fn tile_scores<K: KTile, const NQ: usize>(
     p: &AttnParams,
     kh: *const u8,
     first: usize,
     len: usize,
+    from: usize,
     q: &[f32],
     h0: usize,
     s: &mut [f32],
@@ -245,9 +247,14 @@ unsafe fn tile_scores<K: KTile, const NQ: usize>(
             )
         };
         for (half, bb) in [b, b1].into_iter().enumerate().take(1 + (b1 != b) as usize) {
-            // Lanes at or past `len` are another row's future (or a stale cache): -∞.
+            // Lanes at or past `len` are another row's future (or a stale cache), lanes
+            // before `from` are outside a sliding window: -∞.
             let valid = (len - bb * KV_TILE).min(KV_TILE) as i32;
-            let dead = _mm256_castsi256_ps(_mm256_cmpgt_epi32(lanes, _mm256_set1_epi32(valid - 1)));
+            let skip = from.saturating_sub(bb * KV_TILE).min(KV_TILE) as i32;
+            let dead = _mm256_castsi256_ps(_mm256_or_si256(
+                _mm256_cmpgt_epi32(lanes, _mm256_set1_epi32(valid - 1)),
+                _mm256_cmpgt_epi32(_mm256_set1_epi32(skip), lanes),
+            ));
             for (i, &o) in out[half].iter().enumerate() {
                 let v = _mm256_blendv_ps(_mm256_mul_ps(o, scale), ninf, dead);
                 // SAFETY: row h0 + i of s has ATTN_TILE ≥ 8·(bb + 1) values.
@@ -374,11 +381,13 @@ unsafe fn attend_avx2<K: KTile, V: VRow>(
     out[..gq * hd].fill(0.0);
     let kh = kc.wrapping_add(g * p.geom.k_head_bytes());
     let vh = vc.wrapping_add(g * p.geom.v_head_bytes());
-    for t0 in (0..n_past).step_by(ATTN_TILE) {
+    let first = crate::kernels::scalar::attention::window_start(p, n_past);
+    for t0 in (first / ATTN_TILE * ATTN_TILE..n_past).step_by(ATTN_TILE) {
         let len = ATTN_TILE.min(n_past - t0);
+        let from = first.saturating_sub(t0);
         // SAFETY: tiles t0 / 8.. of head g hold positions t0..t0 + len < n_past.
         by_heads!(gq, |h0, NQ| unsafe {
-            tile_scores::<K, NQ>(p, kh, t0 / KV_TILE, len, q, h0, s)
+            tile_scores::<K, NQ>(p, kh, t0 / KV_TILE, len, from, q, h0, s)
         });
         for i in 0..gq {
             let si = &mut s[i * ATTN_TILE..(i + 1) * ATTN_TILE];

@@ -17,7 +17,8 @@ impl Pass for FuseRmsNorm {
     fn run(&self, g: &mut Graph) -> Result<bool, PlanError> {
         let mut changed = false;
         for norm in g.topo_order() {
-            let Op::RmsNorm { eps } = g.g[norm].op else {
+            // A per-head norm (heads > 1) is not the product's input norm.
+            let Op::RmsNorm { eps, heads: 1 } = g.g[norm].op else {
                 continue;
             };
             let v = super::value(norm, 0);
