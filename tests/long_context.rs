@@ -110,7 +110,7 @@ fn agrees(ty: KvType, json: &str) {
         &golden.tokens[..],
         "tokenization of long.txt"
     );
-    let ours = perplexity(&mut s, &tokens, n_ctx).unwrap();
+    let ours = perplexity(&mut s, &tokens, n_ctx, None).unwrap();
     let rel = (ours.ppl - golden.perplexity.ppl).abs() / golden.perplexity.ppl;
     eprintln!(
         "{ty} cache: perplexity at {n_ctx}: ours {:.4}, llama.cpp {:.4} ({:+.3}%)",

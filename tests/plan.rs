@@ -557,3 +557,33 @@ fn repack_preserves_the_logits_bitwise() {
         }
     }
 }
+
+/// Unfused, K and V reach the caches through a `kv_write` step of their own: a batch must
+/// store every one of its rows (it once stored only the first, so a prompt fed as a batch
+/// with passes off, or through Gemma's graph, attended over empty cache rows).
+#[test]
+fn a_batch_with_passes_off_stores_every_row_in_the_cache() {
+    let model = tiny_model(TinyLlama::default());
+    let tokens = [3u32, 17, 42, 5, 88, 1];
+    for threads in [1, 2] {
+        let one = PlanOptions {
+            threads,
+            ..opts("none", 1, 32)
+        };
+        let by_token = decode(plan(LLAMA, &model, &one), &tokens);
+        let batch = PlanOptions {
+            threads,
+            ..opts("none", tokens.len(), 32)
+        };
+        let mut s = qgraph::exec::Session::new(Arc::new(plan(LLAMA, &model, &batch))).unwrap();
+        let all = s.forward_all(&tokens).unwrap().to_vec();
+        let n_vocab = all.len() / tokens.len();
+        for (t, row) in all.chunks_exact(n_vocab).enumerate() {
+            assert_eq!(
+                row.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                by_token[t].iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                "{threads} thread(s), token {t}"
+            );
+        }
+    }
+}

@@ -217,10 +217,13 @@ pub fn perplexity_cmd(args: PerplexityArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     // Progress on a terminal only: long contexts take minutes.
     let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    // As llama-perplexity: a model that starts its input with BOS gets it at every chunk.
+    let bos = e.tokenizer.bos.filter(|_| e.tokenizer.add_bos);
     let p = perplexity_with(
         &mut e.session,
         &tokens,
         args.n_ctx,
+        bos,
         &mut |done, all, ppl| {
             if tty {
                 let secs = started.elapsed().as_secs_f64();

@@ -2,7 +2,8 @@
 //! consecutive chunks of `n_ctx` (an incomplete tail is dropped), each chunk is evaluated
 //! from an empty context, and only the second half of each chunk is scored — position `j`
 //! for `j` in `[n_ctx/2, n_ctx - 1)` predicting token `j + 1` — so every scored token has at
-//! least `n_ctx/2` tokens of context.
+//! least `n_ctx/2` tokens of context. For a model that starts its input with BOS, the first
+//! token of each chunk is replaced by BOS, as llama-perplexity does.
 
 use super::{ExecError, Session};
 
@@ -23,13 +24,15 @@ pub fn nll(logits: &[f32], target: u32) -> f64 {
 }
 
 /// Scores `tokens` in chunks of `n_ctx` with `session` (whose plan must hold `n_ctx`
-/// positions; it is fed `session.plan().seq` tokens per call).
+/// positions; it is fed `session.plan().seq` tokens per call); `bos`, if given, replaces
+/// the first token of each chunk.
 pub fn perplexity(
     session: &mut Session,
     tokens: &[u32],
     n_ctx: usize,
+    bos: Option<u32>,
 ) -> Result<Perplexity, ExecError> {
-    perplexity_with(session, tokens, n_ctx, &mut |_, _, _| {})
+    perplexity_with(session, tokens, n_ctx, bos, &mut |_, _, _| {})
 }
 
 /// As `perplexity`, calling `progress(chunks done, chunks in all, ppl so far)` after each
@@ -38,6 +41,7 @@ pub fn perplexity_with(
     session: &mut Session,
     tokens: &[u32],
     n_ctx: usize,
+    bos: Option<u32>,
     progress: &mut dyn FnMut(usize, usize, f64),
 ) -> Result<Perplexity, ExecError> {
     let chunks = tokens.len() / n_ctx.max(1);
@@ -49,7 +53,15 @@ pub fn perplexity_with(
         session.reset();
         let (mut chunk_nll, mut chunk_n) = (0f64, 0usize);
         for (b, part) in chunk.chunks(batch).enumerate() {
-            let logits = session.forward_all(part)?;
+            let logits = match (b, bos, part.split_first()) {
+                (0, Some(bos), Some((_, rest))) => {
+                    let mut first = Vec::with_capacity(part.len());
+                    first.push(bos);
+                    first.extend_from_slice(rest);
+                    session.forward_all(&first)?
+                }
+                _ => session.forward_all(part)?,
+            };
             for (i, row) in logits.chunks_exact(n_vocab).enumerate() {
                 let j = b * batch + i;
                 if j >= first && j + 1 < n_ctx {

@@ -142,8 +142,10 @@ pub fn schedule(
         }
         let (split, parts) = match &s.exec {
             Exec::Attend { kv_heads, .. } => (Split::Heads, even(s.rows * kv_heads, 1, threads)),
-            // Only plans with passes off copy into caches: one worker does it.
-            Exec::LastRow { .. } | Exec::KvWrite { .. } => (Split::Single, single(threads)),
+            // Only plans with passes off (or an attention whose K/V rows take a step of
+            // their own first, as Gemma's per-head norms make them) copy into caches: one
+            // worker does every row.
+            Exec::LastRow { .. } | Exec::KvWrite { .. } => (Split::Single, single(s.rows, threads)),
             e => match rows_and_unit(e) {
                 Some((total, unit)) => (Split::Rows, even(total, unit, threads)),
                 None => (Split::Tokens, even(s.rows, 1, threads)),
@@ -161,9 +163,10 @@ pub fn schedule(
     Ok(phases)
 }
 
-fn single(threads: usize) -> Vec<(usize, usize)> {
+/// All `rows` to worker 0.
+fn single(rows: usize, threads: usize) -> Vec<(usize, usize)> {
     (0..threads)
-        .map(|w| if w == 0 { (0, 1) } else { (0, 0) })
+        .map(|w| if w == 0 { (0, rows) } else { (0, 0) })
         .collect()
 }
 

@@ -67,10 +67,10 @@ pub fn session_with(
     kv: qgraph::vocab::KvTypes,
 ) -> Session {
     let model = Arc::new(GgufFile::open(model).unwrap());
-    let g = qgraph::graph::load(concat!(env!("CARGO_MANIFEST_DIR"), "/graphs/llama.toml"))
-        .unwrap()
-        .bind(&model)
-        .unwrap();
+    // The graph written for the model's architecture (graphs/llama.toml for SmolLM2).
+    let arch = model.get_str("general.architecture").unwrap();
+    let path = format!("{}/graphs/{arch}.toml", env!("CARGO_MANIFEST_DIR"));
+    let g = qgraph::graph::load(&path).unwrap().bind(&model).unwrap();
     let opts = PlanOptions {
         seq,
         n_ctx,
@@ -202,7 +202,7 @@ pub fn check_perplexity(model: &Path, golden_json: &str, tol: f64) {
         .encode(text, false, true)
         .unwrap();
     let mut s = session(model, qgraph::kernels::table::detect(), 64, golden.n_ctx);
-    let ours = perplexity(&mut s, &tokens, golden.n_ctx).unwrap();
+    let ours = perplexity(&mut s, &tokens, golden.n_ctx, None).unwrap();
     let rel = (ours.ppl - golden.ppl).abs() / golden.ppl;
     eprintln!(
         "{} perplexity: ours {:.4}, llama.cpp {:.4} ({:+.3}%)",
