@@ -394,7 +394,10 @@ fn bench_gemm(c: &mut Criterion) {
         (GgmlType::Iq4Xs, 576, 1536),
         (GgmlType::Q2K, 576, 1536),
         (GgmlType::Q4K, 576, 1536),
+        (GgmlType::Q5K, 576, 1536),
         (GgmlType::Q4_0, 1536, 576),
+        (GgmlType::Q4_1, 1536, 576),
+        (GgmlType::Q5_0, 1536, 576),
     ];
     let levels: Vec<KernelLevel> = [KernelLevel::Avx2, KernelLevel::Avx512]
         .into_iter()

@@ -200,6 +200,12 @@ fn avx512_twins_are_bitwise_the_avx2_gemv_across_token_blocks_and_odd_panels() {
         GgmlType::Q3K,
         GgmlType::Iq4Nl,
         GgmlType::Iq4Xs,
+        GgmlType::Q4_0,
+        GgmlType::Q4_1,
+        GgmlType::Q5_0,
+        GgmlType::Q5_1,
+        GgmlType::Q4K,
+        GgmlType::Q5K,
     ] {
         let (buf, _, row_bytes) = panels_of(dtype, &c);
         let gemm = table::gemm(dtype, KernelLevel::Avx512, WeightLayout::Panels).unwrap();

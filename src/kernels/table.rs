@@ -189,7 +189,13 @@ pub fn gemm(dtype: GgmlType, level: KernelLevel, layout: WeightLayout) -> Option
     #[cfg(target_arch = "x86_64")]
     if level == KernelLevel::Avx512 && layout == WeightLayout::Panels {
         use super::x86_64::vnni::*;
-        let twins: [(GgmlType, GemmFn, &'static str); 5] = [
+        let twins: [(GgmlType, GemmFn, &'static str); 11] = [
+            (GgmlType::Q4_0, gemm_q4_0x8_vnni, "gemm_q4_0x8_vnni"),
+            (GgmlType::Q4_1, gemm_q4_1x8_vnni, "gemm_q4_1x8_vnni"),
+            (GgmlType::Q5_0, gemm_q5_0x8_vnni, "gemm_q5_0x8_vnni"),
+            (GgmlType::Q5_1, gemm_q5_1x8_vnni, "gemm_q5_1x8_vnni"),
+            (GgmlType::Q4K, gemm_q4_kx8_vnni, "gemm_q4_kx8_vnni"),
+            (GgmlType::Q5K, gemm_q5_kx8_vnni, "gemm_q5_kx8_vnni"),
             (GgmlType::Q8_0, gemm_q8_0x8_vnni, "gemm_q8_0x8_vnni"),
             (GgmlType::Q6K, gemm_q6_kx8_vnni, "gemm_q6_kx8_vnni"),
             (GgmlType::Q3K, gemm_q3_kx8_vnni, "gemm_q3_kx8_vnni"),

@@ -235,6 +235,13 @@ pub(super) trait PanelFormat {
     unsafe fn unpack_biased(t: *const u8, head: &Self::Head, sub: usize) -> Packed {
         // SAFETY: forwarded from the caller.
         let mut p = unsafe { Self::unpack(t, head, sub) };
+        // Unsigned codes (`Dot::Affine4`, `Dot::Affine5`) multiply as they are.
+        if matches!(
+            Self::DOT,
+            super::dot::Dot::Affine4 | super::dot::Dot::Affine5
+        ) {
+            return p;
+        }
         for q in &mut p.q {
             *q = _mm256_xor_si256(*q, _mm256_set1_epi8(-128));
         }

@@ -25,8 +25,8 @@
 use std::arch::x86_64::*;
 
 use super::dot::Dot;
-use super::gemm::{unpack_blocks, Packed, PanelFormat};
-use super::kpanel;
+use super::gemm::{unpack_blocks, Packed, PanelFormat, Q4_0, Q4_1};
+use super::kpanel::{Iq4Nl, Iq4Xs, Q3K, Q4K, Q5K, Q5_0, Q5_1, Q6K, Q8_0};
 use crate::kernels::panel::PANEL_ROWS;
 use crate::kernels::scalar::act::BlockQ8Act;
 
@@ -94,17 +94,26 @@ fn pair_dot<F: PanelFormat>(p: &Pair, x: &BlockQ8Act, bias: [i32; 2], acc: __m51
         hi = _mm512_dpbusd_epi32(hi, p.q[4 + j], word(4 + j));
     }
     let xd = _mm512_set1_ps(x.d);
-    if F::DOT == Dot::Signed2 {
-        let lo = _mm512_cvtepi32_ps(_mm512_sub_epi32(lo, _mm512_set1_epi32(bias[0])));
-        let hi = _mm512_cvtepi32_ps(_mm512_sub_epi32(hi, _mm512_set1_epi32(bias[1])));
-        let acc = _mm512_fmadd_ps(lo, _mm512_mul_ps(p.d, xd), acc);
-        _mm512_fmadd_ps(hi, _mm512_mul_ps(p.m, xd), acc)
-    } else {
-        let dot = _mm512_sub_epi32(
-            _mm512_add_epi32(lo, hi),
-            _mm512_set1_epi32(bias[0] + bias[1]),
-        );
-        _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(p.d, xd), acc)
+    match F::DOT {
+        Dot::Signed2 => {
+            let lo = _mm512_cvtepi32_ps(_mm512_sub_epi32(lo, _mm512_set1_epi32(bias[0])));
+            let hi = _mm512_cvtepi32_ps(_mm512_sub_epi32(hi, _mm512_set1_epi32(bias[1])));
+            let acc = _mm512_fmadd_ps(lo, _mm512_mul_ps(p.d, xd), acc);
+            _mm512_fmadd_ps(hi, _mm512_mul_ps(p.m, xd), acc)
+        }
+        Dot::Signed => {
+            let dot = _mm512_sub_epi32(
+                _mm512_add_epi32(lo, hi),
+                _mm512_set1_epi32(bias[0] + bias[1]),
+            );
+            _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(p.d, xd), acc)
+        }
+        // Unsigned codes as stored: `dot::block_dot`'s integer sum and its two FMAs.
+        _ => {
+            let dot = _mm512_cvtepi32_ps(_mm512_add_epi32(lo, hi));
+            let acc = _mm512_fmadd_ps(dot, _mm512_mul_ps(p.d, xd), acc);
+            _mm512_fmadd_ps(p.m, _mm512_set1_ps(x.s), acc)
+        }
     }
 }
 
@@ -135,7 +144,10 @@ unsafe fn gemm_pairs<F: PanelFormat>(
     out: *mut f32,
     ldo: usize,
 ) {
-    debug_assert!(matches!(F::DOT, Dot::Signed | Dot::Signed2));
+    debug_assert!(
+        F::DOT != Dot::Affine2,
+        "Q2_K's halves have offsets: AVX2 only"
+    );
     if rows == 0 || n_tok == 0 {
         return;
     }
@@ -238,6 +250,11 @@ fn panel_dot<F: PanelFormat>(p: &Packed, x: &BlockQ8Act, bias: [i32; 2], acc: __
         hi = _mm256_dpbusd_epi32(hi, q(4 + j), word(4 + j));
     }
     let xd = _mm256_set1_ps(x.d);
+    if matches!(F::DOT, Dot::Affine4 | Dot::Affine5) {
+        let dot = _mm256_cvtepi32_ps(_mm256_add_epi32(lo, hi));
+        let acc = _mm256_fmadd_ps(dot, _mm256_mul_ps(p.d, xd), acc);
+        return _mm256_fmadd_ps(p.m, _mm256_set1_ps(x.s), acc);
+    }
     if F::DOT == Dot::Signed2 {
         let lo = _mm256_cvtepi32_ps(_mm256_sub_epi32(lo, _mm256_set1_epi32(bias[0])));
         let hi = _mm256_cvtepi32_ps(_mm256_sub_epi32(hi, _mm256_set1_epi32(bias[1])));
@@ -308,7 +325,7 @@ macro_rules! vnni_gemv {
             out: &mut [f32],
         ) {
             // SAFETY: forwarded from the caller.
-            unsafe { gemv_panels::<kpanel::$fmt>(w, row_bytes, xq, out) }
+            unsafe { gemv_panels::<$fmt>(w, row_bytes, xq, out) }
         }
     )*};
 }
@@ -338,12 +355,18 @@ macro_rules! vnni_kernels {
             ldo: usize,
         ) {
             // SAFETY: forwarded from the caller.
-            unsafe { gemm_pairs::<kpanel::$fmt>(w, row_bytes, rows, xq, n_tok, out, ldo) }
+            unsafe { gemm_pairs::<$fmt>(w, row_bytes, rows, xq, n_tok, out, ldo) }
         }
     )*};
 }
 
 vnni_kernels! {
+    Q4_0: gemm_q4_0x8_vnni;
+    Q4_1: gemm_q4_1x8_vnni;
+    Q5_0: gemm_q5_0x8_vnni;
+    Q5_1: gemm_q5_1x8_vnni;
+    Q4K: gemm_q4_kx8_vnni;
+    Q5K: gemm_q5_kx8_vnni;
     Q8_0: gemm_q8_0x8_vnni;
     Q6K: gemm_q6_kx8_vnni;
     Q3K: gemm_q3_kx8_vnni;
