@@ -157,6 +157,19 @@ proptest! {
     }
 
     #[test]
+    fn gelu_matches_scalar(x in (1usize..200).prop_flat_map(|n| prop::collection::vec(-40.0f32..40.0, n))) {
+        require_avx2();
+        let (mut a, mut b) = (vec![f32::NAN; x.len()], vec![f32::NAN; x.len()]);
+        // SAFETY: AVX2 checked; equal lengths.
+        unsafe { math::gelu_avx2(&x, &mut a) };
+        elementwise::gelu_scalar(&x, &mut b);
+        for ((p, q), v) in a.iter().zip(&b).zip(&x) {
+            // GELU is x times a weight in [0, 1]: compare against |x|.
+            prop_assert!((p - q).abs() <= 2e-6 * v.abs() + 1e-7, "gelu({}): {} vs {}", v, p, q);
+        }
+    }
+
+    #[test]
     fn attention_matches_scalar(
         n_past in 1usize..200,
         kv_heads in 1usize..4,

@@ -401,7 +401,12 @@ pub fn silu(_level: KernelLevel) -> Chosen<UnaryFn> {
     chosen(elementwise::silu_scalar, "silu_scalar")
 }
 
-pub fn gelu(_level: KernelLevel) -> Chosen<UnaryFn> {
+pub fn gelu(level: KernelLevel) -> Chosen<UnaryFn> {
+    #[cfg(target_arch = "x86_64")]
+    if level.has_avx2() {
+        return chosen(super::x86_64::math::gelu_avx2, "gelu_avx2");
+    }
+    let _ = level;
     chosen(elementwise::gelu_scalar, "gelu_scalar")
 }
 
