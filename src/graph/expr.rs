@@ -73,7 +73,17 @@ impl Expr {
     /// Parses an expression, or says what is wrong at which character.
     pub fn parse(src: &str) -> Result<Expr, String> {
         let tokens = tokenize(src)?;
-        let mut p = Parser { tokens, pos: 0 };
+        if tokens.len() > MAX_TOKENS {
+            return Err(format!(
+                "expression of {} tokens: at most {MAX_TOKENS}",
+                tokens.len()
+            ));
+        }
+        let mut p = Parser {
+            tokens,
+            pos: 0,
+            depth: 0,
+        };
         let e = p.cond()?;
         match p.tokens.get(p.pos) {
             None => Ok(e),
@@ -246,7 +256,16 @@ fn tokenize(src: &str) -> Result<Vec<Token>, String> {
 struct Parser {
     tokens: Vec<Token>,
     pos: usize,
+    /// Open parentheses (and calls) around the current position.
+    depth: usize,
 }
+
+/// Deepest nesting of parentheses and calls an expression may have: the parser and the
+/// evaluators recurse once per level, and a graph file is untrusted input.
+const MAX_DEPTH: usize = 64;
+/// Longest expression, in tokens: evaluation (and dropping the tree) recurses along a chain
+/// of operators, so its length is bounded too.
+const MAX_TOKENS: usize = 512;
 
 impl Parser {
     fn peek(&self) -> Option<&str> {
@@ -318,6 +337,23 @@ impl Parser {
         self.pos += 1;
         let text = t.text.clone();
         let at = t.at;
+        if text == "(" || self.peek() == Some("(") {
+            self.depth += 1;
+            if self.depth > MAX_DEPTH {
+                return Err(format!(
+                    "nesting deeper than {MAX_DEPTH} levels at character {}",
+                    at + 1
+                ));
+            }
+            let e = self.nested(&text, at);
+            self.depth -= 1;
+            return e;
+        }
+        self.plain(text, at)
+    }
+
+    /// A parenthesized expression or a call (`text` is `(` or the function's name).
+    fn nested(&mut self, text: &str, at: usize) -> Result<Expr, String> {
         if text == "(" {
             let e = self.cond()?;
             if self.peek() != Some(")") {
@@ -342,6 +378,14 @@ impl Parser {
             self.want(")", "closing `sqrt(`")?;
             return Ok(Expr::Sqrt(Box::new(a)));
         }
+        Err(format!(
+            "unknown function `{text}` at character {} (functions: if, sqrt)",
+            at + 1
+        ))
+    }
+
+    /// A number or a name.
+    fn plain(&mut self, text: String, at: usize) -> Result<Expr, String> {
         if text.chars().all(|c| c.is_ascii_digit()) {
             return text
                 .parse()
@@ -458,6 +502,24 @@ mod tests {
             eval_f("x / 0", &[("x", 1.5)]),
             Err(EvalError::DivByZero { lhs: "1.5".into() })
         );
+    }
+
+    #[test]
+    fn hostile_expressions_are_errors_not_stack_overflows() {
+        let deep = format!("{}1{}", "(".repeat(100_000), ")".repeat(100_000));
+        assert!(Expr::parse(&deep).unwrap_err().contains("at most"));
+        let deep = format!("{}1{}", "(".repeat(65), ")".repeat(65));
+        assert!(Expr::parse(&deep)
+            .unwrap_err()
+            .contains("nesting deeper than 64"));
+        let nested_ifs = format!("{}1{}", "if(1, ".repeat(65), ", 0)".repeat(65));
+        assert!(Expr::parse(&nested_ifs).unwrap_err().contains("nesting"));
+        let long = vec!["1"; 100_000].join(" + ");
+        assert!(Expr::parse(&long).unwrap_err().contains("at most 512"));
+        assert_eq!(eval(&vec!["1"; 200].join(" + "), &[]), Ok(200));
+        assert!(Expr::parse("max(1, 2)")
+            .unwrap_err()
+            .contains("unknown function `max`"));
     }
 
     #[test]
