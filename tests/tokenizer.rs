@@ -87,3 +87,45 @@ fn special_tokens_and_bos() {
     assert_eq!(tok.token_bytes(2, false), b"");
     assert_eq!(tok.token_bytes(2, true), b"<|im_end|>");
 }
+
+#[derive(serde::Deserialize)]
+struct PreGolden {
+    pre: std::collections::BTreeMap<String, Vec<Case>>,
+}
+
+/// The BPE pre-tokenizers of Llama 3 (`llama-bpe`) and Qwen2 against llama.cpp's, on
+/// SmolLM2's vocabulary and merges with `tokenizer.ggml.pre` replaced (tests/golden/pretok.json,
+/// `scripts/make-golden pretok`): the same file rewritten by qgraph's GGUF writer.
+#[test]
+fn llama3_and_qwen2_pre_tokenizers_match_llama_cpp() {
+    let golden: PreGolden = serde_json::from_str(include_str!("golden/pretok.json")).unwrap();
+    let real = GgufFile::open(common::real_model()).unwrap();
+    for (pre, cases) in &golden.pre {
+        let mut w = qgraph::gguf::GgufWriter::new();
+        for e in real.metadata() {
+            let v = match e.key.as_str() {
+                "tokenizer.ggml.pre" => qgraph::gguf::Value::Str(pre.clone()),
+                _ => e.value.clone(),
+            };
+            w.set(&e.key, v);
+        }
+        let tok = Tokenizer::from_gguf(&GgufFile::from_bytes(&w.to_bytes()).unwrap()).unwrap();
+        let mut failures = Vec::new();
+        for c in cases {
+            let ids = tok.encode(&c.text, c.special, false).unwrap();
+            if ids != c.ids {
+                failures.push(format!(
+                    "{:?}: ours {:?}, llama.cpp {:?}",
+                    c.text, ids, c.ids
+                ));
+            }
+        }
+        assert!(
+            failures.is_empty(),
+            "{pre}: {} of {} differ:\n{}",
+            failures.len(),
+            cases.len(),
+            failures.join("\n")
+        );
+    }
+}

@@ -6,7 +6,10 @@
 //!
 //! The pre-tokenizer is the one `tokenizer.ggml.pre` names, as llama.cpp defines it
 //! (`llama-vocab.cpp`): `smollm` (also `starcoder`, `refact`) splits every digit on its own,
-//! then applies the GPT-2 regex; `gpt-2`/`default` apply the GPT-2 regex alone.
+//! then applies the GPT-2 regex; `gpt-2`/`default` apply the GPT-2 regex alone; `llama-bpe`
+//! (`llama3`, `llama-v3`: Llama 3) and `qwen2` (`deepseek-r1-qwen`) split with their own
+//! regexes (case-insensitive contractions, letters with one leading non-letter, digits in
+//! runs of up to three or one by one, newline runs kept apart), then map bytes as GPT-2.
 
 mod bytes;
 pub mod chat;
@@ -41,7 +44,7 @@ pub enum TokenizerError {
     #[error("tokenizer model `{0}` is not supported (qgraph reads GPT-2 byte-level BPE, `gpt2`, and SentencePiece, `llama`)")]
     UnsupportedModel(String),
     #[error(
-        "pre-tokenizer `{0}` is not supported (known: smollm, starcoder, refact, gpt-2, default)"
+        "pre-tokenizer `{0}` is not supported (known: smollm, starcoder, refact, gpt-2, default, llama-bpe, llama3, qwen2)"
     )]
     UnsupportedPre(String),
     #[error(
@@ -141,6 +144,8 @@ impl Tokenizer {
             ])
             .into(),
             "gpt-2" | "gpt2" | "default" => ByteLevel::new(false, false, true).into(),
+            "llama-bpe" | "llama3" | "llama-v3" => split_then_bytes(LLAMA3_SPLIT)?,
+            "qwen2" | "deepseek-r1-qwen" => split_then_bytes(QWEN2_SPLIT)?,
             other => return Err(TokenizerError::UnsupportedPre(other.to_string())),
         };
         let merges: Vec<(String, String)> = f
@@ -337,4 +342,57 @@ impl Tokenizer {
 fn spm_byte(piece: &str) -> Option<u8> {
     let hex = piece.strip_prefix("<0x")?.strip_suffix('>')?;
     u8::from_str_radix(hex, 16).ok()
+}
+
+/// Llama 3's pre-tokenizer split (llama.cpp's `LLAMA_VOCAB_PRE_TYPE_LLAMA3`).
+const LLAMA3_SPLIT: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
+/// Qwen2's (`LLAMA_VOCAB_PRE_TYPE_QWEN2`): Llama 3's with single digits.
+const QWEN2_SPLIT: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
+/// Splits on `pattern` (each match its own piece), then maps bytes as GPT-2 does.
+fn split_then_bytes(pattern: &str) -> Result<PreTokenizerWrapper, TokenizerError> {
+    use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
+    use tokenizers::SplitDelimiterBehavior;
+    let split = Split::new(
+        SplitPattern::Regex(pattern.to_string()),
+        SplitDelimiterBehavior::Isolated,
+        false,
+    )
+    .map_err(|e| TokenizerError::Build(e.to_string()))?;
+    Ok(Sequence::new(vec![
+        split.into(),
+        ByteLevel::new(false, false, false).into(),
+    ])
+    .into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokenizers::PreTokenizer;
+
+    fn pieces(pattern: &str, text: &str) -> Vec<String> {
+        let mut s = tokenizers::PreTokenizedString::from(text);
+        split_then_bytes(pattern)
+            .unwrap()
+            .pre_tokenize(&mut s)
+            .unwrap();
+        s.get_splits(
+            tokenizers::OffsetReferential::Original,
+            tokenizers::OffsetType::Char,
+        )
+        .into_iter()
+        .map(|(p, _, _)| p.to_string())
+        .collect()
+    }
+
+    /// What SmolLM2's merges cannot show (it has no multi-digit tokens): Llama 3 groups
+    /// digits by three, Qwen2 splits every one; both keep contractions case-insensitively.
+    #[test]
+    fn llama3_groups_digits_by_three_and_qwen2_splits_them() {
+        assert_eq!(pieces(LLAMA3_SPLIT, "12345"), ["123", "45"]);
+        assert_eq!(pieces(QWEN2_SPLIT, "12345"), ["1", "2", "3", "4", "5"]);
+        assert_eq!(pieces(LLAMA3_SPLIT, "I'M"), ["I", "'M"]);
+    }
 }
