@@ -75,3 +75,104 @@ fn scalar_sessions_prefill_decode_and_threads() {
         assert!(s.forward(&[1; 9]).is_err(), "more than the context");
     }
 }
+
+/// A tiny random Gemma 3 (graphs/gemma3.toml as written: a 2-position window on layers 0-4,
+/// full attention on layer 5, per-head norms, GELU, the scaled embedding), written with the
+/// project's GGUF writer.
+fn tiny_gemma3() -> Arc<GgufFile> {
+    use qgraph::gguf::{GgufWriter, Value, ValueType};
+    use qgraph::quant::GgmlType::F32;
+    let (embd, heads, hd, ff, vocab, layers) = (32u32, 2u32, 16u32, 48u32, 40u32, 6u32);
+    let mut w = GgufWriter::new();
+    w.set_str("general.architecture", "gemma3")
+        .set_u32("gemma3.block_count", layers)
+        .set_u32("gemma3.context_length", 64)
+        .set_u32("gemma3.embedding_length", embd)
+        .set_u32("gemma3.feed_forward_length", ff)
+        .set_u32("gemma3.attention.head_count", heads)
+        .set_u32("gemma3.attention.head_count_kv", 1)
+        .set_u32("gemma3.attention.key_length", hd)
+        .set_u32("gemma3.attention.sliding_window", 2)
+        .set_f32("gemma3.rope.freq_base", 1e6)
+        .set_f32("gemma3.attention.layer_norm_rms_epsilon", 1e-6);
+    let tokens: Vec<String> = (0..vocab).map(|i| format!("t{i}")).collect();
+    w.set_str_array("tokenizer.ggml.tokens", &tokens);
+    w.set(
+        "tokenizer.ggml.token_type",
+        Value::Array(ValueType::I32, (0..vocab).map(|_| Value::I32(1)).collect()),
+    );
+    let mut seed = 1u32;
+    let mut values = |n: u32| -> Vec<f32> {
+        (0..n)
+            .map(|_| {
+                seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                (seed >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+            })
+            .collect()
+    };
+    let (e, q, kv) = (embd as u64, (heads * hd) as u64, hd as u64);
+    let mut add = |name: &str, dims: &[u64]| {
+        let n = dims.iter().product::<u64>() as u32;
+        w.add_tensor(name, dims, F32, &values(n)).unwrap();
+    };
+    add("token_embd.weight", &[e, vocab as u64]);
+    add("output_norm.weight", &[e]);
+    for l in 0..layers {
+        let t = |n: &str| format!("blk.{l}.{n}.weight");
+        add(&t("attn_norm"), &[e]);
+        add(&t("attn_q"), &[e, q]);
+        add(&t("attn_k"), &[e, kv]);
+        add(&t("attn_v"), &[e, kv]);
+        add(&t("attn_q_norm"), &[kv]);
+        add(&t("attn_k_norm"), &[kv]);
+        add(&t("attn_output"), &[q, e]);
+        add(&t("post_attention_norm"), &[e]);
+        add(&t("ffn_norm"), &[e]);
+        add(&t("ffn_gate"), &[e, ff as u64]);
+        add(&t("ffn_up"), &[e, ff as u64]);
+        add(&t("ffn_down"), &[ff as u64, e]);
+        add(&t("post_ffw_norm"), &[e]);
+    }
+    Arc::new(GgufFile::from_bytes(&w.to_bytes()).unwrap())
+}
+
+#[test]
+fn gemma3_ops_prefill_decode_and_threads() {
+    let model = tiny_gemma3();
+    let graph = qgraph::graph::load(concat!(env!("CARGO_MANIFEST_DIR"), "/graphs/gemma3.toml"))
+        .unwrap()
+        .bind(&model)
+        .unwrap();
+    assert!(graph.unread.is_empty(), "{:?}", graph.unread);
+    let mut first: Option<Vec<f32>> = None;
+    for threads in [1, 2] {
+        let opts = PlanOptions {
+            n_ctx: 8,
+            level: KernelLevel::Scalar,
+            threads,
+            ..PlanOptions::default()
+        };
+        let decode = Arc::new(Plan::new(&graph, model.clone(), &opts).unwrap());
+        let prefill = PlanOptions {
+            seq: 3,
+            logits: Logits::Last,
+            ..opts
+        };
+        let prefill = Arc::new(Plan::new(&graph, model.clone(), &prefill).unwrap());
+        let mut s = Session::with_prefill(decode, prefill).unwrap();
+        // Past the 2-position window: a prompt of 4 (3, then 1), then two decode steps.
+        s.forward(&[1, 2, 3, 4]).unwrap();
+        s.forward(&[5]).unwrap();
+        let logits = s.forward(&[6]).unwrap().to_vec();
+        assert!(logits.iter().all(|v| v.is_finite()));
+        match &first {
+            None => first = Some(logits),
+            Some(f) if cfg!(miri) => {
+                for (a, b) in f.iter().zip(&logits) {
+                    assert!((a - b).abs() <= 1e-4 * (1.0 + a.abs()), "{threads} threads");
+                }
+            }
+            Some(f) => assert_eq!(f, &logits, "{threads} threads"),
+        }
+    }
+}
