@@ -82,7 +82,7 @@ fn scalar_sessions_prefill_decode_and_threads() {
 fn tiny_gemma3() -> Arc<GgufFile> {
     use qgraph::gguf::{GgufWriter, Value, ValueType};
     use qgraph::quant::GgmlType::F32;
-    let (embd, heads, hd, ff, vocab, layers) = (32u32, 2u32, 16u32, 48u32, 40u32, 6u32);
+    let (embd, heads, hd, ff, vocab, layers) = (16u32, 2u32, 8u32, 32u32, 16u32, 6u32);
     let mut w = GgufWriter::new();
     w.set_str("general.architecture", "gemma3")
         .set_u32("gemma3.block_count", layers)
@@ -139,7 +139,8 @@ fn tiny_gemma3() -> Arc<GgufFile> {
 #[test]
 fn gemma3_ops_prefill_decode_and_threads() {
     let model = tiny_gemma3();
-    let graph = qgraph::graph::load(concat!(env!("CARGO_MANIFEST_DIR"), "/graphs/gemma3.toml"))
+    // Parsed from the text: Miri's isolation forbids opening files.
+    let graph = qgraph::graph::parse(include_str!("../graphs/gemma3.toml"), "graphs/gemma3.toml")
         .unwrap()
         .bind(&model)
         .unwrap();
