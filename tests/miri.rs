@@ -16,6 +16,48 @@ use qgraph::plan::{Logits, Plan, PlanOptions};
 
 const LLAMA: &str = include_str!("../graphs/llama.toml");
 
+/// A scalar session at `threads` with a prefill plan of 3: a prompt of 4 (a chunk of 3,
+/// then one token), then two decode steps; the last logits are finite and agree with the
+/// first thread count's (`first`). Returns the session.
+fn prefill_then_decode(
+    graph: &qgraph::graph::Graph,
+    model: &Arc<GgufFile>,
+    threads: usize,
+    first: &mut Option<Vec<f32>>,
+) -> Session {
+    let opts = PlanOptions {
+        n_ctx: 8,
+        level: KernelLevel::Scalar,
+        threads,
+        ..PlanOptions::default()
+    };
+    let decode = Arc::new(Plan::new(graph, model.clone(), &opts).unwrap());
+    let prefill = PlanOptions {
+        seq: 3,
+        logits: Logits::Last,
+        ..opts
+    };
+    let prefill = Arc::new(Plan::new(graph, model.clone(), &prefill).unwrap());
+    let mut s = Session::with_prefill(decode, prefill).unwrap();
+    s.forward(&[1, 2, 3, 4]).unwrap();
+    s.forward(&[5]).unwrap();
+    let logits = s.forward(&[6]).unwrap().to_vec();
+    assert!(logits.iter().all(|v| v.is_finite()));
+    // Natively the thread count changes no bit (tests/threads.rs); Miri perturbs the last
+    // bits of functions like `exp` at random, as the platform may, so under it the runs
+    // agree closely rather than bitwise.
+    match first {
+        None => *first = Some(logits),
+        Some(f) if cfg!(miri) => {
+            for (a, b) in f.iter().zip(&logits) {
+                assert!((a - b).abs() <= 1e-4 * (1.0 + a.abs()), "{threads} threads");
+            }
+        }
+        Some(f) => assert_eq!(f, &logits, "{threads} threads"),
+    }
+    s
+}
+
 #[test]
 fn scalar_sessions_prefill_decode_and_threads() {
     let model = TinyLlama {
@@ -34,37 +76,7 @@ fn scalar_sessions_prefill_decode_and_threads() {
         .unwrap();
     let mut first: Option<Vec<f32>> = None;
     for threads in [1, 2] {
-        let opts = PlanOptions {
-            n_ctx: 8,
-            level: KernelLevel::Scalar,
-            threads,
-            ..PlanOptions::default()
-        };
-        let decode = Arc::new(Plan::new(&graph, model.clone(), &opts).unwrap());
-        let prefill = PlanOptions {
-            seq: 3,
-            logits: Logits::Last,
-            ..opts
-        };
-        let prefill = Arc::new(Plan::new(&graph, model.clone(), &prefill).unwrap());
-        let mut s = Session::with_prefill(decode, prefill).unwrap();
-        // A prompt of 4 (a chunk of 3, then one token), then two decode steps.
-        s.forward(&[1, 2, 3, 4]).unwrap();
-        s.forward(&[5]).unwrap();
-        let logits = s.forward(&[6]).unwrap().to_vec();
-        assert!(logits.iter().all(|v| v.is_finite()));
-        // Natively the thread count changes no bit (tests/threads.rs); Miri perturbs the
-        // last bits of functions like `exp` at random, as the platform may, so under it the
-        // runs agree closely rather than bitwise.
-        match &first {
-            None => first = Some(logits),
-            Some(f) if cfg!(miri) => {
-                for (a, b) in f.iter().zip(&logits) {
-                    assert!((a - b).abs() <= 1e-4 * (1.0 + a.abs()), "{threads} threads");
-                }
-            }
-            Some(f) => assert_eq!(f, &logits, "{threads} threads"),
-        }
+        let mut s = prefill_then_decode(&graph, &model, threads, &mut first);
         // The profiler's tables: every worker writes its own rows.
         let mut times = StepTimes::new(&s);
         s.reset();
@@ -147,33 +159,7 @@ fn gemma3_ops_prefill_decode_and_threads() {
     assert!(graph.unread.is_empty(), "{:?}", graph.unread);
     let mut first: Option<Vec<f32>> = None;
     for threads in [1, 2] {
-        let opts = PlanOptions {
-            n_ctx: 8,
-            level: KernelLevel::Scalar,
-            threads,
-            ..PlanOptions::default()
-        };
-        let decode = Arc::new(Plan::new(&graph, model.clone(), &opts).unwrap());
-        let prefill = PlanOptions {
-            seq: 3,
-            logits: Logits::Last,
-            ..opts
-        };
-        let prefill = Arc::new(Plan::new(&graph, model.clone(), &prefill).unwrap());
-        let mut s = Session::with_prefill(decode, prefill).unwrap();
-        // Past the 2-position window: a prompt of 4 (3, then 1), then two decode steps.
-        s.forward(&[1, 2, 3, 4]).unwrap();
-        s.forward(&[5]).unwrap();
-        let logits = s.forward(&[6]).unwrap().to_vec();
-        assert!(logits.iter().all(|v| v.is_finite()));
-        match &first {
-            None => first = Some(logits),
-            Some(f) if cfg!(miri) => {
-                for (a, b) in f.iter().zip(&logits) {
-                    assert!((a - b).abs() <= 1e-4 * (1.0 + a.abs()), "{threads} threads");
-                }
-            }
-            Some(f) => assert_eq!(f, &logits, "{threads} threads"),
-        }
+        // Past the 2-position window.
+        prefill_then_decode(&graph, &model, threads, &mut first);
     }
 }
