@@ -19,6 +19,7 @@ mod lower;
 pub mod parallel;
 pub mod passes;
 pub mod repack;
+mod sizes;
 mod step;
 mod weights;
 
