@@ -112,6 +112,7 @@ impl Engine {
             logits: Logits::All,
             repack: args.repack.on(),
             kv: args.cache.types(),
+            sequences: 1,
         };
         let plan = Arc::new(
             Plan::new(&graph, model.clone(), &opts)

@@ -60,6 +60,9 @@ pub struct PlanFlags {
     pub repack: RepackArgs,
     #[command(flatten)]
     pub cache: CacheArgs,
+    /// Sequences the KV memory holds, each in its own region (a server's --parallel).
+    #[arg(long, default_value_t = 1, value_parser = clap::builder::ValueParser::new(clap::builder::RangedU64ValueParser::<usize>::new().range(1..=4096)))]
+    pub sequences: usize,
 }
 
 /// `--cache-type`: the KV caches' element types.
@@ -125,6 +128,7 @@ impl PlanFlags {
             },
             repack: self.repack.on(),
             kv: self.cache.types(),
+            sequences: self.sequences,
         })
     }
 }

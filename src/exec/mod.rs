@@ -7,4 +7,4 @@ mod session;
 mod step;
 pub mod threads;
 
-pub use session::{ExecError, Session, StepTimes};
+pub use session::{ExecError, Row, Session, StepTimes};

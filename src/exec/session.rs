@@ -21,6 +21,54 @@ pub enum ExecError {
     Empty,
     #[error("the plan has no `{0}` input or output")]
     Interface(&'static str),
+    #[error("sequence {seq} is out of range: the KV memory holds {sequences}")]
+    SequenceOutOfRange { seq: usize, sequences: usize },
+    #[error("rows {a} and {b} both write position {pos} of sequence {seq}")]
+    DuplicateRow {
+        a: usize,
+        b: usize,
+        seq: usize,
+        pos: usize,
+    },
+}
+
+/// One row of a batched call: `token` at position `pos` of sequence `seq`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Row {
+    pub seq: usize,
+    pub pos: usize,
+    pub token: u32,
+}
+
+/// The rows of one call: a run of tokens of one sequence from a position, or a batch.
+#[derive(Clone, Copy)]
+enum Rows<'a> {
+    Run {
+        seq: usize,
+        pos: usize,
+        tokens: &'a [u32],
+    },
+    Batch(&'a [Row]),
+}
+
+impl Rows<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Rows::Run { tokens, .. } => tokens.len(),
+            Rows::Batch(rows) => rows.len(),
+        }
+    }
+
+    fn get(&self, i: usize) -> Row {
+        match *self {
+            Rows::Run { seq, pos, tokens } => Row {
+                seq,
+                pos: pos + i,
+                token: tokens[i],
+            },
+            Rows::Batch(rows) => rows[i],
+        }
+    }
 }
 
 /// Where a plan's interface buffers sit in session memory.
@@ -28,6 +76,7 @@ pub enum ExecError {
 struct Io {
     tokens: usize,
     positions: Option<usize>,
+    sequences: Option<usize>,
     logits: usize,
 }
 
@@ -42,6 +91,7 @@ impl Io {
         Ok(Io {
             tokens: plan.buffers[tokens.0 as usize].offset,
             positions: plan.positions.map(|b| plan.buffers[b.0 as usize].offset),
+            sequences: plan.sequence_ids.map(|b| plan.buffers[b.0 as usize].offset),
             logits: plan.buffers[logits.0 as usize].offset,
         })
     }
@@ -96,9 +146,13 @@ impl Session {
                     .map(|b| (b.name.clone(), b.offset, b.bytes))
                     .collect()
             };
-            if p.n_ctx != plan.n_ctx || p.threads != plan.threads || caches(p) != caches(&plan) {
+            if p.n_ctx != plan.n_ctx
+                || p.threads != plan.threads
+                || p.sequences != plan.sequences
+                || caches(p) != caches(&plan)
+            {
                 return Err(ExecError::Interface(
-                    "a prefill plan with the decode plan's context, threads and KV caches",
+                    "a prefill plan with the decode plan's context, threads, sequences and KV caches",
                 ));
             }
             size = size.max(p.session_bytes());
@@ -143,6 +197,11 @@ impl Session {
         self.pool.threads()
     }
 
+    /// Sequences the KV memory holds (the plans' `sequences`).
+    pub fn sequences(&self) -> usize {
+        self.plan.sequences
+    }
+
     /// Forgets the context (the caches are overwritten as positions are reused).
     pub fn reset(&mut self) {
         self.pos = 0;
@@ -158,7 +217,34 @@ impl Session {
     pub fn forward_all(&mut self, tokens: &[u32]) -> Result<&[f32], ExecError> {
         self.check(tokens, self.plan.seq)?;
         let (plan, io) = (self.plan.clone(), self.io);
-        Ok(self.run(&plan, io, tokens, None))
+        let rows = self.run_of(tokens);
+        self.pos += tokens.len();
+        Ok(self.run(&plan, io, rows, None))
+    }
+
+    /// Runs a batch of rows — any sequences, any positions — through the main plan in one
+    /// step and returns every row's logits, `[rows.len(), n_vocab]`. Rows of one sequence
+    /// may follow each other (a chunk of its prompt); a row attends its sequence's positions
+    /// up to its own, which earlier calls or earlier rows of this one must have written.
+    /// Each row's logits are bitwise those it gets alone: rows share weights, never sums.
+    /// Leaves `position()` alone: the caller keeps each sequence's position.
+    pub fn forward_rows(&mut self, rows: &[Row]) -> Result<&[f32], ExecError> {
+        self.check_rows(Rows::Batch(rows), self.plan.seq)?;
+        let (plan, io) = (self.plan.clone(), self.io);
+        Ok(self.run(&plan, io, Rows::Batch(rows), None))
+    }
+
+    /// Runs `tokens` of sequence `seq` at positions `pos..` — through the prefill plan in
+    /// chunks of its `seq` when it has one — and returns the last token's logits. Leaves
+    /// `position()` alone.
+    pub fn forward_sequence(
+        &mut self,
+        seq: usize,
+        pos: usize,
+        tokens: &[u32],
+    ) -> Result<&[f32], ExecError> {
+        self.check_rows(Rows::Run { seq, pos, tokens }, usize::MAX)?;
+        Ok(self.chunks(seq, pos, tokens, &mut |_| {}))
     }
 
     /// As `forward_all` for one call, adding every worker's time in each step's kernels and
@@ -174,7 +260,9 @@ impl Session {
         }
         self.check(tokens, self.plan.seq)?;
         let (plan, io) = (self.plan.clone(), self.io);
-        Ok(self.run(&plan, io, tokens, Some(times)))
+        let rows = self.run_of(tokens);
+        self.pos += tokens.len();
+        Ok(self.run(&plan, io, rows, Some(times)))
     }
 
     /// Runs `tokens`, any number that fits in the context, and returns the logits of the
@@ -192,6 +280,29 @@ impl Session {
         progress: &mut dyn FnMut(usize),
     ) -> Result<&[f32], ExecError> {
         self.check(tokens, usize::MAX)?;
+        let pos = self.pos;
+        self.pos += tokens.len();
+        Ok(self.chunks(0, pos, tokens, progress))
+    }
+
+    /// The rows of a call of `tokens` at the session's position, in sequence 0.
+    fn run_of<'a>(&self, tokens: &'a [u32]) -> Rows<'a> {
+        Rows::Run {
+            seq: 0,
+            pos: self.pos,
+            tokens,
+        }
+    }
+
+    /// Runs `tokens` (checked) of sequence `seq` from `pos`, in prefill-plan chunks, and
+    /// returns the last token's logits.
+    fn chunks(
+        &mut self,
+        seq: usize,
+        pos: usize,
+        tokens: &[u32],
+        progress: &mut dyn FnMut(usize),
+    ) -> &[f32] {
         let mut rest = tokens;
         let mut last: (usize, usize) = (0, 0);
         while !rest.is_empty() {
@@ -201,7 +312,13 @@ impl Session {
             };
             let take = rest.len().min(plan.seq);
             let (chunk, tail) = rest.split_at(take);
-            let rows = self.run(&plan, io, chunk, None).len() / self.n_vocab;
+            let done = tokens.len() - rest.len();
+            let run = Rows::Run {
+                seq,
+                pos: pos + done,
+                tokens: chunk,
+            };
+            let rows = self.run(&plan, io, run, None).len() / self.n_vocab;
             last = (io.logits, rows);
             rest = tail;
             progress(tokens.len() - rest.len());
@@ -212,52 +329,95 @@ impl Session {
         let all = unsafe {
             std::slice::from_raw_parts(self.mem.add(off) as *const f32, rows * self.n_vocab)
         };
-        Ok(&all[all.len() - self.n_vocab..])
+        &all[all.len() - self.n_vocab..]
     }
 
-    /// The per-call checks: the only ones a forward step makes.
+    /// The per-call checks of a run at the session's position.
     fn check(&self, tokens: &[u32], max: usize) -> Result<(), ExecError> {
-        let n = tokens.len();
+        self.check_rows(self.run_of(tokens), max)
+    }
+
+    /// The per-call checks: the only ones a forward step makes. No allocation.
+    fn check_rows(&self, rows: Rows<'_>, max: usize) -> Result<(), ExecError> {
+        let n = rows.len();
         if n == 0 {
             return Err(ExecError::Empty);
         }
         if n > max {
             return Err(ExecError::TooManyTokens { got: n, seq: max });
         }
-        if self.pos + n > self.plan.n_ctx {
-            return Err(ExecError::ContextFull {
-                n_ctx: self.plan.n_ctx,
-                needed: self.pos + n,
-            });
+        let (n_ctx, n_vocab, sequences) = (self.plan.n_ctx, self.n_vocab, self.plan.sequences);
+        if let Rows::Run { pos, .. } = rows {
+            if pos.saturating_add(n) > n_ctx {
+                return Err(ExecError::ContextFull {
+                    n_ctx,
+                    needed: pos.saturating_add(n),
+                });
+            }
         }
-        let n_vocab = self.n_vocab;
-        if let Some(&token) = tokens.iter().find(|&&t| t as usize >= n_vocab) {
-            return Err(ExecError::TokenOutOfRange { token, n_vocab });
+        for i in 0..n {
+            let r = rows.get(i);
+            if r.seq >= sequences {
+                return Err(ExecError::SequenceOutOfRange { seq: r.seq, sequences });
+            }
+            if r.pos >= n_ctx {
+                return Err(ExecError::ContextFull {
+                    n_ctx,
+                    needed: r.pos.saturating_add(1),
+                });
+            }
+            if r.token as usize >= n_vocab {
+                return Err(ExecError::TokenOutOfRange {
+                    token: r.token,
+                    n_vocab,
+                });
+            }
+        }
+        if let Rows::Batch(batch) = rows {
+            // Two rows at one cache position would be two workers writing the same bytes.
+            for (a, x) in batch.iter().enumerate() {
+                if let Some(b) = batch[a + 1..]
+                    .iter()
+                    .position(|y| (y.seq, y.pos) == (x.seq, x.pos))
+                {
+                    return Err(ExecError::DuplicateRow {
+                        a,
+                        b: a + 1 + b,
+                        seq: x.seq,
+                        pos: x.pos,
+                    });
+                }
+            }
         }
         Ok(())
     }
 
-    /// Runs one call of `plan` (checked: `tokens.len() ≤ plan.seq`, ids and positions in
-    /// range) and returns its logits rows.
+    /// Runs one call of `plan` (checked by `check_rows`: at most `plan.seq` rows, ids,
+    /// positions and sequences in range) and returns its logits rows.
     fn run(
         &mut self,
         plan: &Plan,
         io: Io,
-        tokens: &[u32],
+        rows: Rows<'_>,
         times: Option<&mut StepTimes>,
     ) -> &[f32] {
-        let n = tokens.len();
-        // SAFETY: the tokens and positions buffers hold `seq` i32 each (plan/infer.rs), and
-        // n ≤ seq (checked by the callers).
+        let n = rows.len();
+        // SAFETY: the tokens, positions and sequence buffers hold `seq` i32 each
+        // (plan/infer.rs, plan/lower.rs), and n ≤ seq (checked by the callers).
         unsafe {
-            let t = self.mem.add(io.tokens) as *mut i32;
-            for (i, &tok) in tokens.iter().enumerate() {
-                *t.add(i) = tok as i32;
-            }
-            if let Some(p) = io.positions {
-                let p = self.mem.add(p) as *mut i32;
-                for i in 0..n {
-                    *p.add(i) = (self.pos + i) as i32;
+            let (t, p, s) = (
+                self.mem.add(io.tokens) as *mut i32,
+                io.positions.map(|p| self.mem.add(p) as *mut i32),
+                io.sequences.map(|s| self.mem.add(s) as *mut i32),
+            );
+            for i in 0..n {
+                let r = rows.get(i);
+                *t.add(i) = r.token as i32;
+                if let Some(p) = p {
+                    *p.add(i) = r.pos as i32;
+                }
+                if let Some(s) = s {
+                    *s.add(i) = r.seq as i32;
                 }
             }
         }
@@ -280,7 +440,6 @@ impl Session {
             unsafe { run_worker(plan, mem.get(), n, w, barrier, times) };
         };
         self.pool.run(&work);
-        self.pos += n;
         let rows = if plan.last_row_only { 1 } else { n };
         // SAFETY: the logits buffer holds `rows * n_vocab` f32 in the arena.
         unsafe {

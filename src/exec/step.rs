@@ -40,10 +40,11 @@ unsafe fn blocks<'a>(mem: *mut u8, at: usize, n: usize) -> &'a [BlockQ8Act] {
 }
 
 /// Stores `row`, the values of whole heads from column `c0` of one token's K or V row,
-/// at position `p` of a cache.
+/// at position `p` of a cache in the KV region starting at `mem` (the row's sequence's).
 ///
 /// # Safety
-/// `kv` is the planner's for this session's memory; `c0` and `row.len()` are multiples of
+/// `kv` is the planner's for this session's memory and `mem` one of its sequences'
+/// regions; `c0` and `row.len()` are multiples of
 /// the head size; `p` < the cache's rows.
 unsafe fn store_row(mem: *mut u8, kv: &KvOut, row: &[f32], c0: usize, p: usize) {
     let hd = kv.geom.head_dim;
@@ -193,9 +194,9 @@ unsafe fn product(
 /// Runs worker `w`'s share of `phase` for a call of `n` tokens.
 ///
 /// # Safety
-/// `mem` holds the plan's whole session memory; `n ≤ plan.seq`; the tokens and positions
-/// buffers hold valid ids (< n_vocab) and consecutive positions (< n_ctx) for the first `n`
-/// rows; every worker runs the phases in order and waits at their barriers. Every offset,
+/// `mem` holds the plan's whole session memory; `n ≤ plan.seq`; the tokens, positions
+/// and sequence buffers hold, for the first `n` rows, ids < n_vocab, positions < n_ctx and
+/// sequences < `plan.sequences`, no two rows at one position of one sequence; every worker runs the phases in order and waits at their barriers. Every offset,
 /// row length and row count below comes from the planner, which sized each buffer for
 /// `seq ≥ n` rows (plan/lower.rs), checked each weight's shape and format against its kernel
 /// (plan/infer.rs), chose kernels this CPU can run (kernels/table.rs) and gave workers
@@ -210,6 +211,18 @@ pub unsafe fn run_phase(plan: &Plan, phase: &Phase, mem: *mut u8, n: usize, w: u
     let n = n.min(step.rows);
     let per_worker = step.rows == 1;
     let slot_of = move |t: usize| if per_worker { w } else { t };
+    // Row t's KV region: its sequence's (plan/lower.rs lays them out one after another).
+    let sequence_at = plan.sequence_ids.map(|b| plan.buffers[b.0 as usize].offset);
+    let kv_seq_bytes = plan.kv_seq_bytes;
+    // SAFETY: the sequence ids buffer holds `seq ≥ n` ids < `plan.sequences`, written by
+    // the executor before the call (exec/session.rs checks them), so the region lies in the
+    // KV memory.
+    let kv_mem = move |t: usize| unsafe {
+        match sequence_at {
+            Some(at) => mem.add(i32_at(mem, at, t) as usize * kv_seq_bytes),
+            None => mem,
+        }
+    };
     // SAFETY (for every block below): as stated in this function's contract.
     unsafe {
         if phase.kind == PhaseKind::Prep {
@@ -306,8 +319,9 @@ pub unsafe fn run_phase(plan: &Plan, phase: &Phase, mem: *mut u8, n: usize, w: u
             } => {
                 for t in t0..t1 {
                     let p = i32_at(mem, *pos, t) as usize;
-                    store_row(mem, kc, f32s(mem, k + 4 * t * width, *width), 0, p);
-                    store_row(mem, vc, f32s(mem, v + 4 * t * width, *width), 0, p);
+                    let kv = kv_mem(t);
+                    store_row(kv, kc, f32s(mem, k + 4 * t * width, *width), 0, p);
+                    store_row(kv, vc, f32s(mem, v + 4 * t * width, *width), 0, p);
                 }
             }
             Exec::Attend {
@@ -335,8 +349,8 @@ pub unsafe fn run_phase(plan: &Plan, phase: &Phase, mem: *mut u8, n: usize, w: u
                     f(
                         params,
                         f32s(mem, q + 4 * at, span),
-                        mem.add(*kc),
-                        mem.add(*vc),
+                        kv_mem(t).add(*kc),
+                        kv_mem(t).add(*vc),
                         g,
                         i32_at(mem, *pos, t) as usize + 1,
                         work,
@@ -377,7 +391,7 @@ pub unsafe fn run_phase(plan: &Plan, phase: &Phase, mem: *mut u8, n: usize, w: u
                         for t in 0..n {
                             let p = i32_at(mem, *pos, t) as usize;
                             let row = f32s(mem, o.dst + 4 * (t * o.n + r0), r1 - r0);
-                            store_row(mem, kv, row, r0, p);
+                            store_row(kv_mem(t), kv, row, r0, p);
                         }
                     }
                 }

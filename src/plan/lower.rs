@@ -141,6 +141,17 @@ pub fn lower(
         });
     }
 
+    // With several sequences, one more input: every row's sequence, read by every step
+    // that touches a cache, so live for the whole call.
+    let sequence_ids = (opts.sequences > 1).then(|| {
+        let fact = super::Fact {
+            dtype: super::DType::I32,
+            shape: vec![opts.seq],
+            storage: Storage::Input,
+        };
+        new_buf(&mut buffers, "sequence".into(), BufKind::Input, &fact)
+    });
+
     // Liveness: inputs are written before step 0; graph outputs are read after the last.
     let n_steps = drafts.len();
     let mut live: Vec<Option<Interval>> = vec![None; buffers.len()];
@@ -148,6 +159,9 @@ pub fn lower(
         if b.kind == BufKind::Input {
             liveness::touch(&mut live[i], 0);
         }
+    }
+    if let Some(b) = sequence_ids {
+        liveness::touch(&mut live[b.0 as usize], n_steps.saturating_sub(1));
     }
     for (s, d) in drafts.iter().enumerate() {
         for b in d
@@ -193,6 +207,14 @@ pub fn lower(
         b.offset = kv_offset + kv_bytes;
         kv_bytes += arena::align_up(b.bytes);
     }
+    // Sequence s's caches sit one whole region further on: [sequence][layer cache].
+    let kv_seq_bytes = kv_bytes;
+    let kv_bytes = kv_seq_bytes.checked_mul(opts.sequences).ok_or_else(|| {
+        PlanError::Options(format!(
+            "{} sequences of {kv_seq_bytes} bytes of KV cache overflow the address space",
+            opts.sequences
+        ))
+    })?;
     let arena_offset = kv_bytes;
     for (k, &i) in in_arena.iter().enumerate() {
         buffers[i].offset = arena_offset + offsets[k];
@@ -236,6 +258,9 @@ pub fn lower(
         kv_types: opts.kv,
         kv_offset,
         kv_bytes,
+        sequences: opts.sequences,
+        kv_seq_bytes,
+        sequence_ids,
         arena_offset,
         threads: opts.threads,
         phases,

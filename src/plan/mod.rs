@@ -54,6 +54,10 @@ pub struct PlanOptions {
     pub repack: bool,
     /// The K and V caches' element types.
     pub kv: crate::vocab::KvTypes,
+    /// Sequences the KV memory holds, each in its own region of `n_ctx` positions (a
+    /// server's parallel slots). Above 1 the plan takes one more input, every row's
+    /// sequence, and a step may carry rows of different sequences.
+    pub sequences: usize,
 }
 
 /// Which tokens of a forward step get logits.
@@ -77,6 +81,7 @@ impl Default for PlanOptions {
             logits: Logits::All,
             repack: true,
             kv: Default::default(),
+            sequences: 1,
         }
     }
 }
@@ -173,9 +178,15 @@ pub struct Plan {
     pub naive_bytes: usize,
     /// The caches' element types.
     pub kv_types: crate::vocab::KvTypes,
-    /// Start of the KV region in session memory, and its size.
+    /// Start of the KV region in session memory, and its size (every sequence's).
     pub kv_offset: usize,
     pub kv_bytes: usize,
+    /// Sequences in the KV region, and the bytes of each one's region: sequence s's caches
+    /// sit at the buffers' offsets + `s · kv_seq_bytes`.
+    pub sequences: usize,
+    pub kv_seq_bytes: usize,
+    /// Every row's sequence (`[seq]` i32), written by the executor, when `sequences > 1`.
+    pub sequence_ids: Option<BufId>,
     /// Start of the activation arena in session memory (after the KV region).
     pub arena_offset: usize,
     /// Workers, and the phases they run (each step's split and barrier).
@@ -223,6 +234,12 @@ impl Plan {
                 opts.threads
             )));
         }
+        if opts.sequences == 0 || opts.sequences > 4096 {
+            return Err(PlanError::Options(format!(
+                "{} sequences: between 1 and 4096",
+                opts.sequences
+            )));
+        }
         if opts.seq == 0 || opts.n_ctx == 0 || opts.seq > opts.n_ctx {
             return Err(PlanError::Options(format!(
                 "seq {} and n_ctx {} must be ≥ 1 with seq ≤ n_ctx",
@@ -262,7 +279,7 @@ impl Plan {
 
     /// Bytes of K and V one position holds in every layer's caches, in their types.
     pub fn kv_bytes_per_position(&self) -> usize {
-        self.kv_bytes / crate::kernels::kv::cache_rows(self.n_ctx)
+        self.kv_seq_bytes / crate::kernels::kv::cache_rows(self.n_ctx)
     }
 
     /// Barriers one forward step waits at.

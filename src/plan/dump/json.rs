@@ -72,6 +72,8 @@ pub fn to_json(plan: &Plan) -> Value {
             "type_k": plan.kv_types.k,
             "type_v": plan.kv_types.v,
             "n_ctx": plan.n_ctx,
+            "sequences": plan.sequences,
+            "sequence_bytes": plan.kv_seq_bytes,
         },
         "totals": {
             "steps": plan.steps.len(),

@@ -74,6 +74,13 @@ pub fn to_text(plan: &Plan) -> String {
         "  kv cache bytes       {} (K {}, V {}, {} positions)",
         plan.kv_bytes, plan.kv_types.k, plan.kv_types.v, plan.n_ctx
     );
+    if plan.sequences > 1 {
+        let _ = writeln!(
+            s,
+            "  kv sequences         {} regions of {} bytes, rows pick theirs",
+            plan.sequences, plan.kv_seq_bytes
+        );
+    }
     let _ = writeln!(s, "  bytes moved / token  {}", plan.bytes_moved_per_token());
     let flops: u64 = plan.steps.iter().map(|st| st.flops).sum();
     let _ = writeln!(
