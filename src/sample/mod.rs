@@ -20,8 +20,15 @@ pub struct SamplerConfig {
     /// Divide positive logits (multiply negative ones) of recently seen tokens by this
     /// (1: off), as llama.cpp's `--repeat-penalty`.
     pub repeat_penalty: f32,
-    /// How many recent tokens the penalty looks at.
+    /// How many recent tokens the penalties look at.
     pub repeat_last_n: usize,
+    /// Subtracted from the logit of every recent token, once (OpenAI's presence penalty;
+    /// 0: off), and per occurrence (frequency penalty), after the repeat penalty, as
+    /// llama.cpp's penalties sampler does.
+    pub presence_penalty: f32,
+    pub frequency_penalty: f32,
+    /// Added to a token's logit before anything else (OpenAI's `logit_bias`; −∞ bans it).
+    pub logit_bias: Vec<(u32, f32)>,
     pub seed: u64,
 }
 
@@ -35,6 +42,9 @@ impl Default for SamplerConfig {
             min_p: 0.05,
             repeat_penalty: 1.0,
             repeat_last_n: 64,
+            presence_penalty: 0.0,
+            frequency_penalty: 0.0,
+            logit_bias: Vec::new(),
             seed: 0x5eed,
         }
     }
@@ -86,6 +96,17 @@ impl SamplerConfig {
                 "a positive number (1: off)",
             );
         }
+        for (option, value) in [
+            ("presence-penalty", self.presence_penalty),
+            ("frequency-penalty", self.frequency_penalty),
+        ] {
+            if !(-2.0..=2.0).contains(&value) {
+                return bad(option, value, "in [-2, 2] (0: off)");
+            }
+        }
+        if let Some(&(_, bias)) = self.logit_bias.iter().find(|b| b.1.is_nan()) {
+            return bad("logit-bias", bias, "a number (-inf bans the token)");
+        }
         Ok(())
     }
 }
@@ -129,19 +150,26 @@ impl Sampler {
         self.candidates.clear();
         self.candidates
             .extend(logits.iter().enumerate().map(|(i, &l)| (l, i as u32)));
-        if self.cfg.repeat_penalty != 1.0 {
-            let p = self.cfg.repeat_penalty;
-            for &t in &self.recent {
+        for &(t, bias) in &self.cfg.logit_bias {
+            if let Some(c) = self.candidates.get_mut(t as usize) {
+                c.0 += bias;
+            }
+        }
+        let (p, presence, frequency) = (
+            self.cfg.repeat_penalty,
+            self.cfg.presence_penalty,
+            self.cfg.frequency_penalty,
+        );
+        if p != 1.0 || presence != 0.0 || frequency != 0.0 {
+            for (i, &t) in self.recent.iter().enumerate() {
+                // Once per distinct token (its first entry in the ring), with its count.
+                if self.recent[..i].contains(&t) {
+                    continue;
+                }
+                let count = self.recent[i..].iter().filter(|&&r| r == t).count() as f32;
                 if let Some(c) = self.candidates.get_mut(t as usize) {
-                    // Applied once per distinct token: skip if already penalised.
-                    let original = logits[t as usize];
-                    if c.0 == original {
-                        c.0 = if original > 0.0 {
-                            original / p
-                        } else {
-                            original * p
-                        };
-                    }
+                    c.0 = if c.0 > 0.0 { c.0 / p } else { c.0 * p };
+                    c.0 -= count * frequency + presence;
                 }
             }
         }
@@ -165,6 +193,10 @@ impl Sampler {
         // top-p and min-p cut on the probabilities at temperature 1, as llama.cpp does;
         // the temperature then reshapes what is left.
         let max = c[0].0;
+        if max == f32::NEG_INFINITY {
+            // Every token banned by logit_bias: nothing to weigh, take the first.
+            return c[0].1;
+        }
         let total: f32 = c.iter().map(|x| (x.0 - max).exp()).sum();
         let mut cut = n;
         if self.cfg.top_p < 1.0 {
@@ -267,6 +299,7 @@ mod tests {
             repeat_penalty: 1.0,
             repeat_last_n: 8,
             seed: 7,
+            ..SamplerConfig::default()
         }
     }
 
@@ -327,5 +360,34 @@ mod tests {
         assert_eq!(s.sample(&[1.0, 1.5, -1.0]), 1);
         s.accept(1);
         assert_eq!(s.sample(&[1.0, 1.5, -1.0]), 0, "1.5 / 2 < 1.0");
+        // Twice in the window is still divided once.
+        s.accept(1);
+        assert_eq!(s.sample(&[0.7, 1.5, -1.0]), 1, "1.5 / 2 > 0.7");
+    }
+
+    #[test]
+    fn presence_and_frequency_penalties_and_logit_bias() {
+        let logits = [1.0f32, 1.5, -1.0];
+        let mut c = SamplerConfig::greedy();
+        c.presence_penalty = 0.4;
+        let mut s = Sampler::new(c.clone(), 3);
+        s.accept(1);
+        s.accept(1);
+        assert_eq!(s.sample(&logits), 1, "1.5 - 0.4 > 1.0: presence counts once");
+        c.presence_penalty = 0.0;
+        c.frequency_penalty = 0.4;
+        let mut s = Sampler::new(c.clone(), 3);
+        s.accept(1);
+        s.accept(1);
+        assert_eq!(s.sample(&logits), 0, "1.5 - 2·0.4 < 1.0: frequency counts each");
+        c.frequency_penalty = 0.0;
+        c.logit_bias = vec![(2, 3.0), (1, f32::NEG_INFINITY), (99, 5.0)];
+        let mut s = Sampler::new(c.clone(), 3);
+        assert_eq!(s.sample(&logits), 2, "-1 + 3 wins, 1 banned, 99 ignored");
+        c.presence_penalty = 2.5;
+        assert_eq!(c.check().unwrap_err().option, "presence-penalty");
+        c.presence_penalty = 0.0;
+        c.logit_bias = vec![(0, f32::NAN)];
+        assert_eq!(c.check().unwrap_err().option, "logit-bias");
     }
 }
