@@ -44,6 +44,7 @@ impl SamplingArgs {
             repeat_penalty: self.repeat_penalty,
             repeat_last_n: self.repeat_last_n,
             seed: self.seed,
+            ..SamplerConfig::default()
         };
         cfg.check().map_err(|e| anyhow::anyhow!("--{e}"))?;
         Ok(cfg)
