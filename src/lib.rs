@@ -13,5 +13,6 @@ pub mod plan;
 pub mod quant;
 pub mod rng;
 pub mod sample;
+pub mod serve;
 pub mod tokenizer;
 pub mod vocab;

@@ -1,0 +1,4 @@
+//! `qgraph serve`: an OpenAI-compatible HTTP server over one model, batching every active
+//! request's next token into one forward step.
+
+pub mod scheduler;
