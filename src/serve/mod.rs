@@ -2,3 +2,6 @@
 //! request's next token into one forward step.
 
 pub mod scheduler;
+pub mod text;
+pub mod api;
+pub mod error;
