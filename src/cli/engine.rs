@@ -88,6 +88,17 @@ impl Engine {
     /// logits) on `threads` workers; with `seq == 1`, also a prefill plan for prompts of
     /// `--batch` tokens per step (the last token's logits).
     pub fn new(args: &EngineArgs, seq: usize, threads: usize) -> anyhow::Result<Engine> {
+        Engine::with_sequences(args, seq, threads, 1)
+    }
+
+    /// As `new`, with a KV memory of `sequences` regions (`qgraph serve`'s slots): the main
+    /// plan then takes `seq` rows of any sequences, and prompts go through the prefill plan.
+    pub fn with_sequences(
+        args: &EngineArgs,
+        seq: usize,
+        threads: usize,
+        sequences: usize,
+    ) -> anyhow::Result<Engine> {
         let t0 = Instant::now();
         let (model_path, model) = open_model(args.model.clone())?;
         let tokenizer = Tokenizer::from_gguf(&model)
@@ -112,14 +123,14 @@ impl Engine {
             logits: Logits::All,
             repack: args.repack.on(),
             kv: args.cache.types(),
-            sequences: 1,
+            sequences,
         };
         let plan = Arc::new(
             Plan::new(&graph, model.clone(), &opts)
                 .with_context(|| format!("planning {}", graph_path.display()))?,
         );
         let batch = args.batch.min(args.n_ctx);
-        let session = if seq == 1 && batch > 1 {
+        let session = if (seq == 1 || sequences > 1) && batch > 1 {
             let prefill = PlanOptions {
                 seq: batch,
                 logits: Logits::Last,

@@ -12,6 +12,7 @@ mod profile;
 mod quantize;
 mod run;
 mod sandbox;
+mod serve;
 mod tools;
 
 use std::process::ExitCode;
@@ -53,6 +54,9 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Time per step of the forward pass, by op and by kernel.
     Profile(profile::ProfileArgs),
+    /// Serve the model over HTTP: OpenAI's chat and completion endpoints and llama-server's,
+    /// with --parallel requests decoded together.
+    Serve(serve::ServeArgs),
     /// Rewrite a model in another file type (llama-quantize's names and mixture rules).
     Quantize(quantize::QuantizeArgs),
     /// (Internal) render a chat template from a JSON request on stdin, under the limits
@@ -86,6 +90,7 @@ pub fn main() -> ExitCode {
         Command::Bench(args) => bench::run(args),
         Command::Profile(args) => profile::run(args),
         Command::Quantize(args) => quantize::run(args),
+        Command::Serve(args) => serve::run(args),
         Command::RenderTemplate => return sandbox::child_main(),
     };
     match result {

@@ -358,7 +358,10 @@ impl Session {
         for i in 0..n {
             let r = rows.get(i);
             if r.seq >= sequences {
-                return Err(ExecError::SequenceOutOfRange { seq: r.seq, sequences });
+                return Err(ExecError::SequenceOutOfRange {
+                    seq: r.seq,
+                    sequences,
+                });
             }
             if r.pos >= n_ctx {
                 return Err(ExecError::ContextFull {

@@ -373,13 +373,21 @@ mod tests {
         let mut s = Sampler::new(c.clone(), 3);
         s.accept(1);
         s.accept(1);
-        assert_eq!(s.sample(&logits), 1, "1.5 - 0.4 > 1.0: presence counts once");
+        assert_eq!(
+            s.sample(&logits),
+            1,
+            "1.5 - 0.4 > 1.0: presence counts once"
+        );
         c.presence_penalty = 0.0;
         c.frequency_penalty = 0.4;
         let mut s = Sampler::new(c.clone(), 3);
         s.accept(1);
         s.accept(1);
-        assert_eq!(s.sample(&logits), 0, "1.5 - 2·0.4 < 1.0: frequency counts each");
+        assert_eq!(
+            s.sample(&logits),
+            0,
+            "1.5 - 2·0.4 < 1.0: frequency counts each"
+        );
         c.frequency_penalty = 0.0;
         c.logit_bias = vec![(2, 3.0), (1, f32::NEG_INFINITY), (99, 5.0)];
         let mut s = Sampler::new(c.clone(), 3);

@@ -361,12 +361,12 @@ mod tests {
         assert_eq!(g.max_tokens, 5);
         assert_eq!(g.stops, vec!["x".to_string()]);
         assert_eq!(g.sampler.seed, 3);
-        assert_eq!(
-            g.sampler.logit_bias,
-            vec![(7, f32::NEG_INFINITY), (8, 1.5)]
-        );
+        assert_eq!(g.sampler.logit_bias, vec![(7, f32::NEG_INFINITY), (8, 1.5)]);
         let c = b.conversation().unwrap();
-        assert_eq!((c[0].role.as_str(), c[0].content.as_str()), ("system", "ab"));
+        assert_eq!(
+            (c[0].role.as_str(), c[0].content.as_str()),
+            ("system", "ab")
+        );
         let b = parse(br#"{"prompt": [1, 2], "n_predict": -1}"#).unwrap();
         assert_eq!(b.generation(16, 1000).unwrap().max_tokens, 1 << 20);
         assert!(matches!(b.prompt, Some(Prompt::Tokens(_))));

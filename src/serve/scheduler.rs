@@ -2,8 +2,8 @@
 //!
 //! The KV memory holds one region per slot (`PlanOptions::sequences`). A request waits in a
 //! bounded queue until a slot is free, then takes the free slot whose cached tokens share the
-//! longest prefix with its prompt (a chat turn finds its conversation still there), else the
-//! one used least recently, whose cache it evicts. Its prompt is then fed in chunks; once it
+//! longest prefix with its prompt when that is over half of it (a chat turn finds its
+//! conversation still there), else the one used least recently, whose cache it evicts. Its prompt is then fed in chunks; once it
 //! is in, the request decodes one token per step with every other decoding request, in one
 //! batched call. While prompts and decodes are both pending the steps alternate — one
 //! prompt chunk, one decode step — so a long prompt never stalls the streams already
@@ -222,17 +222,21 @@ impl Scheduler {
 
     fn admit(&mut self) {
         while let Some(job) = self.queue.front() {
-            let best = self
-                .slots
-                .iter()
-                .enumerate()
-                .filter(|(_, s)| s.run.is_none())
-                // Longest shared prefix first, then least recently used, then lowest.
-                .min_by_key(|(_, s)| {
-                    let shared = common_prefix(&s.cached, &job.prompt);
-                    (std::cmp::Reverse(shared), s.last_used)
-                })
-                .map(|(i, _)| i);
+            let free = || {
+                self.slots
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, s)| s.run.is_none())
+            };
+            // The slot sharing the longest prefix, if that is most of the prompt (as
+            // llama-server's similarity threshold of 0.5); else the least recently used
+            // (empty ones first), so one shared token does not evict a whole conversation.
+            let shared = free()
+                .map(|(i, s)| (common_prefix(&s.cached, &job.prompt), i))
+                .max_by_key(|&(n, i)| (n, std::cmp::Reverse(i)))
+                .filter(|&(n, _)| 2 * n > job.prompt.len())
+                .map(|(_, i)| i);
+            let best = shared.or_else(|| free().min_by_key(|(_, s)| s.last_used).map(|(i, _)| i));
             let Some(i) = best else { break };
             let Some(job) = self.queue.pop_front() else {
                 break;

@@ -111,7 +111,14 @@ fn prompt_chunks_alternate_with_decode_steps() {
     s.accept(1, 9);
     assert_eq!(s.next(&mut rows), Some(Work::Decode));
     assert_eq!(rows.len(), 2);
-    assert_eq!(rows[1], Row { seq: 1, pos: 12, token: 9 });
+    assert_eq!(
+        rows[1],
+        Row {
+            seq: 1,
+            pos: 12,
+            token: 9
+        }
+    );
 }
 
 #[test]
@@ -147,7 +154,11 @@ fn prompts_that_leave_no_room_are_refused() {
         panic!("a prefill first")
     };
     assert!(s.prefilled(0, range));
-    assert_eq!(s.accept(0, 1), None, "token 1 can still be fed at position 7");
+    assert_eq!(
+        s.accept(0, 1),
+        None,
+        "token 1 can still be fed at position 7"
+    );
     assert_eq!(s.next(&mut rows), Some(Work::Decode));
     assert_eq!(rows[0].pos, 7);
     assert_eq!(s.accept(0, 2), Some(Finish::Length), "the context is full");
@@ -189,6 +200,23 @@ fn an_identical_prompt_feeds_its_last_token_again() {
         Some(Work::Prefill {
             slot: 0,
             range: 2..3
+        })
+    );
+}
+
+#[test]
+fn a_short_shared_prefix_does_not_evict_a_conversation() {
+    let mut s = sched(2, 64, 16, 2);
+    s.submit(1, vec![1, 2, 3, 4, 5, 6], 1).unwrap();
+    drain(&mut s);
+    // Shares one token of four with slot 0: it takes the empty slot 1.
+    s.submit(2, vec![1, 9, 9, 9], 1).unwrap();
+    let mut rows = Vec::new();
+    assert_eq!(
+        s.next(&mut rows),
+        Some(Work::Prefill {
+            slot: 1,
+            range: 0..4
         })
     );
 }

@@ -123,7 +123,11 @@ mod tests {
         let euro = "€".as_bytes();
         let mut t = TextStream::new(vec!["€!".into()]);
         assert_eq!(t.push(&euro[..2]), Piece::Text("".into()));
-        assert_eq!(t.push(&euro[2..]), Piece::Text("".into()), "held: starts '€!'");
+        assert_eq!(
+            t.push(&euro[2..]),
+            Piece::Text("".into()),
+            "held: starts '€!'"
+        );
         assert_eq!(t.push(b"!"), Piece::Stop("".into()));
         assert_eq!(run(&[""], &["a", "b"]), ("ab".into(), false));
     }
