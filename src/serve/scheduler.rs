@@ -127,9 +127,10 @@ impl Scheduler {
                 n_ctx: self.limits.n_ctx,
             });
         }
-        let waiting = self.waiting();
-        if waiting >= self.limits.queue {
-            return Err(Reject::Busy(waiting));
+        // Would it wait, with the queue already holding as many as may wait?
+        let free = self.slots.iter().filter(|s| s.run.is_none()).count();
+        if (self.queue.len() + 1).saturating_sub(free) > self.limits.queue {
+            return Err(Reject::Busy(self.queue.len().saturating_sub(free)));
         }
         self.queue.push_back(Job {
             id,
@@ -137,12 +138,6 @@ impl Scheduler {
             max_new: max_new.max(1),
         });
         Ok(())
-    }
-
-    /// Queued requests that no free slot will take at the next step.
-    fn waiting(&self) -> usize {
-        let free = self.slots.iter().filter(|s| s.run.is_none()).count();
-        self.queue.len().saturating_sub(free)
     }
 
     /// Requests running or waiting.

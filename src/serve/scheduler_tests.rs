@@ -134,6 +134,10 @@ fn the_queue_is_bounded_and_waits_for_a_slot() {
     drain(&mut s);
     assert_eq!(s.load(), (0, 0));
     s.submit(3, vec![5], 2).unwrap();
+    // No queue at all: a request runs when a slot is free, else it is refused.
+    let mut s = sched(1, 64, 8, 0);
+    s.submit(1, vec![1], 2).unwrap();
+    assert_eq!(s.submit(2, vec![1], 2), Err(Reject::Busy(0)));
 }
 
 #[test]

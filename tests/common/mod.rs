@@ -2,6 +2,7 @@
 //! Helpers shared by the integration tests.
 
 pub mod golden;
+pub mod server;
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
