@@ -143,10 +143,7 @@ pub fn parse_response(raw: &[u8]) -> (u16, String) {
         return (status, String::from_utf8_lossy(body).into_owned());
     }
     let mut out = Vec::new();
-    loop {
-        let Some(eol) = body.windows(2).position(|w| w == b"\r\n") else {
-            break;
-        };
+    while let Some(eol) = body.windows(2).position(|w| w == b"\r\n") {
         let size =
             usize::from_str_radix(std::str::from_utf8(&body[..eol]).unwrap().trim(), 16).unwrap();
         if size == 0 {
