@@ -42,12 +42,20 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
+/// The counters are global: the tests of this binary take turns.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn counts() -> (usize, usize) {
     (ALLOCS.load(Ordering::SeqCst), FREES.load(Ordering::SeqCst))
 }
 
 #[test]
 fn the_counter_sees_allocations() {
+    let _turn = serial();
     let before = counts();
     let v = std::hint::black_box(vec![1u8; 100]);
     drop(v);
@@ -82,6 +90,7 @@ fn session(level: qgraph::kernels::KernelLevel, threads: usize) -> Session {
 
 #[test]
 fn decode_and_prompt_allocate_nothing() {
+    let _turn = serial();
     let simd = qgraph::kernels::table::detect();
     for (level, threads) in [
         (qgraph::kernels::KernelLevel::Scalar, 1),
@@ -116,5 +125,86 @@ fn decode_and_prompt_allocate_nothing() {
             after_decode, after_prompt,
             "{level:?}, {threads} threads: (allocations, frees) during 64 decode steps"
         );
+    }
+}
+
+/// What `qgraph serve`'s engine does per step on the model path — the scheduler picks a
+/// prompt chunk or a batched decode step over four sequences, the session runs it, each
+/// request's sampler picks its token — allocates nothing once the requests are in.
+#[test]
+fn batched_serving_steps_allocate_nothing() {
+    let _turn = serial();
+    use qgraph::exec::Row;
+    use qgraph::serve::scheduler::{Limits, Scheduler, Work};
+    let model = Arc::new(GgufFile::open(common::real_model()).unwrap());
+    let g = qgraph::graph::load(concat!(env!("CARGO_MANIFEST_DIR"), "/graphs/llama.toml"))
+        .unwrap()
+        .bind(&model)
+        .unwrap();
+    for threads in [1, 2] {
+        let opts = PlanOptions {
+            seq: 4,
+            n_ctx: 128,
+            threads,
+            sequences: 4,
+            ..PlanOptions::default()
+        };
+        let prefill = PlanOptions {
+            seq: 16,
+            logits: Logits::Last,
+            ..opts.clone()
+        };
+        let decode = Arc::new(Plan::new(&g, model.clone(), &opts).unwrap());
+        let prefill = Arc::new(Plan::new(&g, model.clone(), &prefill).unwrap());
+        let mut s = Session::with_prefill(decode, prefill).unwrap();
+        let mut sched = Scheduler::new(Limits {
+            slots: 4,
+            n_ctx: 128,
+            chunk: 16,
+            queue: 8,
+        });
+        let mut samplers: Vec<Sampler> = (0..4)
+            .map(|_| Sampler::new(SamplerConfig::default(), s.n_vocab()))
+            .collect();
+        let mut rows: Vec<Row> = Vec::with_capacity(4);
+        let mut run = |sched: &mut Scheduler, rows: &mut Vec<Row>, steps: usize| {
+            for _ in 0..steps {
+                match sched.next(rows) {
+                    Some(Work::Prefill { slot, range }) => {
+                        let tokens = &sched.prompt(slot)[range.clone()];
+                        let logits = s.forward_sequence(slot, range.start, tokens).unwrap();
+                        let t = samplers[slot].sample(logits);
+                        if sched.prefilled(slot, range) {
+                            sched.accept(slot, t);
+                        }
+                    }
+                    Some(Work::Decode) => {
+                        let n = s.n_vocab();
+                        let logits = s.forward_rows(rows).unwrap();
+                        for (i, r) in rows.iter().enumerate() {
+                            let t = samplers[r.seq].sample(&logits[i * n..][..n]);
+                            samplers[r.seq].accept(t);
+                            sched.accept(r.seq, t);
+                        }
+                    }
+                    None => break,
+                }
+            }
+        };
+        for id in 0..4u64 {
+            let prompt: Vec<u32> = (0..20 + 9 * id as u32)
+                .map(|i| i * 31 % 40000 + 10)
+                .collect();
+            sched.submit(id, prompt, 1000).unwrap();
+        }
+        run(&mut sched, &mut rows, 12); // warm: both plans, first touches
+        let before = counts();
+        run(&mut sched, &mut rows, 40);
+        assert_eq!(
+            counts(),
+            before,
+            "{threads} threads: (allocations, frees) during 40 serving steps"
+        );
+        assert_eq!(sched.load(), (4, 0), "all four still running");
     }
 }

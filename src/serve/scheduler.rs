@@ -103,7 +103,13 @@ impl Scheduler {
     pub fn new(limits: Limits) -> Scheduler {
         assert!(limits.slots > 0 && limits.n_ctx > 1 && limits.chunk > 0);
         Scheduler {
-            slots: (0..limits.slots).map(|_| Slot::default()).collect(),
+            // Room for a whole context up front: caches never grow during a step.
+            slots: (0..limits.slots)
+                .map(|_| Slot {
+                    cached: Vec::with_capacity(limits.n_ctx),
+                    ..Slot::default()
+                })
+                .collect(),
             queue: VecDeque::with_capacity(limits.queue),
             clock: 0,
             last_was_prefill: false,
