@@ -67,15 +67,18 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         default_max_tokens,
         render: Arc::new(|template, messages, bos, eos| {
             super::sandbox::render_sandboxed(template, messages, bos, eos)
+                .map_err(|e| super::chain_message(&e).into())
         }),
         grace: Duration::from_secs(args.grace),
     };
     let (engine_args, parallel, queue) = (args.engine.clone(), args.parallel, args.queue);
-    qgraph::serve::run(config, move || {
+    let served = qgraph::serve::run(config, move || {
         let mut engine_args = engine_args;
-        let path = super::model::resolve_model(engine_args.model.clone())?;
+        let path = super::model::resolve_model(engine_args.model.clone())
+            .map_err(|e| super::chain_message(&e))?;
         engine_args.model = Some(path.clone());
-        let e = Engine::with_sequences(&engine_args, parallel, threads, parallel)?;
+        let e = Engine::with_sequences(&engine_args, parallel, threads, parallel)
+            .map_err(|e| super::chain_message(&e))?;
         let name = |id: Option<u32>| {
             id.map(|i| e.tokenizer.decode(&[i], true))
                 .unwrap_or_default()
@@ -115,5 +118,6 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             },
             model,
         })
-    })
+    });
+    served.map_err(|e| anyhow::anyhow!("{e}"))
 }

@@ -28,7 +28,7 @@ pub const BODY_LIMIT: usize = 2 << 20;
 /// Renders a chat template for a conversation: `(template, messages, bos, eos)`. The CLI
 /// gives one that runs it in a sandboxed child (`cli/sandbox.rs`).
 pub type Renderer =
-    Arc<dyn Fn(&str, &[Message], &str, &str) -> anyhow::Result<String> + Send + Sync>;
+    Arc<dyn Fn(&str, &[Message], &str, &str) -> Result<String, super::BoxError> + Send + Sync>;
 
 /// What the endpoints know once the model is loaded.
 pub struct Model {

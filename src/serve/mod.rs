@@ -23,10 +23,16 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use anyhow::Context;
-
 use engine::{Command, Engine, Loaded};
 use http::{AppState, Model, Renderer};
+
+/// Errors of the server's setup and of the caller's loader and renderer.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A setup step that failed, named.
+fn step<T, E: Into<BoxError>>(r: Result<T, E>, what: &str) -> Result<T, BoxError> {
+    r.map_err(|e| format!("{what}: {}", e.into()).into())
+}
 
 pub struct Config {
     pub host: String,
@@ -50,24 +56,27 @@ pub struct Ready {
 /// `grace`, cancels the rest and returns.
 pub fn run(
     config: Config,
-    load: impl FnOnce() -> anyhow::Result<Ready> + Send + 'static,
-) -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .context("starting the HTTP runtime")?;
+    load: impl FnOnce() -> Result<Ready, BoxError> + Send + 'static,
+) -> Result<(), BoxError> {
+    let rt = step(
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build(),
+        "starting the HTTP runtime",
+    )?;
     rt.block_on(serve(config, load))
 }
 
 async fn serve(
     config: Config,
-    load: impl FnOnce() -> anyhow::Result<Ready> + Send + 'static,
-) -> anyhow::Result<()> {
+    load: impl FnOnce() -> Result<Ready, BoxError> + Send + 'static,
+) -> Result<(), BoxError> {
     let addr = format!("{}:{}", config.host, config.port);
-    let listener = tokio::net::TcpListener::bind(&addr)
-        .await
-        .with_context(|| format!("binding {addr}"))?;
+    let listener = step(
+        tokio::net::TcpListener::bind(&addr).await,
+        &format!("binding {addr}"),
+    )?;
     let local: SocketAddr = listener.local_addr()?;
     eprintln!("qgraph serve: listening on http://{local}");
 
@@ -84,7 +93,7 @@ async fn serve(
         default_max_tokens: config.default_max_tokens,
     });
 
-    let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<anyhow::Error>();
+    let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<BoxError>();
     let engine_state = state.clone();
     let engine = std::thread::Builder::new()
         .name("qgraph-engine".into())
@@ -101,8 +110,8 @@ async fn serve(
             Err(e) => {
                 let _ = failed_tx.send(e);
             }
-        })
-        .context("starting the engine thread")?;
+        });
+    let engine = step(engine, "starting the engine thread")?;
 
     let stop = Arc::new(tokio::sync::Notify::new());
     let stop_wait = stop.clone();
@@ -138,7 +147,7 @@ async fn serve(
     drop(state);
     let _ = tokio::task::spawn_blocking(move || engine.join()).await;
     match load_error {
-        Some(e) => Err(e.context("loading the model")),
+        Some(e) => Err(format!("loading the model: {e}").into()),
         None => {
             eprintln!("qgraph serve: stopped");
             Ok(())

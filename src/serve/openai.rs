@@ -128,7 +128,7 @@ async fn chat_prompt(s: &Shared, m: &Model, req: &Body) -> Result<Vec<u32>, ApiE
         .await
         .map_err(|e| ApiError::internal(format!("rendering the chat template: {e}")))?
         // A template refuses some conversations (`raise_exception`): the request's fault.
-        .map_err(|e| ApiError::bad_request(format!("messages: {e:#}")))?;
+        .map_err(|e| ApiError::bad_request(format!("messages: {e}")))?;
     let mut ids = m
         .tokenizer
         .encode(&text, true, true)
