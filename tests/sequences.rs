@@ -1,6 +1,7 @@
 //! Several sequences in one KV memory (what `qgraph serve` batches): a sequence's logits are
 //! bitwise the same whether it runs alone or in a batch with others — joining late, leaving
-//! early, rows in any order — at any thread count. The real model, the fastest level.
+//! early, rows in any order — at any thread count. SmolLM2 and Gemma 3 (sliding windows,
+//! a SentencePiece vocabulary), the fastest level.
 
 mod common;
 
@@ -19,11 +20,18 @@ struct Model {
 }
 
 fn model() -> Model {
-    let file = Arc::new(GgufFile::open(common::real_model()).unwrap());
-    let graph = qgraph::graph::load(concat!(env!("CARGO_MANIFEST_DIR"), "/graphs/llama.toml"))
-        .unwrap()
-        .bind(&file)
-        .unwrap();
+    open(common::real_model(), "llama")
+}
+
+fn open(path: std::path::PathBuf, graph: &str) -> Model {
+    let file = Arc::new(GgufFile::open(path).unwrap());
+    let graph = qgraph::graph::load(format!(
+        "{}/graphs/{graph}.toml",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+    .bind(&file)
+    .unwrap();
     let tok = qgraph::tokenizer::Tokenizer::from_gguf(&file).unwrap();
     let prompts = [
         "Rivers shape the cities built beside them because trade, water and defence all \
@@ -99,11 +107,19 @@ struct Live {
 
 #[test]
 fn a_sequence_gets_the_same_logits_alone_and_batched() {
-    let m = model();
+    same_alone_and_batched(&model());
+}
+
+#[test]
+fn a_gemma_sequence_gets_the_same_logits_alone_and_batched() {
+    same_alone_and_batched(&open(common::gemma3_model(), "gemma3"));
+}
+
+fn same_alone_and_batched(m: &Model) {
     let steps = 6;
-    let want: Vec<_> = m.prompts.iter().map(|p| alone(&m, p, steps)).collect();
+    let want: Vec<_> = m.prompts.iter().map(|p| alone(m, p, steps)).collect();
     for threads in [1, 2] {
-        let mut s = session(&m, 4, 4, threads);
+        let mut s = session(m, 4, 4, threads);
         let mut live: Vec<Option<Live>> = (0..4).map(|_| None).collect();
         let join = |s: &mut Session, live: &mut Vec<Option<Live>>, i: usize| {
             // Prompt i goes to region 3 - i: regions and request order are independent.

@@ -88,6 +88,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             .session
             .prefill_plan()
             .map_or(e.session.plan().seq, |p| p.seq);
+        if e.model.get_str("tokenizer.chat_template").is_err() {
+            eprintln!(
+                "qgraph serve: the model has no tokenizer.chat_template; chat requests use ChatML"
+            );
+        }
         let model = Model {
             id: path
                 .file_name()

@@ -15,7 +15,7 @@ pub mod engine;
 pub mod error;
 pub mod http;
 pub mod metrics;
-mod openai;
+pub mod openai;
 pub mod scheduler;
 pub mod text;
 

@@ -116,13 +116,14 @@ async fn generate(
     }
 }
 
+/// The template for a model whose file has none, as llama-server falls back to.
+pub const CHATML: &str =
+    "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n\
+{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
+
 async fn chat_prompt(s: &Shared, m: &Model, req: &Body) -> Result<Vec<u32>, ApiError> {
     let conversation = req.conversation()?;
-    let Some(template) = m.template.clone() else {
-        return Err(ApiError::bad_request(
-            "this model has no chat template (tokenizer.chat_template): use /v1/completions",
-        ));
-    };
+    let template = m.template.clone().unwrap_or_else(|| CHATML.to_string());
     let (render, bos, eos) = (s.render.clone(), m.bos.clone(), m.eos.clone());
     let text = tokio::task::spawn_blocking(move || render(&template, &conversation, &bos, &eos))
         .await
