@@ -117,7 +117,8 @@ def throughput(base, streams):
     return sum(r[0] for r in results) / wall
 
 
-def ttft(base, busy):
+def ttft(base, busy, tag):
+    """Time to first token of a ~150-token prompt no slot has cached (`tag` makes it new)."""
     client = openai.OpenAI(base_url=base + "/v1", api_key="x", max_retries=0)
     others = []
     if busy:
@@ -130,7 +131,7 @@ def ttft(base, busy):
         for e in started:
             e.wait()
         time.sleep(0.2)
-    _, _, first = stream_once(client, LONG, 4)
+    _, _, first = stream_once(client, f"Item {tag}. " + LONG, 4)
     for th in others:
         th.join()
     return first
@@ -204,8 +205,8 @@ for r in range(a.rounds):
             throughput(base, 1)  # warm
             figs[k]["one"].append(throughput(base, 1))
             figs[k]["many"].append(throughput(base, a.parallel))
-            figs[k]["idle"].append(ttft(base, 0))
-            figs[k]["busy"].append(ttft(base, a.parallel - 1))
+            figs[k]["idle"].append(ttft(base, 0, f"{r}a"))
+            figs[k]["busy"].append(ttft(base, a.parallel - 1, f"{r}b"))
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=60)

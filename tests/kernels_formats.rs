@@ -121,7 +121,7 @@ proptest! {
     }
 
     #[test]
-    fn panel_gemm_is_bitwise_the_panel_gemv((c, seed) in case(), n_tok in 1usize..11) {
+    fn panel_gemm_and_few_are_bitwise_the_panel_gemv((c, seed) in case(), n_tok in 1usize..11) {
         require_avx2();
         let mut rng = qgraph::sample::rng::SplitMix64(seed ^ 0x7);
         let x: Vec<f32> = (0..n_tok * c.k).map(|_| (rng.next_f32() - 0.5) * 4.0).collect();
@@ -129,17 +129,23 @@ proptest! {
         let nb = c.k / 32;
         for (dtype, level) in FORMATS.into_iter().flat_map(|d| simd_levels().into_iter().map(move |l| (d, l))) {
             let (buf, _, row_bytes) = panels_of(dtype, &c);
-            let gemm = table::gemm(dtype, level, WeightLayout::Panels).unwrap().f;
             let gemv = table::gemv(dtype, KernelLevel::Avx2, c.k, WeightLayout::Panels).unwrap().f;
-            let mut all = vec![f32::NAN; n_tok * c.rows];
-            // SAFETY: the level is supported (simd_levels); buf holds the panels; xq n_tok ×
-            // k/32 blocks; the output n_tok rows of `rows`.
-            unsafe { gemm(buf.as_ptr() as *const u8, row_bytes, c.rows, &xq, n_tok, all.as_mut_ptr(), c.rows) };
-            for t in 0..n_tok {
-                let mut one = vec![f32::NAN; c.rows];
-                // SAFETY: as above, token t alone.
-                unsafe { gemv(buf.as_ptr() as *const u8, row_bytes, &x[t * c.k..(t + 1) * c.k], &xq[t * nb..(t + 1) * nb], &mut one) };
-                prop_assert_eq!(bits(&all[t * c.rows..(t + 1) * c.rows]), bits(&one), "{} {:?} token {}", dtype, level, t);
+            // The batched gemm and the few-token kernel (a server's decode step) alike.
+            let kernels = [
+                table::gemm(dtype, level, WeightLayout::Panels).unwrap(),
+                table::few(dtype, level, WeightLayout::Panels).unwrap(),
+            ];
+            for k in kernels {
+                let mut all = vec![f32::NAN; n_tok * c.rows];
+                // SAFETY: the level is supported (simd_levels); buf holds the panels; xq
+                // n_tok × k/32 blocks; the output n_tok rows of `rows`.
+                unsafe { (k.f)(buf.as_ptr() as *const u8, row_bytes, c.rows, &xq, n_tok, all.as_mut_ptr(), c.rows) };
+                for t in 0..n_tok {
+                    let mut one = vec![f32::NAN; c.rows];
+                    // SAFETY: as above, token t alone.
+                    unsafe { gemv(buf.as_ptr() as *const u8, row_bytes, &x[t * c.k..(t + 1) * c.k], &xq[t * nb..(t + 1) * nb], &mut one) };
+                    prop_assert_eq!(bits(&all[t * c.rows..(t + 1) * c.rows]), bits(&one), "{} {:?} {} token {}", dtype, level, k.name, t);
+                }
             }
         }
     }

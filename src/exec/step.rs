@@ -111,6 +111,11 @@ unsafe fn prepared<'a>(
     }
 }
 
+/// Up to this many tokens, a quantized product runs the few-token kernel
+/// (`kernels/x86_64/few.rs`) rather than the batched gemm, whose per-chunk unpacking pays
+/// off only over more tokens. All give the same bits.
+const FEW_ROWS: usize = 8;
+
 /// Rows `r0..r1` of `mm` times the prepared input of `n` tokens, into `out` (token t's row
 /// at byte offset `out + 4·t·ldo`, rows from `r0`). Batched when the plan chose a gemm and
 /// the call brings more than one token.
@@ -137,6 +142,27 @@ unsafe fn product(
     unsafe {
         let w = mm.w.ptr.add(r0 * mm.w.row_bytes);
         match (mm.gemm, &p.xq) {
+            (Some(gemm), Some(q)) if n <= FEW_ROWS => {
+                // A few tokens (a server's decode step, one row per request): the
+                // few-token kernel, or the decode gemv per token when the format has none.
+                let xq = blocks(
+                    mem,
+                    q.at + slot_of(0) * q.blocks * std::mem::size_of::<BlockQ8Act>(),
+                    n * q.blocks,
+                );
+                let out = mem.add(out + 4 * r0) as *mut f32;
+                match mm.few {
+                    Some(few) => few(w, mm.w.row_bytes, r1 - r0, xq, n, out, ldo),
+                    None if n > 1 => gemm(w, mm.w.row_bytes, r1 - r0, xq, n, out, ldo),
+                    None => (mm.gemv)(
+                        w,
+                        mm.w.row_bytes,
+                        prepared(mem, p, 0, slot_of(0)).0,
+                        xq,
+                        std::slice::from_raw_parts_mut(out, r1 - r0),
+                    ),
+                }
+            }
             (Some(gemm), Some(q)) => {
                 // One token: its slot (the worker's, in a plan for one row). Many: slot t
                 // is token t, so the blocks are contiguous.

@@ -237,6 +237,37 @@ pub fn gemm(dtype: GgmlType, level: KernelLevel, layout: WeightLayout) -> Option
     None
 }
 
+/// The few-token kernel (`x86_64/few.rs`) for a quantized matrix in row panels: a
+/// server's decode step multiplies one row per request, too few for the batched gemm.
+pub fn few(dtype: GgmlType, level: KernelLevel, layout: WeightLayout) -> Option<Chosen<GemmFn>> {
+    #[cfg(target_arch = "x86_64")]
+    if level.has_avx2() && layout == WeightLayout::Panels {
+        use super::x86_64::few::*;
+        let (f, name): (GemmFn, &'static str) = match dtype {
+            GgmlType::Q4_0 => (few_q4_0x8_avx2, "few_q4_0x8_avx2"),
+            GgmlType::Q4_1 => (few_q4_1x8_avx2, "few_q4_1x8_avx2"),
+            GgmlType::Q8_0 => (few_q8_0x8_avx2, "few_q8_0x8_avx2"),
+            GgmlType::Q5_0 => (few_q5_0x8_avx2, "few_q5_0x8_avx2"),
+            GgmlType::Q5_1 => (few_q5_1x8_avx2, "few_q5_1x8_avx2"),
+            GgmlType::Q2K => (few_q2_kx8_avx2, "few_q2_kx8_avx2"),
+            GgmlType::Q3K => (few_q3_kx8_avx2, "few_q3_kx8_avx2"),
+            GgmlType::Q4K => (few_q4_kx8_avx2, "few_q4_kx8_avx2"),
+            GgmlType::Q5K => (few_q5_kx8_avx2, "few_q5_kx8_avx2"),
+            GgmlType::Q6K => (few_q6_kx8_avx2, "few_q6_kx8_avx2"),
+            GgmlType::Iq4Nl => (few_iq4_nlx8_avx2, "few_iq4_nlx8_avx2"),
+            GgmlType::Iq4Xs => (few_iq4_xsx8_avx2, "few_iq4_xsx8_avx2"),
+            _ => return None,
+        };
+        return Some(Chosen {
+            f,
+            name,
+            wants_q8: true,
+        });
+    }
+    let _ = (dtype, level, layout);
+    None
+}
+
 /// The batched kernel for a float format (F32, F16, BF16) in rows of `k`, when there is
 /// one: it reads the steps' f32 input rather than 8-bit blocks.
 pub fn float_gemm(dtype: GgmlType, level: KernelLevel, k: usize) -> Option<Chosen<FloatGemmFn>> {

@@ -62,6 +62,8 @@ pub struct Prep {
 pub struct Matmul {
     pub gemv: GemvFn,
     pub gemm: Option<GemmFn>,
+    /// The product for a few tokens (up to `exec`'s `FEW_ROWS`), when the format has one.
+    pub few: Option<GemmFn>,
     pub float_gemm: Option<FloatGemmFn>,
     pub w: WeightRef,
 }

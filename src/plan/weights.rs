@@ -108,6 +108,14 @@ impl<'a> WeightCx<'a> {
         if let Some(g) = gemm {
             acc.kernels.push(g.name);
         }
+        let few = gemm
+            .is_some()
+            .then(|| table::few(t.dtype, self.level, weight.layout))
+            .flatten()
+            .filter(|g| g.wants_q8 == chosen.wants_q8);
+        if let Some(g) = few {
+            acc.kernels.push(g.name);
+        }
         let float_gemm = (self.batched && !chosen.wants_q8 && weight.layout == WeightLayout::Rows)
             .then(|| table::float_gemm(t.dtype, self.level, k))
             .flatten();
@@ -120,6 +128,7 @@ impl<'a> WeightCx<'a> {
         Ok(Matmul {
             gemv: chosen.f,
             gemm: gemm.map(|g| g.f),
+            few: few.map(|g| g.f),
             float_gemm: float_gemm.map(|g| g.f),
             w: weight,
         })

@@ -8,6 +8,7 @@
 pub mod attention;
 pub mod bandwidth;
 mod dot;
+pub mod few;
 pub mod float;
 pub mod gemm;
 pub mod gemv;
