@@ -21,6 +21,7 @@ ap.add_argument("--parallel", type=int, default=4)
 ap.add_argument("--tokens", type=int, default=96)
 ap.add_argument("--ctx", type=int, default=1024, help="positions per slot")
 ap.add_argument("--rounds", type=int, default=3)
+ap.add_argument("--requests", type=int, default=3, help="completions per client, back to back")
 ap.add_argument("--llama-server")
 ap.add_argument("--load", action="store_true")
 a = ap.parse_args()
@@ -103,10 +104,14 @@ def stream_once(client, prompt, max_tokens, marks=None):
 
 
 def throughput(base, streams):
+    """Aggregate t/s of `streams` clients, each streaming --requests completions back to back
+    (a steady load: the first prompts and the last stragglers weigh little)."""
     client = openai.OpenAI(base_url=base + "/v1", api_key="x", max_retries=0)
     results = [None] * streams
     def worker(i):
-        results[i] = stream_once(client, f"Write about {TOPICS[i % len(TOPICS)]}.", a.tokens)
+        got = [stream_once(client, f"Write about {TOPICS[(i + k) % len(TOPICS)]}, part {k}.",
+                           a.tokens) for k in range(a.requests)]
+        results[i] = (sum(g[0] for g in got),)
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(streams)]
     t0 = time.perf_counter()
     for t in threads:
@@ -195,7 +200,8 @@ def load_test(proc, base):
 
 print(f"CPU: {cpu()}")
 print(f"model {os.path.basename(a.model)}, {a.t} threads, {a.parallel} slots of {a.ctx}, "
-      f"{a.tokens} tokens per completion, {a.rounds} rounds alternating")
+      f"{a.tokens} tokens per completion, {a.requests} per client back to back, "
+      f"{a.rounds} rounds alternating")
 kinds = ["qgraph"] + (["llama-server"] if a.llama_server else [])
 figs = {k: {"one": [], "many": [], "idle": [], "busy": []} for k in kinds}
 for r in range(a.rounds):
@@ -215,6 +221,12 @@ for r in range(a.rounds):
               f"{f['many'][-1]:6.1f} t/s aggregate, TTFT idle {f['idle'][-1] * 1e3:6.1f} ms, "
               f"with {a.parallel - 1} streaming {f['busy'][-1] * 1e3:6.1f} ms", flush=True)
 med = {k: {m: statistics.median(v) for m, v in f.items()} for k, f in figs.items()}
+# Ratios within a round (one server, minutes apart at most) are the side-by-side figures;
+# the host's speed moves between rounds.
+for k in kinds:
+    per = [m / o for m, o in zip(figs[k]["many"], figs[k]["one"])]
+    print(f"  {k}: {a.parallel} streams / 1 per round: {', '.join(f'{r:.2f}' for r in per)}; "
+          f"median {statistics.median(per):.2f}x")
 print("\nmedians:")
 for k in kinds:
     m = med[k]

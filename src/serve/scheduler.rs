@@ -7,7 +7,8 @@
 //! is in, the request decodes one token per step with every other decoding request, in one
 //! batched call. While prompts and decodes are both pending the steps alternate — one
 //! prompt chunk, one decode step — so a long prompt never stalls the streams already
-//! running, and a new one never waits for them to finish.
+//! running, and a new one never waits for them to finish. Short prompts (a quarter chunk
+//! or less) go in back to back, so new requests join the batch at once.
 //!
 //! The scheduler knows token ids and counts, never logits or text: the engine samples and
 //! decides on end-of-generation and stop strings, and tells the scheduler (`accept`,
@@ -217,7 +218,12 @@ impl Scheduler {
             _ if !rows.is_empty() => Work::Decode,
             _ => return None,
         };
-        self.last_was_prefill = matches!(work, Work::Prefill { .. });
+        // A short prompt (a quarter chunk or less) costs about one decode step and lets its
+        // request join the batch sooner: it does not make the next step a decode step.
+        self.last_was_prefill = match &work {
+            Work::Prefill { range, .. } => range.len() > self.limits.chunk / 4,
+            Work::Decode => false,
+        };
         Some(work)
     }
 

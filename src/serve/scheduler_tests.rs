@@ -122,6 +122,31 @@ fn prompt_chunks_alternate_with_decode_steps() {
 }
 
 #[test]
+fn short_prompts_go_in_back_to_back() {
+    let mut s = sched(4, 64, 16, 4);
+    let mut rows = Vec::new();
+    s.submit(1, vec![1, 2], 100).unwrap();
+    let Some(Work::Prefill { slot, range }) = s.next(&mut rows) else {
+        panic!()
+    };
+    s.prefilled(slot, range);
+    s.accept(slot, 5);
+    // Three short prompts arrive while request 1 decodes: all three before its next step.
+    for id in 2..5 {
+        s.submit(id, vec![id as u32; 3], 100).unwrap();
+    }
+    for _ in 0..3 {
+        let Some(Work::Prefill { slot, range }) = s.next(&mut rows) else {
+            panic!("a short prompt waits behind a decode step")
+        };
+        assert!(s.prefilled(slot, range));
+        s.accept(slot, 5);
+    }
+    assert_eq!(s.next(&mut rows), Some(Work::Decode));
+    assert_eq!(rows.len(), 4);
+}
+
+#[test]
 fn the_queue_is_bounded_and_waits_for_a_slot() {
     let mut s = sched(1, 64, 8, 1);
     s.submit(1, vec![1, 2, 3], 2).unwrap();
