@@ -348,6 +348,48 @@ mod tests {
         assert!(err(r#"{"n_predict": -2}"#).starts_with("n_predict:"));
     }
 
+    /// Any bytes, and any object over the known fields with values of any JSON type: an
+    /// answer or a 400, never a panic.
+    #[test]
+    fn hostile_bodies_get_an_answer() {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            any::<f64>().prop_map(|f| serde_json::json!(f)),
+            ".{0,8}".prop_map(serde_json::Value::from),
+        ];
+        let value = leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::from),
+                prop::collection::btree_map("role|content|type|text|[a-z]{1,4}", inner, 0..4)
+                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        });
+        let fields = "model|messages|prompt|max_tokens|max_completion_tokens|n_predict|\
+                      temperature|top_p|top_k|min_p|seed|stop|presence_penalty|\
+                      frequency_penalty|repeat_penalty|repeat_last_n|logit_bias|ignore_eos|\
+                      stream|stream_options|n";
+        proptest!(|(body in prop::collection::btree_map(fields, value, 0..6),
+                    bytes in prop::collection::vec(any::<u8>(), 0..64))| {
+            let json = serde_json::Value::Object(body.into_iter().collect()).to_string();
+            for input in [json.as_bytes(), &bytes[..]] {
+                match parse(input) {
+                    Err(e) => prop_assert_eq!(e.status, 400),
+                    Ok(b) => {
+                        if let Err(e) = b.generation(16, 1000) {
+                            prop_assert_eq!(e.status, 400);
+                        }
+                        if let Err(e) = b.conversation() {
+                            prop_assert_eq!(e.status, 400);
+                        }
+                    }
+                }
+            }
+        });
+    }
+
     #[test]
     fn good_bodies_map_to_options() {
         let b = parse(
