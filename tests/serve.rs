@@ -295,3 +295,47 @@ fn api_key_full_queue_and_shutdown_with_a_request_running() {
     let status = s.child.wait().unwrap();
     assert!(status.success(), "{status}");
 }
+
+#[test]
+fn slow_clients_are_timed_out_and_hold_nothing() {
+    use std::io::Write;
+    let s = Server::start(&[
+        "--parallel",
+        "1",
+        "--ctx",
+        "128",
+        "-t",
+        "1",
+        "--timeout",
+        "1",
+    ]);
+    // Headers never finished: the connection is closed.
+    let mut idle = s.connect();
+    idle.write_all(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let start = std::time::Instant::now();
+    let mut buf = Vec::new();
+    let _ = idle.read_to_end(&mut buf);
+    assert!(
+        start.elapsed().as_secs() < 10,
+        "the stalled connection was kept"
+    );
+    // A body that stops halfway: 408, as JSON.
+    let mut slow = s.connect();
+    slow.write_all(
+        b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+          Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"prompt\":",
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    slow.read_to_end(&mut raw).unwrap();
+    let (status, body) = parse_response(&raw);
+    assert_eq!(status, 408, "{body}");
+    assert!(body.contains("\"code\":408"), "{body}");
+    // The one slot is free: a normal request runs.
+    let (status, _) = s.post_json(
+        "/v1/completions",
+        &json!({"prompt": "Hello", "max_tokens": 2, "temperature": 0}),
+    );
+    assert_eq!(status, 200);
+}

@@ -39,6 +39,9 @@ pub struct ServeArgs {
     /// Seconds running requests may take to finish after SIGTERM before they are cancelled.
     #[arg(long, default_value_t = 30)]
     grace: u64,
+    /// Seconds a client may take to send a request's headers, and then its body.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    timeout: u64,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -70,6 +73,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                 .map_err(|e| super::chain_message(&e).into())
         }),
         grace: Duration::from_secs(args.grace),
+        timeout: Duration::from_secs(args.timeout),
     };
     let (engine_args, parallel, queue) = (args.engine.clone(), args.parallel, args.queue);
     let served = qgraph::serve::run(config, move || {

@@ -5,8 +5,7 @@
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
@@ -53,6 +52,8 @@ pub struct AppState {
     pub started: u64,
     /// Tokens a request gets when it names no limit.
     pub default_max_tokens: usize,
+    /// How long a client may take to send a request's headers, and its body.
+    pub timeout: std::time::Duration,
 }
 
 pub type Shared = Arc<AppState>;
@@ -127,17 +128,29 @@ async fn auth(State(s): State<Shared>, req: Request, next: Next) -> Response {
     }
 }
 
-/// The body, or the error its reading gave (413 past the limit).
-pub fn body(b: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
-    b.map_err(|e| {
-        let status = e.status();
-        let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
-            format!("the body is larger than {BODY_LIMIT} bytes")
-        } else {
-            format!("reading the body: {e}")
-        };
-        ApiError::new(status, message)
-    })
+/// Reads a request body: 413 past `BODY_LIMIT`, 408 when it takes longer than `timeout`
+/// (a client that stalls holds no slot, and not the connection either).
+pub async fn read_body(body: Body, timeout: std::time::Duration) -> Result<Bytes, ApiError> {
+    match tokio::time::timeout(timeout, axum::body::to_bytes(body, BODY_LIMIT)).await {
+        Err(_) => Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            format!("the body took longer than {:?}", timeout),
+        )),
+        Ok(Ok(b)) => Ok(b),
+        Ok(Err(e)) => {
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+                || e.to_string().contains("length limit");
+            Err(if too_large {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("the body is larger than {BODY_LIMIT} bytes"),
+                )
+            } else {
+                ApiError::bad_request(format!("reading the body: {e}"))
+            })
+        }
+    }
 }
 
 async fn health(State(s): State<Shared>) -> Response {
@@ -201,12 +214,9 @@ struct TokenizeBody {
     with_pieces: bool,
 }
 
-async fn tokenize(
-    State(s): State<Shared>,
-    b: Result<Bytes, BytesRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+async fn tokenize(State(s): State<Shared>, b: Body) -> Result<Json<serde_json::Value>, ApiError> {
     let m = s.model()?;
-    let t: TokenizeBody = strict(&body(b)?)?;
+    let t: TokenizeBody = strict(&read_body(b, s.timeout).await?)?;
     let ids = m
         .tokenizer
         .encode(&t.content, true, t.add_special)
@@ -232,12 +242,9 @@ struct DetokenizeBody {
     tokens: Vec<u32>,
 }
 
-async fn detokenize(
-    State(s): State<Shared>,
-    b: Result<Bytes, BytesRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+async fn detokenize(State(s): State<Shared>, b: Body) -> Result<Json<serde_json::Value>, ApiError> {
     let m = s.model()?;
-    let d: DetokenizeBody = strict(&body(b)?)?;
+    let d: DetokenizeBody = strict(&read_body(b, s.timeout).await?)?;
     let n = m.tokenizer.n_vocab();
     if let Some((i, t)) = d.tokens.iter().enumerate().find(|(_, &t)| t as usize >= n) {
         return Err(ApiError::bad_request(format!(

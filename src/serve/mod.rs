@@ -14,6 +14,7 @@ pub mod api;
 pub mod engine;
 pub mod error;
 pub mod http;
+mod listen;
 pub mod metrics;
 pub mod openai;
 pub mod scheduler;
@@ -43,6 +44,8 @@ pub struct Config {
     pub render: Renderer,
     /// After SIGTERM, how long running requests may take to finish before they are cancelled.
     pub grace: Duration,
+    /// How long a client may take to send a request's headers, and its body.
+    pub timeout: Duration,
 }
 
 /// What the loader gives: the engine's session and the endpoints' view of the model.
@@ -91,6 +94,7 @@ async fn serve(
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
         default_max_tokens: config.default_max_tokens,
+        timeout: config.timeout,
     });
 
     let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<BoxError>();
@@ -116,11 +120,7 @@ async fn serve(
     let stop = Arc::new(tokio::sync::Notify::new());
     let stop_wait = stop.clone();
     let app = http::router(state.clone());
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move { stop_wait.notified().await })
-            .await
-    });
+    let server = tokio::spawn(listen::serve(listener, app, stop_wait, config.timeout));
 
     let load_error = tokio::select! {
         _ = signal() => None,

@@ -4,8 +4,7 @@
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::body::Body as HttpBody;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::sse::{Event as SseEvent, Sse};
@@ -17,7 +16,7 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 use super::api::{self, Body, Prompt};
 use super::engine::{Command, Done, Event, Submit};
 use super::error::ApiError;
-use super::http::{body, Model, Shared};
+use super::http::{read_body, Model, Shared};
 use super::scheduler::{Finish, Reject};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -28,19 +27,19 @@ enum Api {
     Completion,
 }
 
-pub async fn chat(State(s): State<Shared>, b: Result<Bytes, BytesRejection>) -> Response {
+pub async fn chat(State(s): State<Shared>, b: HttpBody) -> Response {
     generate(s, b, Api::Chat)
         .await
         .unwrap_or_else(|e| e.into_response())
 }
 
-pub async fn completions(State(s): State<Shared>, b: Result<Bytes, BytesRejection>) -> Response {
+pub async fn completions(State(s): State<Shared>, b: HttpBody) -> Response {
     generate(s, b, Api::Completions)
         .await
         .unwrap_or_else(|e| e.into_response())
 }
 
-pub async fn completion(State(s): State<Shared>, b: Result<Bytes, BytesRejection>) -> Response {
+pub async fn completion(State(s): State<Shared>, b: HttpBody) -> Response {
     generate(s, b, Api::Completion)
         .await
         .unwrap_or_else(|e| e.into_response())
@@ -56,13 +55,9 @@ struct Meta {
     include_usage: bool,
 }
 
-async fn generate(
-    s: Shared,
-    b: Result<Bytes, BytesRejection>,
-    api: Api,
-) -> Result<Response, ApiError> {
+async fn generate(s: Shared, b: HttpBody, api: Api) -> Result<Response, ApiError> {
     let m = s.model()?;
-    let req = api::parse(&body(b)?)?;
+    let req = api::parse(&read_body(b, s.timeout).await?)?;
     let gen = req.generation(s.default_max_tokens, m.tokenizer.n_vocab())?;
     let prompt = match api {
         Api::Chat => chat_prompt(&s, m, &req).await?,
