@@ -241,6 +241,26 @@ pub fn gemm(dtype: GgmlType, level: KernelLevel, layout: WeightLayout) -> Option
 /// server's decode step multiplies one row per request, too few for the batched gemm.
 pub fn few(dtype: GgmlType, level: KernelLevel, layout: WeightLayout) -> Option<Chosen<GemmFn>> {
     #[cfg(target_arch = "x86_64")]
+    if level == KernelLevel::Avx512 && layout == WeightLayout::Panels {
+        use super::x86_64::few_vnni::*;
+        let twins: [(GgmlType, GemmFn, &'static str); 11] = [
+            (GgmlType::Q4_0, few_q4_0x8_vnni, "few_q4_0x8_vnni"),
+            (GgmlType::Q4_1, few_q4_1x8_vnni, "few_q4_1x8_vnni"),
+            (GgmlType::Q5_0, few_q5_0x8_vnni, "few_q5_0x8_vnni"),
+            (GgmlType::Q5_1, few_q5_1x8_vnni, "few_q5_1x8_vnni"),
+            (GgmlType::Q4K, few_q4_kx8_vnni, "few_q4_kx8_vnni"),
+            (GgmlType::Q5K, few_q5_kx8_vnni, "few_q5_kx8_vnni"),
+            (GgmlType::Q8_0, few_q8_0x8_vnni, "few_q8_0x8_vnni"),
+            (GgmlType::Q6K, few_q6_kx8_vnni, "few_q6_kx8_vnni"),
+            (GgmlType::Q3K, few_q3_kx8_vnni, "few_q3_kx8_vnni"),
+            (GgmlType::Iq4Nl, few_iq4_nlx8_vnni, "few_iq4_nlx8_vnni"),
+            (GgmlType::Iq4Xs, few_iq4_xsx8_vnni, "few_iq4_xsx8_vnni"),
+        ];
+        if let Some(k) = twin(dtype, &twins) {
+            return Some(k);
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
     if level.has_avx2() && layout == WeightLayout::Panels {
         use super::x86_64::few::*;
         let (f, name): (GemmFn, &'static str) = match dtype {

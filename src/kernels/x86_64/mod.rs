@@ -9,6 +9,7 @@ pub mod attention;
 pub mod bandwidth;
 mod dot;
 pub mod few;
+pub mod few_vnni;
 pub mod float;
 pub mod gemm;
 pub mod gemv;

@@ -71,7 +71,7 @@ fn join_f(lo: __m256, hi: __m256) -> __m512 {
 
 /// `bias·Σ x` over weights 0..16 and 16..32 of each activation block, the term the biased
 /// codes add to every row's integer sum.
-fn bias_sums(bias: i32, xq: &[BlockQ8Act], out: &mut [[i32; 2]]) {
+pub(super) fn bias_sums(bias: i32, xq: &[BlockQ8Act], out: &mut [[i32; 2]]) {
     for (b, s) in xq.iter().zip(out.iter_mut()) {
         let half = |r: &[i8]| bias * r.iter().map(|&v| v as i32).sum::<i32>();
         *s = [half(&b.qs[..16]), half(&b.qs[16..])];
@@ -238,7 +238,12 @@ const GEMV_SUMS: usize = 1024;
 /// 256-bit form of `pair_dot`, for one panel.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-fn panel_dot<F: PanelFormat>(p: &Packed, x: &BlockQ8Act, bias: [i32; 2], acc: __m256) -> __m256 {
+pub(super) fn panel_dot<F: PanelFormat>(
+    p: &Packed,
+    x: &BlockQ8Act,
+    bias: [i32; 2],
+    acc: __m256,
+) -> __m256 {
     let qs = x.qs.as_ptr() as *const i32;
     // SAFETY: qs is 32 bytes: words 0..8 (read unaligned).
     let word = |j: usize| _mm256_set1_epi32(unsafe { qs.add(j).read_unaligned() });
