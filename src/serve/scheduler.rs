@@ -323,5 +323,5 @@ fn common_prefix(a: &[u32], b: &[u32]) -> usize {
 }
 
 #[cfg(test)]
-#[path = "scheduler_tests.rs"]
+#[path = "scheduler/tests.rs"]
 mod tests;
