@@ -332,6 +332,26 @@ fn slow_clients_are_timed_out_and_hold_nothing() {
     let (status, body) = parse_response(&raw);
     assert_eq!(status, 408, "{body}");
     assert!(body.contains("\"code\":408"), "{body}");
+    // A whole (not streamed) request whose client leaves is cancelled too.
+    let mut gone = s.connect();
+    let body = json!({"prompt": "Once", "max_tokens": 120, "ignore_eos": true}).to_string();
+    send(&mut gone, "POST", "/v1/completions", &[], body.as_bytes());
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    drop(gone);
+    let start = std::time::Instant::now();
+    loop {
+        let (_, m) = s.get("/metrics");
+        if m.contains("llamacpp:requests_cancelled_total 1")
+            && m.contains("llamacpp:requests_processing 0")
+        {
+            break;
+        }
+        assert!(
+            start.elapsed().as_secs() < 30,
+            "the whole request was not cancelled:\n{m}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     // The one slot is free: a normal request runs.
     let (status, _) = s.post_json(
         "/v1/completions",
