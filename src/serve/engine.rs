@@ -75,7 +75,8 @@ struct Job {
     prompt_tokens: usize,
     cached_tokens: Option<usize>,
     generated: usize,
-    admitted: Instant,
+    /// When its first prompt chunk ran (a wait for a slot is not prompt time).
+    prefill_start: Option<Instant>,
     first_token: Option<Instant>,
 }
 
@@ -184,7 +185,7 @@ impl Engine {
                         prompt_tokens,
                         cached_tokens: None,
                         generated: 0,
-                        admitted: Instant::now(),
+                        prefill_start: None,
                         first_token: None,
                     },
                 );
@@ -229,6 +230,7 @@ impl Engine {
                 };
                 if let Some(job) = self.jobs.get_mut(&id) {
                     job.cached_tokens.get_or_insert(range.start);
+                    job.prefill_start.get_or_insert_with(Instant::now);
                 }
                 Metrics::add(&self.metrics.decode_rows, range.len() as u64);
                 let tokens = &self.sched.prompt(slot)[range.clone()];
@@ -357,7 +359,7 @@ fn take_token(
         prompt_tokens: job.prompt_tokens,
         cached_tokens: cached,
         completion_tokens: job.generated,
-        prompt_ms: (first - job.admitted).as_secs_f64() * 1e3,
+        prompt_ms: (first - job.prefill_start.unwrap_or(first)).as_secs_f64() * 1e3,
         predicted_ms: (now - first).as_secs_f64() * 1e3,
     };
     Metrics::add(&metrics.prompt_tokens, (job.prompt_tokens - cached) as u64);
