@@ -97,6 +97,8 @@ async fn serve(
         timeout: config.timeout,
     });
 
+    // The engine thread sends a load error on it, or drops it when it ends for any other
+    // reason: before a shutdown was asked, that is a panic (its message is on stderr).
     let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<BoxError>();
     let engine_state = state.clone();
     let engine = std::thread::Builder::new()
@@ -110,6 +112,7 @@ async fn serve(
                 );
                 let _ = engine_state.model.set(ready.model);
                 engine.run(rx);
+                drop(failed_tx);
             }
             Err(e) => {
                 let _ = failed_tx.send(e);
@@ -122,9 +125,12 @@ async fn serve(
     let app = http::router(state.clone());
     let server = tokio::spawn(listen::serve(listener, app, stop_wait, config.timeout));
 
-    let load_error = tokio::select! {
+    let ended: Option<BoxError> = tokio::select! {
         _ = signal() => None,
-        e = failed_rx => e.ok(),
+        e = failed_rx => Some(match e {
+            Ok(e) => format!("loading the model: {e}").into(),
+            Err(_) => "the engine thread stopped unexpectedly (its message is above)".into(),
+        }),
     };
     // Stop accepting; the running requests finish (for `grace` at most).
     let _ = tx.send(Command::Shutdown { cancel: false });
@@ -146,8 +152,8 @@ async fn serve(
     drop(tx);
     drop(state);
     let _ = tokio::task::spawn_blocking(move || engine.join()).await;
-    match load_error {
-        Some(e) => Err(format!("loading the model: {e}").into()),
+    match ended {
+        Some(e) => Err(e),
         None => {
             eprintln!("qgraph serve: stopped");
             Ok(())
