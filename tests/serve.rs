@@ -205,20 +205,10 @@ fn endpoints_streaming_batch_invariance_and_errors() {
     let n = c.read(&mut first).unwrap();
     assert!(String::from_utf8_lossy(&first[..n]).starts_with("HTTP/1.1 200"));
     drop(c);
-    let start = std::time::Instant::now();
-    loop {
-        let (_, m) = s.get("/metrics");
-        if m.contains("llamacpp:requests_cancelled_total 1")
-            && m.contains("llamacpp:requests_processing 0")
-        {
-            break;
-        }
-        assert!(
-            start.elapsed().as_secs() < 30,
-            "the slot was not freed:\n{m}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    s.wait_for_metrics(
+        &["requests_cancelled_total 1", "requests_processing 0"],
+        "the slot was not freed",
+    );
     assert_eq!(s.get("/health").0, 200);
     let (status, _) = s.post_json(chat_path, &chat(q, 4, false));
     assert_eq!(status, 200);
@@ -338,20 +328,10 @@ fn slow_clients_are_timed_out_and_hold_nothing() {
     send(&mut gone, "POST", "/v1/completions", &[], body.as_bytes());
     std::thread::sleep(std::time::Duration::from_millis(100));
     drop(gone);
-    let start = std::time::Instant::now();
-    loop {
-        let (_, m) = s.get("/metrics");
-        if m.contains("llamacpp:requests_cancelled_total 1")
-            && m.contains("llamacpp:requests_processing 0")
-        {
-            break;
-        }
-        assert!(
-            start.elapsed().as_secs() < 30,
-            "the whole request was not cancelled:\n{m}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    s.wait_for_metrics(
+        &["requests_cancelled_total 1", "requests_processing 0"],
+        "the whole request was not cancelled",
+    );
     // The one slot is free: a normal request runs.
     let (status, _) = s.post_json(
         "/v1/completions",

@@ -90,6 +90,20 @@ impl Server {
         c
     }
 
+    /// Polls `/metrics` until every `llamacpp:` line in `want` shows (30 s at most, else
+    /// fails with `why` and the metrics).
+    pub fn wait_for_metrics(&self, want: &[&str], why: &str) {
+        let start = Instant::now();
+        loop {
+            let (_, m) = self.get("/metrics");
+            if want.iter().all(|w| m.contains(&format!("llamacpp:{w}"))) {
+                return;
+            }
+            assert!(start.elapsed() < Duration::from_secs(30), "{why}:\n{m}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Sends SIGTERM and waits for the exit status.
     pub fn terminate(mut self) -> std::process::ExitStatus {
         // SAFETY: kill(2) on our own child's pid; no memory is involved.
