@@ -21,17 +21,22 @@ pub enum RopeLayout {
 pub enum Epilogue {
     /// Store the row in an activation buffer.
     Store,
-    /// Rotate the row (rope), then store it.
+    /// Rotate the row (rope), then store it. `factors`: the pairs' frequencies are divided
+    /// by a weight of the step (Llama 3's `rope_freqs`), one of those after its matrices.
     Rope {
         heads: usize,
         theta: f32,
         layout: RopeLayout,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        factors: bool,
     },
     /// Rotate the row, then store it at row `pos[t]` of a K cache (no copy step).
     RopeToCache {
         heads: usize,
         theta: f32,
         layout: RopeLayout,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        factors: bool,
     },
     /// Store the row at row `pos[t]` of a V cache (no copy step).
     ToCache,
@@ -45,6 +50,14 @@ impl Epilogue {
             Epilogue::RopeToCache { .. } => "rope→kcache",
             Epilogue::ToCache => "→vcache",
         }
+    }
+
+    /// Whether the rope divides its frequencies by a weight (see `Rope::factors`).
+    pub fn rope_factors(&self) -> bool {
+        matches!(
+            self,
+            Epilogue::Rope { factors: true, .. } | Epilogue::RopeToCache { factors: true, .. }
+        )
     }
 
     /// Whether the output is a KV cache rather than an activation.

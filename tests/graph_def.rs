@@ -236,9 +236,9 @@ fn dimension_never_bound() {
         &[&line_of(&src, "n_kv_heads"), "`n_kv_heads`"],
     );
     let src = edited(
-        r#"theta = "rope_theta", layout = "normal" },
+        r#"theta = "rope_theta", layout = "normal", weight = "rope_freqs" },
   { name = "k_rope""#,
-        r#"theta = "rope_thet", layout = "normal" },
+        r#"theta = "rope_thet", layout = "normal", weight = "rope_freqs" },
   { name = "k_rope""#,
     );
     assert_msg(&parse_err(&src), &["`rope_thet` is never bound"]);
@@ -358,9 +358,9 @@ fn missing_and_unexpected_attributes() {
         &["`ffn_silu` (silu) does not take attribute `eps`"],
     );
     let src = edited(
-        r#"layout = "normal" },
+        r#"layout = "normal", weight = "rope_freqs" },
   { name = "k_rope""#,
-        r#"layout = "sideways" },
+        r#"layout = "sideways", weight = "rope_freqs" },
   { name = "k_rope""#,
     );
     assert_msg(&parse_err(&src), &["unknown rope layout `sideways`"]);
@@ -437,7 +437,7 @@ fn tensors_the_graph_never_reads_are_listed_unless_optional() {
         .unwrap();
     }
     w.add_tensor(
-        "rope_freqs.weight",
+        "rope_factors_long.weight",
         &[8],
         qgraph::quant::GgmlType::F32,
         &[1.0; 8],
@@ -450,7 +450,7 @@ fn tensors_the_graph_never_reads_are_listed_unless_optional() {
         [
             "blk.0.attn_q_norm.weight",
             "blk.1.attn_q_norm.weight",
-            "rope_freqs.weight"
+            "rope_factors_long.weight"
         ]
     );
     assert!(graph::summary::summary(&g).contains("never reads: 3"));
@@ -458,7 +458,7 @@ fn tensors_the_graph_never_reads_are_listed_unless_optional() {
     let src = edited(
         r#"architectures = ["llama"]"#,
         r#"architectures = ["llama"]
-optional = ["blk.{layer}.attn_q_norm.weight", "rope_freqs.weight"]"#,
+optional = ["blk.{layer}.attn_q_norm.weight", "rope_factors_long.weight"]"#,
     );
     let g = graph::parse(&src, FILE).unwrap().bind(&model).unwrap();
     assert!(g.unread.is_empty(), "{:?}", g.unread);
@@ -548,4 +548,64 @@ fn a_dimension_falls_back_to_an_expression() {
         .unwrap();
     assert_eq!(g.dim("head_dim"), Some(32));
     assert_eq!(g.dim("kv_dim"), Some(64));
+}
+
+#[test]
+fn optional_weight_read_by_an_op_that_needs_it() {
+    let src = edited(r#"weight = "ffn_down" }"#, r#"weight = "rope_freqs" }"#);
+    let e = parse_err(&src);
+    assert!(matches!(e, GraphError::OptionalWeight { .. }), "{e}");
+    assert_msg(
+        &e,
+        &[
+            &line_of(&src, r#"name = "ffn_down""#),
+            "`ffn_down`",
+            "`rope_freqs`",
+            "optional",
+        ],
+    );
+}
+
+#[test]
+fn rope_takes_at_most_one_weight() {
+    let src = edited(
+        r#"layout = "normal", weight = "rope_freqs" }"#,
+        r#"layout = "normal", weight = ["rope_freqs", "attn_q"] }"#,
+    );
+    let e = parse_err(&src);
+    assert!(matches!(e, GraphError::WeightArity { .. }), "{e}");
+    assert_msg(&e, &["`q_rope`", "takes 1 weight(s), got 2"]);
+}
+
+#[test]
+fn optional_weight_binds_when_present_and_is_skipped_when_absent() {
+    let with =
+        tiny(qgraph::gguf::tiny::reference_model("llama3", qgraph::quant::GgmlType::F32).unwrap());
+    let g = graph::parse(LLAMA, FILE).unwrap().bind(&with).unwrap();
+    let rope =
+        g.g.node_weights()
+            .find(|n| n.name == "blk.0.q_rope")
+            .unwrap();
+    assert_eq!(
+        g.weights[rope.weights[0].0 as usize].tensor,
+        "rope_freqs.weight"
+    );
+    assert!(g.unread.is_empty(), "{:?}", g.unread);
+    let without = tiny(TinyLlama::default());
+    let g = graph::parse(LLAMA, FILE).unwrap().bind(&without).unwrap();
+    let rope =
+        g.g.node_weights()
+            .find(|n| n.name == "blk.0.q_rope")
+            .unwrap();
+    assert!(rope.weights.is_empty());
+}
+
+#[test]
+fn optional_weight_table_rejects_unknown_fields() {
+    let src = edited(
+        r#"rope_freqs  = { tensor = "rope_freqs.weight", optional = true }"#,
+        r#"rope_freqs  = { tensor = "rope_freqs.weight", optinal = true }"#,
+    );
+    let e = parse_err(&src);
+    assert_msg(&e, &[&line_of(&src, "optinal")]);
 }

@@ -587,3 +587,41 @@ fn a_batch_with_passes_off_stores_every_row_in_the_cache() {
         }
     }
 }
+
+/// A bias of the wrong length is a plan error naming the node, the tensor and both shapes.
+#[test]
+fn bias_of_the_wrong_shape_is_an_error_naming_the_node() {
+    use qgraph::gguf::tiny::reference_model;
+    // K's bias node reads Q's bias: 64 values for a row of 32.
+    let src = include_str!("../graphs/qwen2.toml").replace(
+        r#"in = ["attn_k"],    weight = "attn_k_bias""#,
+        r#"in = ["attn_k"],    weight = "attn_q_bias""#,
+    );
+    let w = reference_model("qwen2", GgmlType::F32)
+        .unwrap()
+        .writer()
+        .unwrap();
+    let model = Arc::new(GgufFile::from_bytes(&w.to_bytes()).unwrap());
+    let g = graph::parse(&src, "graphs/qwen2.toml")
+        .unwrap()
+        .bind(&model)
+        .unwrap();
+    let opts = PlanOptions {
+        n_ctx: 512,
+        ..PlanOptions::default()
+    };
+    let Err(e) = Plan::new(&g, model.clone(), &opts) else {
+        panic!("a bias of 64 values planned for a row of 32");
+    };
+    let msg = e.to_string();
+    assert!(matches!(e, PlanError::WeightShape { .. }), "{msg}");
+    for part in [
+        "blk.0.k_bias",
+        "blk.0.attn_q.bias",
+        "[64]",
+        "[32]",
+        "graphs/qwen2.toml:",
+    ] {
+        assert!(msg.contains(part), "`{msg}` does not mention {part}");
+    }
+}

@@ -305,6 +305,21 @@ pub unsafe fn run_phase(plan: &Plan, phase: &Phase, mem: *mut u8, n: usize, w: u
                     }
                 }
             }
+            Exec::Bias {
+                f,
+                x,
+                bias,
+                out,
+                n: width,
+            } => {
+                // SAFETY: `bias` points at `width` f32s of the model's memory map, which the
+                // plan keeps alive (infer() checked the vector's length and type).
+                let bias = std::slice::from_raw_parts(*bias, *width);
+                for t in t0..t1 {
+                    let o = f32s_mut(mem, out + 4 * t * width, *width);
+                    f(f32s(mem, x + 4 * t * width, *width), bias, o);
+                }
+            }
             Exec::Scale {
                 x,
                 out,

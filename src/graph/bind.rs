@@ -427,6 +427,7 @@ impl Binder<'_> {
                 factor: self.scalar(&n.factor, layer)?,
             },
             OpKind::Softmax => Op::Softmax,
+            OpKind::Bias => Op::Bias,
             // Repeat nodes are expanded, never made into ops.
             OpKind::Repeat => unreachable!("repeat nodes are expanded by expand()"),
         })
@@ -454,7 +455,12 @@ impl Binder<'_> {
                 let Some(spec) = weights.iter().find(|s| &s.name == w) else {
                     continue;
                 };
-                ws.push(self.weight(spec, layer)?);
+                match self.weight(spec, layer) {
+                    Ok(id) => ws.push(id),
+                    // check() allowed optional weights only where the op runs without them.
+                    Err(GraphError::MissingWeight { .. }) if spec.optional => {}
+                    Err(e) => return Err(e),
+                }
             }
             let name = match layer {
                 Some(l) => format!("{LAYER_PREFIX}.{l}.{}", n.name),

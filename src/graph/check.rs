@@ -236,12 +236,20 @@ fn check_scope(
             });
         }
         for (w, at) in &n.weights {
-            if !weights.iter().any(|x| &x.name == w) {
+            let Some(spec) = weights.iter().find(|x| &x.name == w) else {
                 return Err(GraphError::UnknownWeight {
                     at: at.clone(),
                     node: n.name.clone(),
                     weight: w.clone(),
                     scope: weight_scope.to_string(),
+                });
+            };
+            if spec.optional && !n.kind.weights_may_be_absent() {
+                return Err(GraphError::OptionalWeight {
+                    at: at.clone(),
+                    node: n.name.clone(),
+                    op: n.kind.name(),
+                    weight: w.clone(),
                 });
             }
         }

@@ -76,6 +76,9 @@ pub struct WeightSpec {
     pub name: String,
     pub at: Location,
     pub templates: Vec<String>,
+    /// A model may lack it: a node that reads it then runs without it (only ops whose
+    /// weights may be absent, `OpKind::weights_may_be_absent`, may read one).
+    pub optional: bool,
 }
 
 /// A float attribute: a literal, the name of a parameter, or an expression over parameters
@@ -114,6 +117,7 @@ pub enum OpKind {
     Gelu,
     Scale,
     Softmax,
+    Bias,
     Repeat,
 }
 
@@ -130,6 +134,7 @@ pub(super) const OP_NAMES: &[(&str, OpKind)] = &[
     ("add", OpKind::Add),
     ("mul", OpKind::Mul),
     ("silu", OpKind::Silu),
+    ("bias", OpKind::Bias),
     ("gelu", OpKind::Gelu),
     ("scale", OpKind::Scale),
     ("softmax", OpKind::Softmax),
@@ -180,6 +185,7 @@ impl OpKind {
             OpKind::Gelu => "gelu",
             OpKind::Scale => "scale",
             OpKind::Softmax => "softmax",
+            OpKind::Bias => "bias",
             OpKind::Repeat => "repeat",
         }
     }
@@ -187,8 +193,9 @@ impl OpKind {
     /// (inputs, weights) the op takes.
     pub(super) fn arity(self) -> (usize, usize) {
         match self {
-            OpKind::Embed | OpKind::RmsNorm | OpKind::Gemv => (1, 1),
-            OpKind::Rope => (2, 0),
+            OpKind::Embed | OpKind::RmsNorm | OpKind::Gemv | OpKind::Bias => (1, 1),
+            // The weight, optional: each pair's frequency divisor (Llama 3's rope_freqs).
+            OpKind::Rope => (2, 1),
             OpKind::Attention => (4, 0),
             OpKind::Mlp => (1, 3),
             OpKind::Add | OpKind::Mul => (2, 0),
@@ -196,6 +203,12 @@ impl OpKind {
                 (1, 0)
             }
         }
+    }
+
+    /// Whether a node may read fewer weights than `arity` says, the missing ones being
+    /// optional weights (`WeightSpec::optional`) that the model lacks.
+    pub(super) fn weights_may_be_absent(self) -> bool {
+        self == OpKind::Rope
     }
 
     /// (required, optional) attributes.

@@ -66,6 +66,16 @@ pub enum GraphError {
         weight: String,
         scope: String,
     },
+    #[error(
+        "{at}: node `{node}` ({op}) reads weight `{weight}`, which is optional, but a {op} \
+         cannot run without its weight (only rope's frequency factors may be absent)"
+    )]
+    OptionalWeight {
+        at: Location,
+        node: String,
+        op: &'static str,
+        weight: String,
+    },
     #[error("{at}: node `{node}` ({op}): missing attribute `{attr}`")]
     MissingAttr {
         at: Location,

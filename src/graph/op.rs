@@ -38,7 +38,8 @@ pub enum Op {
     /// Matrix–vector product per token: `out[t] = W · x[t]`. Weight: W, in whatever format
     /// the model stores it (Q4_0, Q4_1, Q8_0, F16, F32), resolved at plan time.
     Gemv,
-    /// Rotary position embedding over `heads` heads of the input row.
+    /// Rotary position embedding over `heads` heads of the input row. Weight, optional:
+    /// `head_dim / 2` numbers that divide the pairs' frequencies (Llama 3's `rope_freqs`).
     Rope {
         heads: usize,
         theta: f32,
@@ -66,6 +67,9 @@ pub enum Op {
     },
     /// Softmax over each row.
     Softmax,
+    /// `out[t] = x[t] + b`: a bias vector added to every row (Qwen2's Q/K/V biases).
+    /// Weight: b, f32, one row long.
+    Bias,
     /// Copies this step's K and V rows into row `pos[t]` of a layer's caches. Inputs: k, v,
     /// positions. Outputs: the K cache and the V cache, `[n_ctx, kv_dim]` each.
     KvWrite,
@@ -112,6 +116,7 @@ impl Op {
             Op::Gelu => "gelu",
             Op::Scale { .. } => "scale",
             Op::Softmax => "softmax",
+            Op::Bias => "bias",
             Op::KvWrite => "kv_write",
             Op::Attend { .. } => "attend",
             Op::Proj { .. } => "proj",
@@ -161,7 +166,8 @@ impl Op {
                     .map(|e| match e {
                         Epilogue::Rope { heads, theta, .. }
                         | Epilogue::RopeToCache { heads, theta, .. } => {
-                            format!("{}(heads={heads} theta={theta})", e.name())
+                            let factors = if e.rope_factors() { " factors" } else { "" };
+                            format!("{}(heads={heads} theta={theta}{factors})", e.name())
                         }
                         _ => e.name().to_string(),
                     })

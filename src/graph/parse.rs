@@ -225,7 +225,12 @@ fn weight_specs(loc: &Locator, raw: &BTreeMap<String, Spanned<RawWeight>>) -> Ve
             templates: match w.get_ref() {
                 RawWeight::One(s) => vec![s.clone()],
                 RawWeight::Alternatives(v) => v.clone(),
+                RawWeight::Table(t) => match &t.tensor {
+                    RawNames::One(s) => vec![s.clone()],
+                    RawNames::Many(v) => v.clone(),
+                },
             },
+            optional: matches!(w.get_ref(), RawWeight::Table(t) if t.optional),
         })
         .collect();
     out.sort_by(|a, b| a.at.cmp(&b.at));
@@ -270,7 +275,8 @@ fn node_spec(loc: &Locator, n: &RawNode) -> Result<NodeSpec, GraphError> {
             }
         }
     };
-    if weights.len() != want_w {
+    // Ops whose weights may be optional ones (rope's frequency factors) take fewer.
+    if weights.len() != want_w && !(kind.weights_may_be_absent() && weights.len() < want_w) {
         return Err(GraphError::WeightArity {
             at,
             node: name,

@@ -76,6 +76,17 @@ pub(super) struct RawParamKey {
 pub(super) enum RawWeight {
     One(String),
     Alternatives(Vec<String>),
+    /// `{ tensor = "rope_freqs.weight", optional = true }`: a weight that some models of
+    /// the architecture lack; a node reading it then runs without it.
+    Table(RawWeightTable),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawWeightTable {
+    pub(super) tensor: RawNames,
+    #[serde(default)]
+    pub(super) optional: bool,
 }
 
 #[derive(Deserialize)]

@@ -186,6 +186,11 @@ impl Ctx<'_> {
 
     /// Weight `i` must be an F32 vector of `n` (a norm's gamma).
     fn gamma(&self, i: usize, n: usize) -> Result<(), PlanError> {
+        self.vector(i, n, "norm weights must be F32")
+    }
+
+    /// Weight `i` must be an F32 vector of `n`; `why` says so if it is another type.
+    fn vector(&self, i: usize, n: usize, why: &'static str) -> Result<(), PlanError> {
         let w = self.weight(i);
         if w.dims != [n as u64] {
             return Err(PlanError::WeightShape {
@@ -204,7 +209,7 @@ impl Ctx<'_> {
                 op: self.op(),
                 weight: w.tensor.clone(),
                 dtype: w.dtype,
-                why: "norm weights must be F32",
+                why,
             });
         }
         Ok(())
@@ -307,11 +312,15 @@ fn node_facts(cx: &Ctx, seq: usize, n_ctx: usize) -> Result<Vec<Fact>, PlanError
             one(Fact::act(&[seq, n]))
         }
         Op::Rope { heads, .. } => {
-            cx.counts(2, 0)?;
+            let factors = cx.node.weights.len().min(1);
+            cx.counts(2, factors)?;
             let w = cx.rows_of(0, seq, None)?;
             let hd = cx.heads(w, *heads, "heads")?;
             if hd % 2 != 0 {
                 return Err(cx.invalid(format!("head size {hd} is odd: rope rotates pairs")));
+            }
+            if factors == 1 {
+                cx.vector(0, hd / 2, "rope frequency factors must be F32")?;
             }
             cx.positions(1, seq)?;
             one(Fact::act(&[seq, w]))
@@ -374,6 +383,12 @@ fn node_facts(cx: &Ctx, seq: usize, n_ctx: usize) -> Result<Vec<Fact>, PlanError
             cx.rows_of(1, seq, Some(n))?;
             one(Fact::act(&[seq, n]))
         }
+        Op::Bias => {
+            cx.counts(1, 1)?;
+            let n = cx.rows_of(0, seq, None)?;
+            cx.vector(0, n, "biases must be F32")?;
+            one(Fact::act(&[seq, n]))
+        }
         Op::LastRow => {
             cx.counts(1, 0)?;
             let n = cx.rows_of(0, seq, None)?;
@@ -387,7 +402,10 @@ fn node_facts(cx: &Ctx, seq: usize, n_ctx: usize) -> Result<Vec<Fact>, PlanError
         Op::Proj { norm, outs } => {
             let needs_pos = outs.iter().any(|e| !matches!(e, Epilogue::Store));
             let w0 = norm.is_some() as usize;
-            cx.counts(1 + needs_pos as usize, w0 + outs.len())?;
+            // Frequency factors of roped outputs follow the matrices, in output order.
+            let mut factor_at = w0 + outs.len();
+            let n_factors = outs.iter().filter(|e| e.rope_factors()).count();
+            cx.counts(1 + needs_pos as usize, factor_at + n_factors)?;
             let k = cx.rows_of(0, seq, None)?;
             if norm.is_some() {
                 cx.gamma(0, k)?;
@@ -404,6 +422,10 @@ fn node_facts(cx: &Ctx, seq: usize, n_ctx: usize) -> Result<Vec<Fact>, PlanError
                         return Err(
                             cx.invalid(format!("head size {hd} is odd: rope rotates pairs"))
                         );
+                    }
+                    if e.rope_factors() {
+                        cx.vector(factor_at, hd / 2, "rope frequency factors must be F32")?;
+                        factor_at += 1;
                     }
                 }
                 facts.push(if e.writes_cache() {

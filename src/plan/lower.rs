@@ -421,8 +421,25 @@ fn make_step(
                 out: off(d.outputs[0]),
                 n,
                 heads: *heads,
-                freqs: rope_freqs(n / heads, *theta).into_boxed_slice(),
+                freqs: match node.weights.first() {
+                    Some(&w) => divided(rope_freqs(n / heads, *theta), &wcx.values(w, &mut acc)?),
+                    None => rope_freqs(n / heads, *theta),
+                }
+                .into_boxed_slice(),
                 layout: *layout,
+            }
+        }
+        Op::Bias => {
+            let k = table::add(level);
+            acc.kernels.push(k.name);
+            let n = cols(d.outputs[0]);
+            flops = n as u64 * seq;
+            Exec::Bias {
+                f: k.f,
+                x: off(d.inputs[0]),
+                bias: wcx.gamma(node.weights[0], &mut acc)?,
+                out: off(d.outputs[0]),
+                n,
             }
         }
         Op::KvWrite => {
@@ -472,6 +489,8 @@ fn make_step(
             let norm = wcx.folded_norm(*norm, scratch, &mut acc)?;
             let mut pouts = Vec::with_capacity(outs.len());
             let mut row0 = 0;
+            // Rope frequency factors follow the matrices, in output order (infer checked).
+            let mut factor_at = w0 + outs.len();
             for (i, e) in outs.iter().enumerate() {
                 let mm = wcx.matrix(node.weights[w0 + i], &mut acc)?;
                 let n = cols(d.outputs[i]);
@@ -488,7 +507,13 @@ fn make_step(
                         if !acc.kernels.contains(&rope.name) {
                             acc.kernels.push(rope.name);
                         }
-                        rope_freqs(n / heads, *theta)
+                        let freqs = rope_freqs(n / heads, *theta);
+                        if e.rope_factors() {
+                            factor_at += 1;
+                            divided(freqs, &wcx.values(node.weights[factor_at - 1], &mut acc)?)
+                        } else {
+                            freqs
+                        }
                     }
                     Epilogue::Store | Epilogue::ToCache => Vec::new(),
                 };
@@ -654,4 +679,13 @@ fn make_step(
         rows: d.rows,
         exec,
     })
+}
+
+/// Rope frequencies divided pair by pair by a model's factors (Llama 3's `rope_freqs`, as
+/// ggml's rope applies them: the angle is `pos · freq / factor`).
+fn divided(mut freqs: Vec<f32>, factors: &[f32]) -> Vec<f32> {
+    for (f, d) in freqs.iter_mut().zip(factors) {
+        *f /= d;
+    }
+    freqs
 }

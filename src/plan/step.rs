@@ -126,6 +126,14 @@ pub enum Exec {
         heads: usize,
         eps: f32,
     },
+    /// `out[t] = x[t] + bias`, row by row (`f` is the add kernel).
+    Bias {
+        f: BinaryFn,
+        x: usize,
+        bias: *const f32,
+        out: usize,
+        n: usize,
+    },
     /// `out = x · factor`, row by row.
     Scale {
         x: usize,

@@ -153,6 +153,21 @@ impl<'a> WeightCx<'a> {
         }))
     }
 
+    /// An F32 vector's values, read at plan time (rope frequency factors; F32 and the
+    /// length checked by infer()).
+    pub(super) fn values(&self, w: WeightId, acc: &mut Acc) -> Result<Vec<f32>, PlanError> {
+        let t = self.tensor(w)?;
+        acc.weights.push(t.name.clone());
+        acc.layouts.push(WeightLayout::Rows);
+        acc.weight_bytes += t.n_bytes;
+        Ok(self
+            .model
+            .tensor_bytes(t)
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect())
+    }
+
     /// A norm's gamma (F32, checked by infer()).
     pub(super) fn gamma(&self, w: WeightId, acc: &mut Acc) -> Result<*const f32, PlanError> {
         let t = self.tensor(w)?;

@@ -52,15 +52,46 @@ fn set_epilogue(g: &mut Graph, v: ValueId, e: Epilogue) {
     }
 }
 
-/// `rope(proj_out)` (Q) read only by its consumer → the projection ropes as it stores.
-/// Returns whether it fused.
-fn fuse_rope_into_projection(g: &mut Graph, roped: ValueId, pos: ValueId) -> bool {
+/// Rope `roped`'s epilogue for projection output `v`: the rope's frequency-factor weight,
+/// if it has one, moves to the projection, after its matrices in output order (the order
+/// `infer` and `lower` read them in).
+fn rope_epilogue(g: &mut Graph, roped: NodeId, v: ValueId, to_cache: bool) -> Option<Epilogue> {
     let Op::Rope {
         heads,
         theta,
         layout,
-    } = g.g[roped.node].op
+    } = g.g[roped].op
     else {
+        return None;
+    };
+    let factor = g.g[roped].weights.first().copied();
+    if let (Some(w), Op::Proj { norm, outs }) = (factor, &g.g[v.node].op) {
+        let before = outs[..v.out].iter().filter(|e| e.rope_factors()).count();
+        let at = norm.is_some() as usize + outs.len() + before;
+        g.g[v.node].weights.insert(at, w);
+    }
+    let factors = factor.is_some();
+    Some(if to_cache {
+        Epilogue::RopeToCache {
+            heads,
+            theta,
+            layout,
+            factors,
+        }
+    } else {
+        Epilogue::Rope {
+            heads,
+            theta,
+            layout,
+            factors,
+        }
+    })
+}
+
+/// `rope(proj_out)` (Q) read only by its consumer → the projection ropes as it stores.
+/// Returns whether it fused.
+fn fuse_rope_into_projection(g: &mut Graph, roped: ValueId, pos: ValueId) -> bool {
+    let Op::Rope { .. } = g.g[roped.node].op else {
         return false;
     };
     let src = g.input_values(roped.node)[0];
@@ -69,15 +100,9 @@ fn fuse_rope_into_projection(g: &mut Graph, roped: ValueId, pos: ValueId) -> boo
     }
     gemv_as_proj(g, src.node);
     ensure_positions(g, src.node, pos);
-    set_epilogue(
-        g,
-        src,
-        Epilogue::Rope {
-            heads,
-            theta,
-            layout,
-        },
-    );
+    if let Some(e) = rope_epilogue(g, roped.node, src, false) {
+        set_epilogue(g, src, e);
+    }
     g.replace_uses(roped, src);
     g.g.remove_node(roped.node);
     true
@@ -104,23 +129,9 @@ fn fuse_kv(g: &mut Graph, kcache: ValueId, vcache: ValueId, pos: ValueId) -> boo
     // K: rope into the cache, in the projection.
     gemv_as_proj(g, k_src.node);
     ensure_positions(g, k_src.node, pos);
-    let Op::Rope {
-        heads,
-        theta,
-        layout,
-    } = g.g[k_roped.node].op
-    else {
-        return false;
-    };
-    set_epilogue(
-        g,
-        k_src,
-        Epilogue::RopeToCache {
-            heads,
-            theta,
-            layout,
-        },
-    );
+    if let Some(e) = rope_epilogue(g, k_roped.node, k_src, true) {
+        set_epilogue(g, k_src, e);
+    }
     // V: straight into the cache.
     gemv_as_proj(g, v.node);
     ensure_positions(g, v.node, pos);
