@@ -73,21 +73,26 @@ pub fn requantized(ftype: &str, want_sha256: &str) -> PathBuf {
         );
         std::fs::rename(&tmp, &path).expect("renaming the requantized file into place");
     }
-    // python3 is what CI already needs (scripts/fetch-model checks its sha256 the same way).
-    let out = std::process::Command::new("python3")
-        .args([
-            "-c",
-            "import hashlib, sys; print(hashlib.sha256(open(sys.argv[1], 'rb').read()).hexdigest())",
-        ])
-        .arg(&path)
-        .output()
-        .expect("python3 could not be started");
-    let got = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
-        got.split_whitespace().next().unwrap_or(""),
+        sha256_file(&path),
         want_sha256.trim(),
         "{} is not the file the golden data was made from",
         path.display()
     );
     path
+}
+
+/// A file's sha256, hex. python3 is what CI already needs (scripts/fetch-model checks its
+/// sha256 the same way).
+pub fn sha256_file(path: &std::path::Path) -> String {
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import hashlib, sys; print(hashlib.sha256(open(sys.argv[1], 'rb').read()).hexdigest())",
+        ])
+        .arg(path)
+        .output()
+        .expect("python3 could not be started");
+    let got = String::from_utf8_lossy(&out.stdout);
+    got.split_whitespace().next().unwrap_or("").to_string()
 }
