@@ -266,3 +266,46 @@ fn avx512_twins_are_bitwise_the_avx2_gemv_across_token_blocks_and_odd_panels() {
         }
     }
 }
+
+/// Rows longer than the decode kernels keep activation sums for on the stack (1024 blocks:
+/// 32768 weights) take their other loop, which must give the same bits as the gemm (and so
+/// as the short-row path the proptests check).
+#[test]
+fn decode_of_rows_past_32768_weights_is_bitwise_the_gemm() {
+    require_avx2();
+    let c = Case {
+        rows: 9,
+        k: 256 * 132,
+        w: {
+            let mut rng = qgraph::sample::rng::SplitMix64(11);
+            (0..9 * 256 * 132).map(|_| rng.next_f32() - 0.5).collect()
+        },
+    };
+    let mut rng = qgraph::sample::rng::SplitMix64(12);
+    let x: Vec<f32> = (0..c.k).map(|_| (rng.next_f32() - 0.5) * 4.0).collect();
+    let xq = q8(&x);
+    for (dtype, level) in FORMATS
+        .into_iter()
+        .flat_map(|d| simd_levels().into_iter().map(move |l| (d, l)))
+    {
+        let (buf, _, row_bytes) = panels_of(dtype, &c);
+        let gemv = table::gemv(dtype, level, c.k, WeightLayout::Panels).unwrap();
+        let gemm = table::gemm(dtype, level, WeightLayout::Panels).unwrap();
+        let (mut one, mut all) = (vec![f32::NAN; c.rows], vec![f32::NAN; c.rows]);
+        // SAFETY: the level is supported (simd_levels); buf holds the padded panels; xq has
+        // k / 32 blocks; the outputs hold `rows` values.
+        unsafe {
+            (gemv.f)(buf.as_ptr() as *const u8, row_bytes, &x, &xq, &mut one);
+            (gemm.f)(
+                buf.as_ptr() as *const u8,
+                row_bytes,
+                c.rows,
+                &xq,
+                1,
+                all.as_mut_ptr(),
+                c.rows,
+            );
+        }
+        assert_eq!(bits(&one), bits(&all), "{dtype} {level:?} {}", gemv.name);
+    }
+}

@@ -109,6 +109,48 @@ fn signed2_dot(p: &Packed, x: &BlockQ8Act, acc: __m256) -> __m256 {
     _mm256_fmadd_ps(hi, _mm256_mul_ps(p.m, xd), acc)
 }
 
+/// `bias·Σ x` over weights 0..16 and 16..32 of each activation block, the term the biased
+/// codes add to every row's integer sum.
+pub(super) fn bias_sums(bias: i32, xq: &[BlockQ8Act], out: &mut [[i32; 2]]) {
+    for (b, s) in xq.iter().zip(out.iter_mut()) {
+        let half = |r: &[i8]| bias * r.iter().map(|&v| v as i32).sum::<i32>();
+        *s = [half(&b.qs[..16]), half(&b.qs[16..])];
+    }
+}
+
+/// `signed2_dot` for codes biased to unsigned bytes below 64 (`PanelFormat::unpack_biased`
+/// with `BIAS` ≤ 32), whose activation bias sums are `bias`: `maddubs` takes the codes as
+/// they are (no sign trick, no `− BIAS` per code), each i16 sums two products of at most
+/// 63·128, two of them are added before widening, and `bias` is subtracted from the exact
+/// i32 sums — `signed2_dot`'s integers, then its float multiplies and FMAs in its order, so
+/// the result is bitwise the same.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn signed2_biased_dot(
+    p: &Packed,
+    x: &BlockQ8Act,
+    bias: [i32; 2],
+    acc: __m256,
+) -> __m256 {
+    let qs = x.qs.as_ptr() as *const i32;
+    // SAFETY: qs is 32 bytes: words 0..8 (read unaligned).
+    let word = |j: usize| _mm256_set1_epi32(unsafe { qs.add(j).read_unaligned() });
+    let s = |j: usize| _mm256_maddubs_epi16(p.q[j], word(j));
+    let ones = _mm256_set1_epi16(1);
+    let pair = |j: usize| _mm256_madd_epi16(_mm256_add_epi16(s(j), s(j + 1)), ones);
+    let lo = _mm256_sub_epi32(
+        _mm256_add_epi32(pair(0), pair(2)),
+        _mm256_set1_epi32(bias[0]),
+    );
+    let hi = _mm256_sub_epi32(
+        _mm256_add_epi32(pair(4), pair(6)),
+        _mm256_set1_epi32(bias[1]),
+    );
+    let xd = _mm256_set1_ps(x.d);
+    let acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lo), _mm256_mul_ps(p.d, xd), acc);
+    _mm256_fmadd_ps(_mm256_cvtepi32_ps(hi), _mm256_mul_ps(p.m, xd), acc)
+}
+
 /// `acc + d_x·(d·Σ_{e<16} q_e·x_e + m·Σ_{e≥16} q_e·x_e − lo·Σ_{e<16} x_e − hi·Σ_{e≥16} x_e)`
 /// for Q2_K's two-bit codes, whose 16-weight halves each have a scale and an offset. Each
 /// i16 sums two products of at most 3·127, so a half's four chunks stay far below 2^15;

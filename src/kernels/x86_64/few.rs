@@ -8,8 +8,9 @@
 use std::arch::x86_64::*;
 
 use super::gemm::{PanelFormat, Q4_0, Q4_1};
-use super::gemv::{prefetch_once, PREFETCH_BYTES};
+use super::gemv::PREFETCH_BYTES;
 use super::kpanel::{Iq4Nl, Iq4Xs, Q2K, Q3K, Q4K, Q5K, Q5_0, Q5_1, Q6K, Q8_0};
+use super::panel::prefetch_share;
 use super::panel::store_lanes;
 use crate::kernels::panel::PANEL_ROWS;
 use crate::kernels::scalar::act::BlockQ8Act;
@@ -45,17 +46,17 @@ unsafe fn group<F: PanelFormat, const N: usize>(
         let mut acc = [_mm256_setzero_ps(); N];
         for tile in 0..nb / F::BLOCKS {
             let t = panel.wrapping_add(tile * F::TILE);
-            prefetch_once(t.wrapping_add(PREFETCH_BYTES), F::TILE);
             // SAFETY: tile `tile` of panel p is in bounds (caller).
             let head = unsafe { F::head(t) };
-            for sub in 0..F::BLOCKS {
+            unrolled_blocks!(F::BLOCKS, sub => {
+                prefetch_share::<F>(t.wrapping_add(PREFETCH_BYTES), sub);
                 // SAFETY: as above.
                 let u = unsafe { F::unpack(t, &head, sub) };
                 let b = tile * F::BLOCKS + sub;
                 for i in 0..N {
                     acc[i] = super::dot::dot::<F>(&u, &x[i][b], acc[i]);
                 }
-            }
+            });
         }
         let live = (rows - p * PANEL_ROWS).min(PANEL_ROWS);
         for (i, a) in acc.iter().enumerate() {

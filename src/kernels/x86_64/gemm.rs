@@ -275,6 +275,25 @@ pub(super) unsafe fn unpack_blocks<F: PanelFormat, const BIASED: bool>(
     b0: usize,
     out: &mut [Packed],
 ) {
+    if F::BLOCKS > 1 && b0.is_multiple_of(F::BLOCKS) && out.len().is_multiple_of(F::BLOCKS) {
+        // Whole tiles: each block's unpacking specialised (`unrolled_blocks`).
+        for (i, tile) in out.chunks_exact_mut(F::BLOCKS).enumerate() {
+            let t = panel.wrapping_add((b0 / F::BLOCKS + i) * F::TILE);
+            // SAFETY: the tile is in the panel (caller).
+            let head = unsafe { F::head(t) };
+            unrolled_blocks!(F::BLOCKS, sub => {
+                // SAFETY: as above.
+                tile[sub] = unsafe {
+                    if BIASED {
+                        F::unpack_biased(t, &head, sub)
+                    } else {
+                        F::unpack(t, &head, sub)
+                    }
+                };
+            });
+        }
+        return;
+    }
     let mut head = None;
     for (i, p) in out.iter_mut().enumerate() {
         let b = b0 + i;

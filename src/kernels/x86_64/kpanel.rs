@@ -320,20 +320,52 @@ impl Q6K {
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
     pub(super) unsafe fn unpack_raw(t: *const u8, b: usize) -> Packed {
-        let (half, quarter) = (b / 4, b % 4);
-        // Branch-free: the block's low nibble and its two high bits are each one shift by a
-        // count the whole block shares (16-bit shifts: the bits a byte takes from its
-        // neighbour land above the mask), then a mask.
-        let (nib_count, high_count) = (
-            _mm_cvtsi32_si128(4 * (quarter / 2) as i32),
-            _mm_cvtsi32_si128(2 * quarter as i32),
-        );
-        let (four, two) = (_mm256_set1_epi8(0x0f), _mm256_set1_epi8(3));
-        let low = |v: __m256i| _mm256_and_si256(_mm256_srl_epi16(v, nib_count), four);
-        let high = |v: __m256i| {
-            _mm256_slli_epi16::<4>(_mm256_and_si256(_mm256_srl_epi16(v, high_count), two))
+        // SAFETY (each arm): forwarded from the caller.
+        unsafe {
+            match b {
+                0 => Self::block::<0>(t),
+                1 => Self::block::<1>(t),
+                2 => Self::block::<2>(t),
+                3 => Self::block::<3>(t),
+                4 => Self::block::<4>(t),
+                5 => Self::block::<5>(t),
+                6 => Self::block::<6>(t),
+                _ => Self::block::<7>(t),
+            }
+        }
+    }
+
+    /// `unpack_raw` of block `B`, its shifts known: a decode loop unrolled over the tile's
+    /// eight blocks pays two or three instructions per register, not six. The low nibble is
+    /// `ql` masked (after a shift by 4 for the upper nibble); the two high bits, at bits
+    /// `2·quarter` of `qh`, are shifted straight to bits 4..6 and masked (16-bit shifts: the
+    /// bits a byte takes from its neighbour land outside the mask), none for quarter 2.
+    ///
+    /// # Safety
+    /// As `PanelFormat::unpack`, and `B < 8`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn block<const B: usize>(t: *const u8) -> Packed {
+        let (half, quarter) = (B / 4, B % 4);
+        let (four, two) = (_mm256_set1_epi8(0x0f), _mm256_set1_epi8(0x30));
+        let low = |v: __m256i| {
+            let v = if quarter < 2 {
+                v
+            } else {
+                _mm256_srli_epi16::<4>(v)
+            };
+            _mm256_and_si256(v, four)
         };
-        // SAFETY: a whole tile at t (caller): scale runs 2b, 2b + 1 < 16; ql chunks < 32,
+        let high = |v: __m256i| {
+            let v = match quarter {
+                0 => _mm256_slli_epi16::<4>(v),
+                1 => _mm256_slli_epi16::<2>(v),
+                2 => v,
+                _ => _mm256_srli_epi16::<2>(v),
+            };
+            _mm256_and_si256(v, two)
+        };
+        // SAFETY: a whole tile at t (caller): scale runs 2B, 2B + 1 < 16; ql chunks < 32,
         // qh chunks < 16.
         unsafe {
             let d = f16x8(t);
@@ -346,8 +378,8 @@ impl Q6K {
             let q = std::array::from_fn(|j| _mm256_or_si256(low(chunk(ql, j)), high(chunk(qh, j))));
             Packed {
                 q,
-                d: scale(2 * b),
-                m: scale(2 * b + 1),
+                d: scale(2 * B),
+                m: scale(2 * B + 1),
                 ..Packed::ZERO
             }
         }

@@ -24,7 +24,7 @@
 
 use std::arch::x86_64::*;
 
-use super::dot::Dot;
+use super::dot::{bias_sums, Dot};
 use super::gemm::{unpack_blocks, Packed, PanelFormat, Q4_0, Q4_1};
 use super::kpanel::{Iq4Nl, Iq4Xs, Q3K, Q4K, Q5K, Q5_0, Q5_1, Q6K, Q8_0};
 use crate::kernels::panel::PANEL_ROWS;
@@ -67,15 +67,6 @@ fn join_f(lo: __m256, hi: __m256) -> __m512 {
         _mm512_castps_pd(_mm512_castps256_ps512(lo)),
         _mm256_castps_pd(hi),
     ))
-}
-
-/// `bias·Σ x` over weights 0..16 and 16..32 of each activation block, the term the biased
-/// codes add to every row's integer sum.
-pub(super) fn bias_sums(bias: i32, xq: &[BlockQ8Act], out: &mut [[i32; 2]]) {
-    for (b, s) in xq.iter().zip(out.iter_mut()) {
-        let half = |r: &[i8]| bias * r.iter().map(|&v| v as i32).sum::<i32>();
-        *s = [half(&b.qs[..16]), half(&b.qs[16..])];
-    }
 }
 
 /// `acc` plus the sixteen rows' products of block `p` with activation block `x`, whose
@@ -289,7 +280,7 @@ unsafe fn gemv_panels<F: PanelFormat>(
     xq: &[BlockQ8Act],
     out: &mut [f32],
 ) {
-    use super::gemv::{prefetch_once, PREFETCH_BYTES};
+    use super::gemv::PREFETCH_BYTES;
     if xq.len() > GEMV_SUMS {
         // SAFETY: forwarded from the caller.
         return unsafe { super::panel::gemv_panels::<F>(w, row_bytes, xq, out) };
@@ -301,13 +292,14 @@ unsafe fn gemv_panels<F: PanelFormat>(
         let mut acc = _mm256_setzero_ps();
         for (i, (xs, ss)) in xq.chunks(F::BLOCKS).zip(sums.chunks(F::BLOCKS)).enumerate() {
             let t = panel.wrapping_add(i * F::TILE);
-            prefetch_once(t.wrapping_add(PREFETCH_BYTES), F::TILE);
             // SAFETY: tile i of panel p is in bounds (caller); the CPU has the features.
             let head = unsafe { F::head(t) };
-            for (sub, (x, s)) in xs.iter().zip(ss).enumerate() {
+            unrolled_blocks!(xs.len(), sub => {
+                super::panel::prefetch_share::<F>(t.wrapping_add(PREFETCH_BYTES), sub);
                 // SAFETY: as above.
-                acc = panel_dot::<F>(unsafe { &F::unpack_biased(t, &head, sub) }, x, *s, acc);
-            }
+                let u = unsafe { F::unpack_biased(t, &head, sub) };
+                acc = panel_dot::<F>(&u, &xs[sub], ss[sub], acc);
+            });
         }
         super::panel::store_lanes(acc, lanes);
     }
