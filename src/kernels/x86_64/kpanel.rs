@@ -466,9 +466,30 @@ impl PanelFormat for Q3K {
     const DOT: Dot = Dot::Signed2;
     type Head = ();
     unsafe fn head(_t: *const u8) {}
+    /// The stored code `low + 4·high` is the code plus 4: `unpack_biased` skips the `− 4`.
+    const BIAS: i32 = 4;
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn unpack(t: *const u8, _head: &(), b: usize) -> Packed {
+        // SAFETY: forwarded from the caller.
+        unsafe { Self::codes::<false>(t, b) }
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn unpack_biased(t: *const u8, _head: &(), b: usize) -> Packed {
+        // SAFETY: forwarded from the caller.
+        unsafe { Self::codes::<true>(t, b) }
+    }
+}
+
+impl Q3K {
+    /// Block `b`'s codes, plus 4 (0..8) if `BIASED`, else as they are (−4..4).
+    ///
+    /// # Safety
+    /// As `PanelFormat::unpack`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn codes<const BIASED: bool>(t: *const u8, b: usize) -> Packed {
         let (half, j) = (b / 4, b % 4);
         let low_shift = _mm_cvtsi32_si128(2 * j as i32);
         // Bit b of each hmask byte moved to bit 2 (within the byte, as for Q5_K).
@@ -503,7 +524,11 @@ impl PanelFormat for Q3K {
                     _mm256_set1_epi8(3),
                 );
                 let code = _mm256_or_si256(low, high(chunk(hmask, c)));
-                _mm256_sub_epi8(code, _mm256_set1_epi8(4))
+                if BIASED {
+                    code
+                } else {
+                    _mm256_sub_epi8(code, _mm256_set1_epi8(4))
+                }
             });
             Packed {
                 q,
