@@ -15,6 +15,21 @@ pub enum RopeLayout {
     Neox,
 }
 
+/// The activation of a gated feed-forward (`down(act(gate · x) * (up · x))`): SiLU for
+/// llama's SwiGLU, GELU (tanh) for Gemma's GeGLU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GateAct {
+    Silu,
+    Gelu,
+}
+
+impl GateAct {
+    pub fn is_silu(&self) -> bool {
+        *self == GateAct::Silu
+    }
+}
+
 /// What a fused projection does with each output row after the product.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]

@@ -11,7 +11,7 @@ use qgraph::exec::Session;
 use qgraph::gguf::tiny::TinyLlama;
 use qgraph::gguf::GgufFile;
 use qgraph::kernels::{table, KernelLevel};
-use qgraph::plan::{Plan, PlanOptions};
+use qgraph::plan::{PassSelection, Plan, PlanOptions};
 use qgraph::quant::GgmlType;
 
 const LLAMA: &str = include_str!("../graphs/llama.toml");
@@ -86,6 +86,17 @@ fn session(
     level: KernelLevel,
     threads: usize,
 ) -> Session {
+    session_with(src, model, seq, level, threads, PassSelection::All)
+}
+
+fn session_with(
+    src: &str,
+    model: &Arc<GgufFile>,
+    seq: usize,
+    level: KernelLevel,
+    threads: usize,
+    passes: PassSelection,
+) -> Session {
     let g = qgraph::graph::parse(src, "gemma_ops.toml")
         .unwrap()
         .bind(model)
@@ -95,6 +106,7 @@ fn session(
         n_ctx: 96,
         level,
         threads,
+        passes,
         ..PlanOptions::default()
     };
     Session::new(Arc::new(Plan::new(&g, model.clone(), &opts).unwrap())).unwrap()
@@ -165,4 +177,42 @@ fn the_window_limits_what_a_row_attends() {
     let five = rows(&graph("5"), &model, 16, level, 2);
     assert_eq!(five[..5], all[..5]);
     assert!(five[5..].iter().zip(&all[5..]).all(|(a, b)| a != b));
+}
+
+/// `fuse-mlp` folds the GELU-gated FFN into one `geglu` step, whose logits are bitwise the
+/// unfused gate, up, gelu and mul steps', at every level.
+#[test]
+fn the_gelu_gated_ffn_fuses_into_one_step_with_the_same_bits() {
+    let model = model();
+    let src = graph("0");
+    let mut levels = vec![KernelLevel::Scalar];
+    if table::detect() != KernelLevel::Scalar {
+        levels.push(table::detect());
+    }
+    let others: Vec<String> = qgraph::plan::passes::ALL
+        .iter()
+        .map(|p| p.name().to_string())
+        .filter(|n| n != "fuse-mlp")
+        .collect();
+    for level in levels {
+        for seq in [1, 16] {
+            let mut fused = session(&src, &model, seq, level, 2);
+            let text = qgraph::plan::dump::text::to_text(fused.plan());
+            assert_eq!(text.matches(" geglu ").count(), 2, "{text}");
+            assert!(!text.contains(" gelu "), "{text}");
+            let mut unfused = session_with(
+                &src,
+                &model,
+                seq,
+                level,
+                2,
+                PassSelection::Only(others.clone()),
+            );
+            for chunk in TOKENS.chunks(seq) {
+                let a = bits(fused.forward_all(chunk).unwrap());
+                let b = bits(unfused.forward_all(chunk).unwrap());
+                assert_eq!(a, b, "{level:?}, {seq} per call");
+            }
+        }
+    }
 }

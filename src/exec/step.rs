@@ -443,13 +443,13 @@ pub unsafe fn run_phase(plan: &Plan, phase: &Phase, mem: *mut u8, n: usize, w: u
                 n: width,
                 gate,
                 up,
-                silu_mul,
+                act_mul,
                 up_scratch,
             } => {
                 product(mem, prep, gate, a, b, n, slot_of, *out, *width);
                 product(mem, prep, up, a, b, n, slot_of, *up_scratch, *width);
                 for t in 0..n {
-                    silu_mul(
+                    act_mul(
                         f32s_mut(mem, out + 4 * (t * width + a), b - a),
                         f32s(mem, up_scratch + 4 * (t * width + a), b - a),
                     );

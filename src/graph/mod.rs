@@ -28,7 +28,7 @@ pub mod summary;
 pub use def::{GraphDef, NodeSpec, OpKind, RUNTIME_DIMS};
 pub use error::{GraphError, Location};
 pub use expr::{EvalError, Expr};
-pub use op::{Epilogue, InputKind, Op, RopeLayout};
+pub use op::{Epilogue, GateAct, InputKind, Op, RopeLayout};
 pub use parse::parse;
 
 use petgraph::stable_graph::{NodeIndex, StableDiGraph};

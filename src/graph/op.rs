@@ -5,7 +5,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-pub use crate::vocab::{Epilogue, RopeLayout};
+pub use crate::vocab::{Epilogue, GateAct, RopeLayout};
 
 /// What a graph input carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -87,10 +87,12 @@ pub enum Op {
         norm: Option<f32>,
         outs: Vec<Epilogue>,
     },
-    /// `silu(gate · x) * (up · x)` in one pass (`fuse-mlp`), optionally normed on the fly.
-    /// Input: x. Weights: [gamma], gate, up.
+    /// `act(gate · x) * (up · x)` in one pass (`fuse-mlp`), optionally normed on the fly:
+    /// SwiGLU (SiLU) or GeGLU (GELU). Input: x. Weights: [gamma], gate, up.
     SwiGlu {
         norm: Option<f32>,
+        #[serde(skip_serializing_if = "GateAct::is_silu")]
+        act: GateAct,
     },
     /// `x + W · a`, accumulated in place into x's buffer (`fuse-residual`). Inputs: x, a.
     /// Weight: W.
@@ -120,7 +122,12 @@ impl Op {
             Op::KvWrite => "kv_write",
             Op::Attend { .. } => "attend",
             Op::Proj { .. } => "proj",
-            Op::SwiGlu { .. } => "swiglu",
+            Op::SwiGlu {
+                act: GateAct::Silu, ..
+            } => "swiglu",
+            Op::SwiGlu {
+                act: GateAct::Gelu, ..
+            } => "geglu",
             Op::GemvAdd => "gemv_add",
             Op::LastRow => "last_row",
         }
@@ -175,7 +182,9 @@ impl Op {
                 let norm = norm.map_or(String::new(), |eps| format!("norm(eps={eps:e}) "));
                 format!("{norm}outs=[{}]", outs.join(", "))
             }
-            Op::SwiGlu { norm: Some(eps) } => format!("norm(eps={eps:e})"),
+            Op::SwiGlu {
+                norm: Some(eps), ..
+            } => format!("norm(eps={eps:e})"),
             _ => String::new(),
         }
     }

@@ -429,6 +429,15 @@ pub fn silu_mul(level: KernelLevel) -> Chosen<SiluMulFn> {
     chosen(elementwise::silu_mul_scalar, "silu_mul_scalar")
 }
 
+pub fn gelu_mul(level: KernelLevel) -> Chosen<SiluMulFn> {
+    #[cfg(target_arch = "x86_64")]
+    if level.has_avx2() {
+        return chosen(super::x86_64::math::gelu_mul_avx2, "gelu_mul_avx2");
+    }
+    let _ = level;
+    chosen(elementwise::gelu_mul_scalar, "gelu_mul_scalar")
+}
+
 pub fn accumulate(level: KernelLevel) -> Chosen<AccumulateFn> {
     #[cfg(target_arch = "x86_64")]
     if level.has_avx2() {

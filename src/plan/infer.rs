@@ -440,7 +440,7 @@ fn node_facts(cx: &Ctx, seq: usize, n_ctx: usize) -> Result<Vec<Fact>, PlanError
             }
             Ok(facts)
         }
-        Op::SwiGlu { norm } => {
+        Op::SwiGlu { norm, .. } => {
             let w0 = norm.is_some() as usize;
             cx.counts(1, w0 + 2)?;
             let k = cx.rows_of(0, seq, None)?;

@@ -15,7 +15,7 @@ use super::step::{EmbedRow, Exec, Prep, ProjOut, Quant};
 use super::weights::{Acc, Repacking, WeightCx};
 use super::{BufId, BufKind, Buffer, Plan, PlanError, PlanOptions, Step};
 use crate::gguf::GgufFile;
-use crate::graph::{Epilogue, Graph, InputKind, NodeId, Op, ValueId};
+use crate::graph::{Epilogue, GateAct, Graph, InputKind, NodeId, Op, ValueId};
 use crate::kernels::kv;
 use crate::kernels::scalar::rope::rope_freqs;
 use crate::kernels::{table, KernelLevel};
@@ -549,7 +549,7 @@ fn make_step(
                 outs: pouts,
             }
         }
-        Op::SwiGlu { norm } => {
+        Op::SwiGlu { norm, act } => {
             let k = cols(d.inputs[0]);
             let n = cols(d.outputs[0]);
             let scratch = d.scratch.map_or(0, off);
@@ -558,8 +558,11 @@ fn make_step(
             let norm = wcx.folded_norm(*norm, scratch + 4 * n * d.rows, &mut acc)?;
             let gate = wcx.matrix(node.weights[w0], &mut acc)?;
             let up = wcx.matrix(node.weights[w0 + 1], &mut acc)?;
-            let silu_mul = table::silu_mul(level);
-            acc.kernels.push(silu_mul.name);
+            let act_mul = match act {
+                GateAct::Silu => table::silu_mul(level),
+                GateAct::Gelu => table::gelu_mul(level),
+            };
+            acc.kernels.push(act_mul.name);
             flops = (4 * k * n + 4 * n) as u64 * seq;
             Exec::SwiGlu {
                 prep: Prep {
@@ -572,7 +575,7 @@ fn make_step(
                 n,
                 gate,
                 up,
-                silu_mul: silu_mul.f,
+                act_mul: act_mul.f,
                 up_scratch: scratch,
             }
         }

@@ -14,7 +14,7 @@ use crate::kernels::{table, KernelLevel, WeightLayout};
 pub(super) fn product_of(node: &crate::graph::Node) -> Option<(usize, &[WeightId])> {
     let (slot, first_matrix) = match &node.op {
         Op::Gemv => (0, 0),
-        Op::Proj { norm, .. } | Op::SwiGlu { norm } => (0, norm.is_some() as usize),
+        Op::Proj { norm, .. } | Op::SwiGlu { norm, .. } => (0, norm.is_some() as usize),
         Op::GemvAdd => (1, 0),
         _ => return None,
     };
@@ -84,7 +84,7 @@ pub(super) fn scratch_elements(
                 .sum();
             norm.map_or(0, |_| slots * x(0)) + staged
         }
-        Op::SwiGlu { norm } => rows * out() + norm.map_or(0, |_| slots * x(0)),
+        Op::SwiGlu { norm, .. } => rows * out() + norm.map_or(0, |_| slots * x(0)),
         Op::GemvAdd => rows * out(),
         _ => 0,
     }

@@ -192,7 +192,8 @@ pub enum Exec {
         n: usize,
         gate: Matmul,
         up: Matmul,
-        silu_mul: SiluMulFn,
+        /// `g = act(g) · u` (`kernels::table::silu_mul` / `gelu_mul`).
+        act_mul: SiluMulFn,
         /// The up products, `[rows, n]`.
         up_scratch: usize,
     },

@@ -37,9 +37,21 @@ pub fn silu_scalar(x: &[f32], out: &mut [f32]) {
 
 /// GELU with the tanh approximation (Gemma's FFN activation, ggml's `gelu`).
 pub fn gelu_scalar(x: &[f32], out: &mut [f32]) {
-    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
     for (o, &v) in out.iter_mut().zip(x) {
-        *o = 0.5 * v * (1.0 + (SQRT_2_OVER_PI * v * (1.0 + 0.044715 * v * v)).tanh());
+        *o = gelu(v);
+    }
+}
+
+/// GELU, tanh approximation.
+pub fn gelu(v: f32) -> f32 {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    0.5 * v * (1.0 + (SQRT_2_OVER_PI * v * (1.0 + 0.044715 * v * v)).tanh())
+}
+
+/// `g = gelu(g) · u`, the GeGLU activation: bitwise `gelu_scalar` then `mul_scalar`.
+pub fn gelu_mul_scalar(g: &mut [f32], u: &[f32]) {
+    for (a, b) in g.iter_mut().zip(u) {
+        *a = gelu(*a) * b;
     }
 }
 

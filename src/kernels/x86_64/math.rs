@@ -188,24 +188,48 @@ pub unsafe fn silu_mul_avx2(g: &mut [f32], u: &[f32]) {
 pub unsafe fn gelu_avx2(x: &[f32], out: &mut [f32]) {
     let n = x.len();
     let body = n - n % 8;
+    for i in (0..body).step_by(8) {
+        // SAFETY: i + 8 <= n for both slices.
+        unsafe {
+            let v = _mm256_loadu_ps(x.as_ptr().add(i));
+            _mm256_storeu_ps(out.as_mut_ptr().add(i), gelu8(v));
+        }
+    }
+    crate::kernels::scalar::elementwise::gelu_scalar(&x[body..], &mut out[body..]);
+}
+
+/// GELU of eight lanes, as `gelu_avx2` computes them.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn gelu8(v: __m256) -> __m256 {
     let (one, c, k) = (
         _mm256_set1_ps(1.0),
         _mm256_set1_ps(-2.0 * 0.797_884_6),
         _mm256_set1_ps(0.044715),
     );
+    let inner = _mm256_fmadd_ps(_mm256_mul_ps(k, v), v, one);
+    let e = exp(_mm256_mul_ps(_mm256_mul_ps(c, v), inner));
+    _mm256_div_ps(v, _mm256_add_ps(one, e))
+}
+
+/// `g = gelu(g) · u`, the GeGLU activation of a fused gated FFN (`Op::SwiGlu` with GELU):
+/// bitwise `gelu_avx2` then a multiply, as the unfused graph computes it.
+///
+/// # Safety
+/// The CPU has AVX2, FMA and F16C; `g` and `u` have the same length.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn gelu_mul_avx2(g: &mut [f32], u: &[f32]) {
+    let n = g.len();
+    let body = n - n % 8;
     for i in (0..body).step_by(8) {
         // SAFETY: i + 8 <= n for both slices.
         unsafe {
-            let v = _mm256_loadu_ps(x.as_ptr().add(i));
-            let inner = _mm256_fmadd_ps(_mm256_mul_ps(k, v), v, one);
-            let e = exp(_mm256_mul_ps(_mm256_mul_ps(c, v), inner));
-            _mm256_storeu_ps(
-                out.as_mut_ptr().add(i),
-                _mm256_div_ps(v, _mm256_add_ps(one, e)),
-            );
+            let v = gelu8(_mm256_loadu_ps(g.as_ptr().add(i)));
+            let w = _mm256_mul_ps(v, _mm256_loadu_ps(u.as_ptr().add(i)));
+            _mm256_storeu_ps(g.as_mut_ptr().add(i), w);
         }
     }
-    crate::kernels::scalar::elementwise::gelu_scalar(&x[body..], &mut out[body..]);
+    crate::kernels::scalar::elementwise::gelu_mul_scalar(&mut g[body..], &u[body..]);
 }
 
 /// Largest head size the AVX2 rope handles (its angle tables live on the stack).

@@ -39,7 +39,7 @@ impl Pass for FuseRmsNorm {
             for r in readers {
                 gemv_as_proj(g, r);
                 match &mut g.g[r].op {
-                    Op::Proj { norm, .. } | Op::SwiGlu { norm } => *norm = Some(eps),
+                    Op::Proj { norm, .. } | Op::SwiGlu { norm, .. } => *norm = Some(eps),
                     _ => continue,
                 }
                 g.g[r].weights.insert(0, gamma);
@@ -57,6 +57,6 @@ impl Pass for FuseRmsNorm {
 fn absorbs_norm(g: &Graph, n: NodeId) -> bool {
     matches!(
         g.g[n].op,
-        Op::Gemv | Op::Proj { norm: None, .. } | Op::SwiGlu { norm: None }
+        Op::Gemv | Op::Proj { norm: None, .. } | Op::SwiGlu { norm: None, .. }
     )
 }
