@@ -625,3 +625,32 @@ fn bias_of_the_wrong_shape_is_an_error_naming_the_node() {
         assert!(msg.contains(part), "`{msg}` does not mention {part}");
     }
 }
+
+/// Rope frequency factors of the wrong length are a plan error naming the rope node and the
+/// tensor, before any pass moves them onto a projection.
+#[test]
+fn rope_factors_of_the_wrong_length_are_an_error_naming_the_node() {
+    let mut w = TinyLlama::default().writer().unwrap();
+    // Head size 16 wants 8 factors.
+    w.add_tensor("rope_freqs.weight", &[4], GgmlType::F32, &[1.0; 4])
+        .unwrap();
+    let model = Arc::new(GgufFile::from_bytes(&w.to_bytes()).unwrap());
+    let g = graph::parse(include_str!("../graphs/llama.toml"), "graphs/llama.toml")
+        .unwrap()
+        .bind(&model)
+        .unwrap();
+    let Err(e) = Plan::new(&g, model.clone(), &PlanOptions::default()) else {
+        panic!("4 rope factors planned for heads of 16");
+    };
+    let msg = e.to_string();
+    assert!(matches!(e, PlanError::WeightShape { .. }), "{msg}");
+    for part in [
+        "blk.0.q_rope",
+        "rope_freqs.weight",
+        "[4]",
+        "[8]",
+        "graphs/llama.toml:",
+    ] {
+        assert!(msg.contains(part), "`{msg}` does not mention {part}");
+    }
+}
