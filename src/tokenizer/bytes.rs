@@ -2,12 +2,24 @@
 //! bytes map to themselves, the other 68 to U+0100 onwards, so every byte sequence becomes a
 //! printable string. Decoding a token maps its characters back to bytes.
 
+/// Whether byte `b` stands for itself in the table (the printable ones).
+fn printable(b: u32) -> bool {
+    (0x21..=0x7e).contains(&b) || (0xa1..=0xac).contains(&b) || (0xae..=0xff).contains(&b)
+}
+
+/// The character byte `b` is spelled with in a byte-level token (inverse of `char_to_byte`).
+pub fn byte_char(b: u8) -> char {
+    if printable(b as u32) {
+        return b as char;
+    }
+    let n = (0u32..b as u32).filter(|&x| !printable(x)).count() as u32;
+    // n < 68: U+0100..U+0143 are all characters.
+    char::from_u32(0x100 + n).unwrap_or('?')
+}
+
 /// The byte a token character stands for.
 fn char_to_byte(c: char) -> Option<u8> {
     let c = c as u32;
-    let printable = |b: u32| {
-        (0x21..=0x7e).contains(&b) || (0xa1..=0xac).contains(&b) || (0xae..=0xff).contains(&b)
-    };
     if c < 0x100 && printable(c) {
         return Some(c as u8);
     }

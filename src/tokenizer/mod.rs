@@ -15,7 +15,7 @@ mod bytes;
 pub mod chat;
 pub mod spm;
 
-pub use bytes::{token_bytes, StreamDecoder};
+pub use bytes::{byte_char, token_bytes, StreamDecoder};
 
 use std::collections::HashMap;
 

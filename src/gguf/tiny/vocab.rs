@@ -3,17 +3,7 @@
 //! English pairs, digit groups, an accented letter) and two control tokens. Small enough to
 //! read, big enough that a pre-tokenizer's splits change the ids.
 
-/// GPT-2's character for byte `b` (the inverse of `tokenizer::bytes`' table).
-fn byte_char(b: u8) -> char {
-    let printable = |b: u32| {
-        (0x21..=0x7e).contains(&b) || (0xa1..=0xac).contains(&b) || (0xae..=0xff).contains(&b)
-    };
-    if printable(b as u32) {
-        return b as char;
-    }
-    let n = (0u32..b as u32).filter(|&x| !printable(x)).count() as u32;
-    char::from_u32(0x100 + n).unwrap_or('?')
-}
+use crate::tokenizer::byte_char;
 
 /// Merges in priority order, each of two tokens that exist by the time it applies.
 const MERGES: &[(&str, &str)] = &[
