@@ -16,7 +16,7 @@
 //! Q5_K tile (1408 B): as Q4_K, with 8 chunks of qh bytes before the codes
 //! Q6_K tile (1680 B): d[8] | 16 scale runs of 8 | 32 chunks of ql | 16 chunks of qh
 //! Q3_K tile (880 B): d[8] | 12 scale runs of 8 | 16 chunks of qs | 8 chunks of hmask
-//! Q2_K tile (672 B): d[8] | dmin[8] | 16 scale runs of 8 | 16 chunks of qs
+//! Q2_K tile (672 B): d[8] | dmin[8] | 8 scale runs of 16 | 16 chunks of qs
 //! IQ4_NL tile (144 B): as Q4_0        IQ4_XS (1088 B): d[8] | scales_h[8] | 4 runs | 32 chunks
 //! chunk j of a code array = [row 0: its bytes 4j..4j+4 | row 1: the same | … | row 7]
 //! ```
@@ -62,7 +62,7 @@ fn runs(dtype: GgmlType) -> Option<&'static [Run]> {
         GgmlType::Q5_0 => &[run!(0, 2, 1), run!(2, 4, 1), run!(6, 4, 4)],
         GgmlType::Q5_1 => &[run!(0, 2, 2), run!(4, 4, 1), run!(8, 4, 4)],
         GgmlType::Q8_0 => &[run!(0, 2, 1), run!(2, 4, 8)],
-        GgmlType::Q2K => &[run!(80, 2, 2), run!(0, 1, 16), run!(16, 4, 16)],
+        GgmlType::Q2K => &[run!(80, 2, 2), run!(0, 2, 8), run!(16, 4, 16)],
         GgmlType::Q3K => &[
             run!(108, 2, 1),
             run!(96, 1, 12),

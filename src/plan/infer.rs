@@ -15,7 +15,7 @@ use crate::quant::GgmlType;
 pub enum DType {
     F32,
     I32,
-    /// Activations quantized to 8-bit blocks (`kernels::BlockQ8Act`, 40 bytes per 32).
+    /// Activations quantized to 8-bit blocks (`kernels::BlockQ8Act`, 44 bytes per 32).
     Q8Act,
 }
 

@@ -1,8 +1,10 @@
 //! Activations quantized to 8-bit blocks, so quantized weights can be multiplied with integer
 //! dot products (as ggml's `block_q8_1`): per 32 values a scale `d = max|x| / 127`, codes
-//! `q = round(x / d)` in -127..=127, and `s = d · Σq` (which the Q4_0 and Q4_1 products need
-//! for their offsets). A step quantizes its input row once and every product reuses it.
-//! Codes round to nearest, ties to even.
+//! `q = round(x / d)` in -127..=127, `s = d · Σq` (which the Q4_0 and Q4_1 products need
+//! for their offsets), and `h`, the exact `Σq` of each 16-code half (which the K formats
+//! with a scale or an offset per 16 weights need: Q2_K's offsets, Q3_K's code bias). A step
+//! quantizes its input row once and every product reuses it. Codes round to nearest, ties
+//! to even.
 
 use crate::quant::{BlockQ4_0, BlockQ4_1, BlockQ8_0, QK};
 
@@ -12,23 +14,30 @@ pub struct BlockQ8Act {
     pub d: f32,
     pub s: f32,
     pub qs: [i8; QK],
+    /// `Σ qs[0..16]` and `Σ qs[16..32]` (each within ±2032).
+    pub h: [i16; 2],
 }
-const _: () = assert!(std::mem::size_of::<BlockQ8Act>() == 40);
+const _: () = assert!(std::mem::size_of::<BlockQ8Act>() == 44);
 
 pub fn quantize_act_scalar(x: &[f32], out: &mut [BlockQ8Act]) {
     for (xs, b) in x.chunks_exact(QK).zip(out.iter_mut()) {
         let amax = xs.iter().fold(0f32, |m, v| m.max(v.abs()));
         let d = amax / 127.0;
         let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-        let mut sum = 0i32;
         for (q, &v) in b.qs.iter_mut().zip(xs) {
             // Ties to even, as the SIMD quantizer's round instruction does.
             *q = (v * id).round_ties_even() as i8;
-            sum += *q as i32;
         }
+        b.h = half_sums(&b.qs);
         b.d = d;
-        b.s = d * sum as f32;
+        b.s = d * (b.h[0] as i32 + b.h[1] as i32) as f32;
     }
+}
+
+/// `Σ qs` over each 16-code half (`BlockQ8Act::h`).
+pub fn half_sums(qs: &[i8; QK]) -> [i16; 2] {
+    let half = |r: &[i8]| r.iter().map(|&v| v as i16).sum::<i16>();
+    [half(&qs[..QK / 2]), half(&qs[QK / 2..])]
 }
 
 /// # Safety
@@ -135,6 +144,8 @@ mod tests {
         for (b, xs) in q.iter().zip(x.chunks(32)) {
             let sum: i32 = b.qs.iter().map(|&v| v as i32).sum();
             assert!((b.s - b.d * sum as f32).abs() < 1e-6);
+            let lo: i32 = b.qs[..16].iter().map(|&v| v as i32).sum();
+            assert_eq!(b.h, [lo as i16, (sum - lo) as i16]);
             for (&c, &v) in b.qs.iter().zip(xs) {
                 assert!((c as f32 * b.d - v).abs() <= b.d / 2.0 + 1e-6);
             }

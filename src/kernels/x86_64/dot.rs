@@ -19,9 +19,12 @@ pub(super) enum Dot {
     /// Signed codes up to 32 in magnitude, scale `d` for weights 0..16 and `m` for 16..32
     /// (`signed2_dot`).
     Signed2,
-    /// Unsigned codes up to 3, `x = q·d − lo` for weights 0..16 and `q·m − hi` for 16..32
-    /// (`affine2_dot`, Q2_K).
+    /// Unsigned codes up to 3, `x = d·sc·q − dmin·mn` with an integer `sc` and `mn` per
+    /// 16 weights (`affine2_dot`, Q2_K).
     Affine2,
+    /// Unsigned codes up to 7, the code plus 4, with an integer scale `sc` per 16 weights and
+    /// one float scale `d` (`scaled3_dot`, Q3_K).
+    Scaled3,
 }
 
 /// `acc` plus the eight rows' products of an unpacked block of `F` with `x`.
@@ -34,6 +37,7 @@ pub(super) fn dot<F: PanelFormat>(p: &Packed, x: &BlockQ8Act, acc: __m256) -> __
         Dot::Signed => signed_dot(p, x, acc),
         Dot::Signed2 => signed2_dot(p, x, acc),
         Dot::Affine2 => affine2_dot(p, x, acc),
+        Dot::Scaled3 => scaled3_dot(p, x, acc),
     }
 }
 
@@ -151,10 +155,13 @@ pub(super) fn signed2_biased_dot(
     _mm256_fmadd_ps(_mm256_cvtepi32_ps(hi), _mm256_mul_ps(p.m, xd), acc)
 }
 
-/// `acc + d_x·(d·Σ_{e<16} q_e·x_e + m·Σ_{e≥16} q_e·x_e − lo·Σ_{e<16} x_e − hi·Σ_{e≥16} x_e)`
-/// for Q2_K's two-bit codes, whose 16-weight halves each have a scale and an offset. Each
-/// i16 sums two products of at most 3·127, so a half's four chunks stay far below 2^15;
-/// the halves' activation sums are exact integers below 2^12.
+/// `acc + d·d_x·(sc_lo·Σ_{e<16} q_e·x_e + sc_hi·Σ_{e≥16} q_e·x_e)
+///  − dmin·d_x·(mn_lo·Σ_{e<16} x_e + mn_hi·Σ_{e≥16} x_e)` for Q2_K's two-bit codes, with `d`
+/// and `dmin` the super-block's float scales (`p.d`, `p.m`) and the halves' four-bit scales
+/// and offsets applied in integers (`p.sc`, `p.mn`, i16 pairs): a half's sum is at most
+/// 16·3·127 in magnitude, so both halves pack into one i32 lane as i16 and one `madd` scales
+/// and adds them; the offsets take one `madd` with the activation's half sums (`x.h`). Two
+/// conversions and two FMAs per block, where float scales per half took six and four.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 fn affine2_dot(p: &Packed, x: &BlockQ8Act, acc: __m256) -> __m256 {
@@ -165,20 +172,57 @@ fn affine2_dot(p: &Packed, x: &BlockQ8Act, acc: __m256) -> __m256 {
     let ones = _mm256_set1_epi16(1);
     let lo = _mm256_add_epi16(_mm256_add_epi16(s(0), s(1)), _mm256_add_epi16(s(2), s(3)));
     let hi = _mm256_add_epi16(_mm256_add_epi16(s(4), s(5)), _mm256_add_epi16(s(6), s(7)));
+    let halves = pair_halves(_mm256_madd_epi16(lo, ones), _mm256_madd_epi16(hi, ones));
+    let isc = _mm256_madd_epi16(halves, p.sc);
+    let imn = _mm256_madd_epi16(p.mn, half_sums(x));
     let xd = _mm256_set1_ps(x.d);
-    let lo = _mm256_cvtepi32_ps(_mm256_madd_epi16(lo, ones));
-    let hi = _mm256_cvtepi32_ps(_mm256_madd_epi16(hi, ones));
-    let acc = _mm256_fmadd_ps(lo, _mm256_mul_ps(p.d, xd), acc);
-    let acc = _mm256_fmadd_ps(hi, _mm256_mul_ps(p.m, xd), acc);
-    // The halves' sums: four-byte sums in i32 lanes (0..4 low half, 4..8 high), added
-    // pairwise twice within each 128-bit half, then each broadcast.
-    // SAFETY: qs is 32 bytes.
-    let v = unsafe { _mm256_loadu_si256(x.qs.as_ptr() as *const __m256i) };
-    let quads = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), v), ones);
-    let pairs = _mm256_hadd_epi32(quads, quads);
-    let halves = _mm256_cvtepi32_ps(_mm256_hadd_epi32(pairs, pairs));
-    let sum_lo = _mm256_permutevar8x32_ps(halves, _mm256_setzero_si256());
-    let sum_hi = _mm256_permutevar8x32_ps(halves, _mm256_set1_epi32(4));
-    let acc = _mm256_fnmadd_ps(_mm256_mul_ps(p.lo, xd), sum_lo, acc);
-    _mm256_fnmadd_ps(_mm256_mul_ps(p.hi, xd), sum_hi, acc)
+    let acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isc), _mm256_mul_ps(p.d, xd), acc);
+    _mm256_fnmadd_ps(_mm256_cvtepi32_ps(imn), _mm256_mul_ps(p.m, xd), acc)
+}
+
+/// Two i32 lanes' values, each within i16, as the i16 pair `(lo, hi)` of one lane.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn pair_halves(lo: __m256i, hi: __m256i) -> __m256i {
+    _mm256_blend_epi16::<0b1010_1010>(lo, _mm256_slli_epi32::<16>(hi))
+}
+
+/// The activation block's half sums `(Σ_{e<16} x_e, Σ_{e≥16} x_e)` as an i16 pair in every
+/// lane.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn half_sums(x: &BlockQ8Act) -> __m256i {
+    // SAFETY: h is two i16, 4 bytes (read unaligned; little-endian, lo first).
+    _mm256_set1_epi32(unsafe { (x.h.as_ptr() as *const i32).read_unaligned() })
+}
+
+/// `acc + d·d_x·(sc_lo·Σ_{e<16} c_e·x_e + sc_hi·Σ_{e≥16} c_e·x_e)` for Q3_K's three-bit codes
+/// `c`, multiplied as stored (`c + 4`, 0..8) and corrected by `4·Σx` per half (`x.h`). A
+/// half's biased sum is at most 16·7·127 in magnitude and the correction 4·16·127, so the
+/// corrected halves pack into one i32 lane as i16 and one `madd` applies the six-bit scales:
+/// the exact integer sum, then one conversion and one FMA per block.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn scaled3_dot(p: &Packed, x: &BlockQ8Act, acc: __m256) -> __m256 {
+    let qs = x.qs.as_ptr() as *const i32;
+    // SAFETY: qs is 32 bytes: words 0..8 (read unaligned).
+    let word = |j: usize| _mm256_set1_epi32(unsafe { qs.add(j).read_unaligned() });
+    let s = |j: usize| _mm256_maddubs_epi16(p.q[j], word(j));
+    let ones = _mm256_set1_epi16(1);
+    // Each i16 sums two products of at most 7·127, so a half's four chunks stay below 2^15.
+    let lo = _mm256_add_epi16(_mm256_add_epi16(s(0), s(1)), _mm256_add_epi16(s(2), s(3)));
+    let hi = _mm256_add_epi16(_mm256_add_epi16(s(4), s(5)), _mm256_add_epi16(s(6), s(7)));
+    let halves = pair_halves(_mm256_madd_epi16(lo, ones), _mm256_madd_epi16(hi, ones));
+    scaled3_tail(p, x, halves, acc)
+}
+
+/// `scaled3_dot` from the biased halves' sums (an i16 pair per lane): the correction, the
+/// scales and the float step, shared with the VNNI products so they give the same bits.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn scaled3_tail(p: &Packed, x: &BlockQ8Act, halves: __m256i, acc: __m256) -> __m256 {
+    let halves = _mm256_sub_epi16(halves, _mm256_slli_epi16::<2>(half_sums(x)));
+    let isc = _mm256_madd_epi16(halves, p.sc);
+    let xd = _mm256_set1_ps(x.d);
+    _mm256_fmadd_ps(_mm256_cvtepi32_ps(isc), _mm256_mul_ps(p.d, xd), acc)
 }

@@ -32,17 +32,18 @@ const TOK_GROUP: usize = 4;
 const TOK_BLOCK: usize = 128;
 
 /// One block of eight rows, unpacked: `q[j]` (j < 4) holds codes 4j..4j+4 of every row,
-/// `q[4 + j]` codes 16+4j..16+4j+4; `d` and `m` the rows' scales and offsets (each
-/// format's `Dot` says how they apply); `lo` and `hi` the offsets of weights 0..16 and
-/// 16..32 for the formats whose 16-weight halves have their own (Q2_K), else zero.
+/// `q[4 + j]` codes 16+4j..16+4j+4; `d` and `m` the rows' float scales and offsets (each
+/// format's `Dot` says how they apply). The formats whose 16-weight halves have their own
+/// integer scales (Q2_K, Q3_K) keep them in `sc`, and Q2_K its integer offsets in `mn`:
+/// each row's lane holds the pair for weights 0..16 and 16..32 as two i16, for a `madd`.
 #[derive(Clone, Copy)]
 #[repr(C, align(32))]
 pub(super) struct Packed {
     pub(super) q: [__m256i; 8],
     pub(super) d: __m256,
     pub(super) m: __m256,
-    pub(super) lo: __m256,
-    pub(super) hi: __m256,
+    pub(super) sc: __m256i,
+    pub(super) mn: __m256i,
 }
 
 impl Packed {
@@ -235,10 +236,10 @@ pub(super) trait PanelFormat {
     unsafe fn unpack_biased(t: *const u8, head: &Self::Head, sub: usize) -> Packed {
         // SAFETY: forwarded from the caller.
         let mut p = unsafe { Self::unpack(t, head, sub) };
-        // Unsigned codes (`Dot::Affine4`, `Dot::Affine5`) multiply as they are.
-        if matches!(
+        // Unsigned codes multiply as they are.
+        if !matches!(
             Self::DOT,
-            super::dot::Dot::Affine4 | super::dot::Dot::Affine5
+            super::dot::Dot::Signed | super::dot::Dot::Signed2
         ) {
             return p;
         }

@@ -11,6 +11,9 @@
 //!   Q5_K's fifth bits are bit `sub` of each code's qh byte, shifted to bit 4.
 //! - Q6_K: six-bit codes minus 32 as signed bytes, two scales per block (one per 16
 //!   weights), multiplied by `dot::signed2_dot` with the sign trick of the Q8_0 kernel.
+//! - Q2_K/Q3_K: two- and three-bit codes as stored (unsigned), their per-16-weight scales
+//!   (and Q2_K's offsets) as small integers applied to the exact integer sums
+//!   (`dot::affine2_dot`, `dot::scaled3_dot`), then one float scale per super-block.
 //!
 //! `d·sc` and `dmin·m` are exact in f32 (an f16 times an integer below 64), so the products
 //! use the file's values exactly; only the activations are rounded (to 8 bits, as for
@@ -386,11 +389,12 @@ impl Q6K {
     }
 }
 
-/// Q2_K in panels: d[8], dmin[8], 16 scale runs of 8, 16 chunks of `qs` (672 bytes).
-/// Activation block b = 4·n + j takes bits 2j of `qs` chunks 8n..8n+8; its halves have the
-/// scale bytes 2b and 2b + 1 (scale in the low nibble, offset in the high), so
-/// `x = (d·sc)·q − (dmin·m)` per half. Both products are exact in f32 (an f16 times an
-/// integer below 16).
+/// Q2_K in panels: d[8], dmin[8], 8 scale runs of 16 (run b: each row's scale bytes 2b and
+/// 2b + 1, the halves of activation block b), 16 chunks of `qs` (672 bytes). Activation
+/// block b = 4·n + j takes bits 2j of `qs` chunks 8n..8n+8. A scale byte holds the half's
+/// scale in its low nibble and its offset in the high one: one zero-extension of run b gives
+/// every row's pair of bytes as two i16, masked to `sc` and shifted to `mn`
+/// (`dot::affine2_dot`).
 pub(super) struct Q2K;
 impl PanelFormat for Q2K {
     const BLOCKS: usize = 8;
@@ -411,20 +415,18 @@ impl PanelFormat for Q2K {
         let [d, dmin] = *head;
         let shift = _mm_cvtsi32_si128(2 * j as i32);
         let three = _mm256_set1_epi8(3);
-        // SAFETY: a whole tile at t (caller): scale runs 2b, 2b + 1 < 16, qs chunks < 16.
+        // SAFETY: a whole tile at t (caller): scale run b < 8, qs chunks 8n + c < 16.
         unsafe {
-            let (s_lo, s_hi) = (u8x8(t.add(32 + 16 * b)), u8x8(t.add(40 + 16 * b)));
-            let low = |v: __m256i| _mm256_cvtepi32_ps(_mm256_and_si256(v, _mm256_set1_epi32(15)));
-            let high = |v: __m256i| _mm256_cvtepi32_ps(_mm256_srli_epi32::<4>(v));
+            let pairs = _mm256_cvtepu8_epi16(_mm_loadu_si128(t.add(32 + 16 * b) as *const __m128i));
             let qs = t.add(160 + 256 * n);
             Packed {
                 q: std::array::from_fn(|c| {
                     _mm256_and_si256(_mm256_srl_epi16(chunk(qs, c), shift), three)
                 }),
-                d: _mm256_mul_ps(d, low(s_lo)),
-                m: _mm256_mul_ps(d, low(s_hi)),
-                lo: _mm256_mul_ps(dmin, high(s_lo)),
-                hi: _mm256_mul_ps(dmin, high(s_hi)),
+                d,
+                m: dmin,
+                sc: _mm256_and_si256(pairs, _mm256_set1_epi16(15)),
+                mn: _mm256_srli_epi16::<4>(pairs),
             }
         }
     }
@@ -456,40 +458,24 @@ impl PanelFormat for Q8_0 {
 
 /// Q3_K in panels: d[8], 12 scale runs, 16 chunks of `qs` (two-bit codes), 8 chunks of
 /// `hmask` (880 bytes). Activation block b = 4·half + j takes bits 2j of `qs` chunks
-/// 8·half + c and bit b of `hmask` chunk c; the code is `low + 4·high − 4`, and weights
-/// 0..16 and 16..32 have their own six-bit scales (16-weight sub-blocks 2b and 2b + 1).
-/// Multiplied as Q6_K (signed codes, two scales).
+/// 8·half + c and bit b of `hmask` chunk c; the stored code `low + 4·high` is the code plus
+/// 4 (0..8), multiplied as it is. Weights 0..16 and 16..32 have their own six-bit scales
+/// (16-weight sub-blocks 2b and 2b + 1), applied in integers (`dot::scaled3_dot`).
 pub(super) struct Q3K;
 impl PanelFormat for Q3K {
     const BLOCKS: usize = 8;
     const TILE: usize = 880;
-    const DOT: Dot = Dot::Signed2;
-    type Head = ();
-    unsafe fn head(_t: *const u8) {}
-    /// The stored code `low + 4·high` is the code plus 4: `unpack_biased` skips the `− 4`.
-    const BIAS: i32 = 4;
+    const DOT: Dot = Dot::Scaled3;
+    type Head = Q3Head;
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn unpack(t: *const u8, _head: &(), b: usize) -> Packed {
+    unsafe fn head(t: *const u8) -> Q3Head {
         // SAFETY: forwarded from the caller.
-        unsafe { Self::codes::<false>(t, b) }
+        unsafe { q3_head(t) }
     }
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn unpack_biased(t: *const u8, _head: &(), b: usize) -> Packed {
-        // SAFETY: forwarded from the caller.
-        unsafe { Self::codes::<true>(t, b) }
-    }
-}
-
-impl Q3K {
-    /// Block `b`'s codes, plus 4 (0..8) if `BIASED`, else as they are (−4..4).
-    ///
-    /// # Safety
-    /// As `PanelFormat::unpack`.
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn codes<const BIASED: bool>(t: *const u8, b: usize) -> Packed {
+    unsafe fn unpack(t: *const u8, head: &Q3Head, b: usize) -> Packed {
         let (half, j) = (b / 4, b % 4);
         let low_shift = _mm_cvtsi32_si128(2 * j as i32);
         // Bit b of each hmask byte moved to bit 2 (within the byte, as for Q5_K).
@@ -501,21 +487,14 @@ impl Q3K {
             };
             _mm256_and_si256(v, _mm256_set1_epi8(4))
         };
-        // SAFETY: a whole tile at t (caller): scale runs < 12, qs chunks 8·half + c < 16,
-        // hmask chunks c < 8.
+        let pairs = head.sc[b / 2];
+        let pairs = if b.is_multiple_of(2) {
+            _mm256_castsi256_si128(pairs)
+        } else {
+            _mm256_extracti128_si256::<1>(pairs)
+        };
+        // SAFETY: a whole tile at t (caller): qs chunks 8·half + c < 16, hmask chunks c < 8.
         unsafe {
-            let d = f16x8(t);
-            let run = |k: usize| u8x8(t.add(16 + 8 * k));
-            let scale = |i: usize| {
-                let low = _mm256_srl_epi32(run(i % 8), _mm_cvtsi32_si128(4 * (i / 8) as i32));
-                let top = _mm256_srl_epi32(run(8 + i % 4), _mm_cvtsi32_si128(2 * (i / 4) as i32));
-                let sc = _mm256_or_si256(
-                    _mm256_and_si256(low, _mm256_set1_epi32(15)),
-                    _mm256_slli_epi32::<4>(_mm256_and_si256(top, _mm256_set1_epi32(3))),
-                );
-                let sc = _mm256_sub_epi32(sc, _mm256_set1_epi32(32));
-                _mm256_mul_ps(d, _mm256_cvtepi32_ps(sc))
-            };
             let qs = t.add(112 + 32 * 8 * half);
             let hmask = t.add(112 + 512);
             let q = std::array::from_fn(|c| {
@@ -523,20 +502,72 @@ impl Q3K {
                     _mm256_srl_epi16(chunk(qs, c), low_shift),
                     _mm256_set1_epi8(3),
                 );
-                let code = _mm256_or_si256(low, high(chunk(hmask, c)));
-                if BIASED {
-                    code
-                } else {
-                    _mm256_sub_epi8(code, _mm256_set1_epi8(4))
-                }
+                _mm256_or_si256(low, high(chunk(hmask, c)))
             });
             Packed {
                 q,
-                d: scale(2 * b),
-                m: scale(2 * b + 1),
+                d: head.d,
+                sc: _mm256_cvtepi8_epi16(pairs),
                 ..Packed::ZERO
             }
         }
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn unpack_biased(t: *const u8, head: &Q3Head, b: usize) -> Packed {
+        // SAFETY: forwarded from the caller.
+        unsafe { Self::unpack(t, head, b) }
+    }
+}
+
+/// A Q3_K tile's `d` (f32 lanes) and its sixteen six-bit scales minus 32 (i8) of every row,
+/// decoded once per tile: the 128-bit half h of `sc[k]` holds scales 4k + 2h and 4k + 2h + 1
+/// of each row side by side (row 0's two, row 1's two, …), so activation block b = 2k + h
+/// gets every row's pair as two i16 from one sign extension.
+#[derive(Clone, Copy)]
+pub(super) struct Q3Head {
+    d: __m256,
+    sc: [__m256i; 4],
+}
+
+/// # Safety
+/// `t` points to a whole Q3_K tile.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q3_head(t: *const u8) -> Q3Head {
+    // SAFETY: d[8] and the 12 scale runs (96 bytes) start the tile (caller).
+    let (d, r) = unsafe {
+        let r: [__m256i; 3] = std::array::from_fn(|i| chunk(t.add(16), i));
+        (f16x8(t), r)
+    };
+    // Scale i's low four bits are run i (i < 8) or the high nibble of run i − 8; its top two
+    // are bits 2·(i / 4) of run 8 + i % 4. Runs 0–3, 4–7 and 8–11 are r[0], r[1], r[2], so
+    // scales 4k..4k+4 line up with r[2]'s four runs (16-bit shifts: bits a byte takes from
+    // its neighbour fall outside the masks).
+    let (four, top) = (_mm256_set1_epi8(0x0f), _mm256_set1_epi8(0x30));
+    let low = [
+        _mm256_and_si256(r[0], four),
+        _mm256_and_si256(r[1], four),
+        _mm256_and_si256(_mm256_srli_epi16::<4>(r[0]), four),
+        _mm256_and_si256(_mm256_srli_epi16::<4>(r[1]), four),
+    ];
+    let high = [
+        _mm256_slli_epi16::<4>(r[2]),
+        _mm256_slli_epi16::<2>(r[2]),
+        r[2],
+        _mm256_srli_epi16::<2>(r[2]),
+    ];
+    // Each 128-bit half: run a's eight rows, then run a + 1's, interleaved row by row.
+    let rows = _mm256_setr_epi8(
+        0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15, 0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5,
+        13, 6, 14, 7, 15,
+    );
+    Q3Head {
+        d,
+        sc: std::array::from_fn(|k| {
+            let v = _mm256_or_si256(low[k], _mm256_and_si256(high[k], top));
+            _mm256_shuffle_epi8(_mm256_sub_epi8(v, _mm256_set1_epi8(32)), rows)
+        }),
     }
 }
 

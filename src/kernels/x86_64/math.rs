@@ -114,6 +114,7 @@ pub unsafe fn quantize_act_avx2(x: &[f32], out: &mut [BlockQ8Act]) {
         let q8 = _mm256_permutevar8x32_epi32(q8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
         // SAFETY: b.qs holds 32 bytes.
         unsafe { _mm256_storeu_si256(b.qs.as_mut_ptr() as *mut __m256i, q8) };
+        b.h = crate::kernels::scalar::act::half_sums(&b.qs);
         b.d = d;
         b.s = d * sum;
     }

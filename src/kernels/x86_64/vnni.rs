@@ -32,7 +32,7 @@ use crate::kernels::scalar::act::BlockQ8Act;
 
 /// Rows per register: two panels.
 const PAIR: usize = 2 * PANEL_ROWS;
-/// Blocks unpacked at once: 32 × 640 bytes = 20 KiB of pairs (plus 2 × 10 KiB of halves).
+/// Blocks unpacked at once: 32 × 704 bytes = 22 KiB of pairs (plus 2 × 12 KiB of halves).
 const KCHUNK: usize = 32;
 /// Tokens whose accumulators one pass over a chunk keeps in registers.
 const TOK_GROUP: usize = 4;
@@ -44,13 +44,14 @@ const SUMS: usize = 8192;
 
 /// One block of sixteen rows (two panels), codes made unsigned: `q[j]` holds codes
 /// 4j..4j+4 (j < 4) or 16+4(j−4).. (j ≥ 4) of every row plus 128; `d` and `m` the rows'
-/// scales (`m` the second half's scale for `Dot::Signed2`).
+/// scales (`m` the second half's scale for `Dot::Signed2`), `sc` Q3_K's integer scales.
 #[derive(Clone, Copy)]
 #[repr(C, align(64))]
 struct Pair {
     q: [__m512i; 8],
     d: __m512,
     m: __m512,
+    sc: __m512i,
 }
 
 /// `lo` in the low 256 bits and `hi` in the high.
@@ -86,6 +87,15 @@ fn pair_dot<F: PanelFormat>(p: &Pair, x: &BlockQ8Act, bias: [i32; 2], acc: __m51
     }
     let xd = _mm512_set1_ps(x.d);
     match F::DOT {
+        // `dot::scaled3_dot`'s integer steps and float step, 16 lanes at once.
+        Dot::Scaled3 => {
+            let halves = _mm512_mask_blend_epi16(0xaaaa_aaaa, lo, _mm512_slli_epi32::<16>(hi));
+            // SAFETY: h is two i16, 4 bytes (read unaligned; little-endian, lo first).
+            let h = _mm512_set1_epi32(unsafe { (x.h.as_ptr() as *const i32).read_unaligned() });
+            let halves = _mm512_sub_epi16(halves, _mm512_slli_epi16::<2>(h));
+            let isc = _mm512_madd_epi16(halves, p.sc);
+            _mm512_fmadd_ps(_mm512_cvtepi32_ps(isc), _mm512_mul_ps(p.d, xd), acc)
+        }
         Dot::Signed2 => {
             let lo = _mm512_cvtepi32_ps(_mm512_sub_epi32(lo, _mm512_set1_epi32(bias[0])));
             let hi = _mm512_cvtepi32_ps(_mm512_sub_epi32(hi, _mm512_set1_epi32(bias[1])));
@@ -116,6 +126,7 @@ fn join_pairs(a: &[Packed], b: &[Packed], out: &mut [Pair]) {
         o.q = std::array::from_fn(|j| join_i(pa.q[j], pb.q[j]));
         o.d = join_f(pa.d, pb.d);
         o.m = join_f(pa.m, pb.m);
+        o.sc = join_i(pa.sc, pb.sc);
     }
 }
 
@@ -155,6 +166,7 @@ unsafe fn gemm_pairs<F: PanelFormat>(
         q: [_mm512_setzero_si512(); 8],
         d: _mm512_setzero_ps(),
         m: _mm512_setzero_ps(),
+        sc: _mm512_setzero_si512(),
     }; KCHUNK];
     let mut sums = [[0i32; 2]; SUMS];
     let mut acc = [_mm512_setzero_ps(); TOK_BLOCK];
@@ -244,6 +256,9 @@ pub(super) fn panel_dot<F: PanelFormat>(
     for j in 1..4 {
         lo = _mm256_dpbusd_epi32(lo, q(j), word(j));
         hi = _mm256_dpbusd_epi32(hi, q(4 + j), word(4 + j));
+    }
+    if F::DOT == Dot::Scaled3 {
+        return super::dot::scaled3_tail(p, x, super::dot::pair_halves(lo, hi), acc);
     }
     let xd = _mm256_set1_ps(x.d);
     if matches!(F::DOT, Dot::Affine4 | Dot::Affine5) {
@@ -371,4 +386,4 @@ vnni_kernels! {
     Iq4Xs: gemm_iq4_xsx8_vnni;
 }
 
-const _: () = assert!(std::mem::size_of::<Pair>() == 640 && TOK_BLOCK * 64 <= SUMS);
+const _: () = assert!(std::mem::size_of::<Pair>() == 704 && TOK_BLOCK * 64 <= SUMS);
