@@ -309,3 +309,43 @@ fn decode_of_rows_past_32768_weights_is_bitwise_the_gemm() {
         assert_eq!(bits(&one), bits(&all), "{dtype} {level:?} {}", gemv.name);
     }
 }
+
+/// On a CPU with GFNI the table hands out the GFNI twins of the Q2_K and Q3_K decode gemv;
+/// the VNNI Q3_K gemv (for AVX-512 CPUs without GFNI) must still give the AVX2 gemv's bits,
+/// for short rows and for rows past 32768 weights (its AVX2 fallback).
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn vnni_q3_k_gemv_without_gfni_is_bitwise_the_avx2_gemv() {
+    if !table::supports(KernelLevel::Avx512) {
+        eprintln!("skipped: this CPU has no AVX-512 VNNI");
+        return;
+    }
+    let mut rng = qgraph::sample::rng::SplitMix64(21);
+    for (rows, k) in [(13, 256 * 3), (9, 256 * 132)] {
+        let c = Case {
+            rows,
+            k,
+            w: (0..rows * k).map(|_| rng.next_f32() - 0.5).collect(),
+        };
+        let x: Vec<f32> = (0..k).map(|_| (rng.next_f32() - 0.5) * 4.0).collect();
+        let xq = q8(&x);
+        let (buf, _, row_bytes) = panels_of(GgmlType::Q3K, &c);
+        let avx2 = table::gemv(GgmlType::Q3K, KernelLevel::Avx2, k, WeightLayout::Panels)
+            .unwrap()
+            .f;
+        let (mut one, mut twin) = (vec![f32::NAN; rows], vec![f32::NAN; rows]);
+        // SAFETY: AVX-512 VNNI checked (and AVX2 with it); buf holds the padded panels; xq
+        // has k / 32 blocks; the outputs hold `rows` values.
+        unsafe {
+            avx2(buf.as_ptr() as *const u8, row_bytes, &x, &xq, &mut one);
+            qgraph::kernels::x86_64::vnni::gemv_q3_kx8_vnni(
+                buf.as_ptr() as *const u8,
+                row_bytes,
+                &x,
+                &xq,
+                &mut twin,
+            );
+        }
+        assert_eq!(bits(&twin), bits(&one), "{rows}x{k}");
+    }
+}

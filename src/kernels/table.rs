@@ -149,6 +149,16 @@ fn gemv_panels(dtype: GgmlType, level: KernelLevel) -> Option<Chosen<GemvFn>> {
             (GgmlType::Iq4Nl, gemv_iq4_nlx8_vnni, "gemv_iq4_nlx8_vnni"),
             (GgmlType::Iq4Xs, gemv_iq4_xsx8_vnni, "gemv_iq4_xsx8_vnni"),
         ];
+        if is_x86_feature_detected!("gfni") {
+            use super::x86_64::gfni::*;
+            let gfni: [(GgmlType, GemvFn, &'static str); 2] = [
+                (GgmlType::Q2K, gemv_q2_kx8_gfni, "gemv_q2_kx8_gfni"),
+                (GgmlType::Q3K, gemv_q3_kx8_gfni, "gemv_q3_kx8_gfni"),
+            ];
+            if let Some(k) = twin(dtype, &gfni) {
+                return Some(k);
+            }
+        }
         if let Some(k) = twin(dtype, &twins) {
             return Some(k);
         }

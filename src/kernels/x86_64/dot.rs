@@ -173,6 +173,14 @@ fn affine2_dot(p: &Packed, x: &BlockQ8Act, acc: __m256) -> __m256 {
     let lo = _mm256_add_epi16(_mm256_add_epi16(s(0), s(1)), _mm256_add_epi16(s(2), s(3)));
     let hi = _mm256_add_epi16(_mm256_add_epi16(s(4), s(5)), _mm256_add_epi16(s(6), s(7)));
     let halves = pair_halves(_mm256_madd_epi16(lo, ones), _mm256_madd_epi16(hi, ones));
+    affine2_tail(p, x, halves, acc)
+}
+
+/// `affine2_dot` from the halves' sums (an i16 pair per lane): the scales, the offsets and
+/// the float steps, shared with the VNNI products so they give the same bits.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn affine2_tail(p: &Packed, x: &BlockQ8Act, halves: __m256i, acc: __m256) -> __m256 {
     let isc = _mm256_madd_epi16(halves, p.sc);
     let imn = _mm256_madd_epi16(p.mn, half_sums(x));
     let xd = _mm256_set1_ps(x.d);

@@ -53,7 +53,7 @@ unsafe fn u8x8(p: *const u8) -> __m256i {
 /// `p + 32·j` points to 32 readable bytes.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn chunk(p: *const u8, j: usize) -> __m256i {
+pub(super) unsafe fn chunk(p: *const u8, j: usize) -> __m256i {
     // SAFETY: forwarded from the caller.
     unsafe { _mm256_loadu_si256(p.add(32 * j) as *const __m256i) }
 }
@@ -526,15 +526,15 @@ impl PanelFormat for Q3K {
 /// gets every row's pair as two i16 from one sign extension.
 #[derive(Clone, Copy)]
 pub(super) struct Q3Head {
-    d: __m256,
-    sc: [__m256i; 4],
+    pub(super) d: __m256,
+    pub(super) sc: [__m256i; 4],
 }
 
 /// # Safety
 /// `t` points to a whole Q3_K tile.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q3_head(t: *const u8) -> Q3Head {
+pub(super) unsafe fn q3_head(t: *const u8) -> Q3Head {
     // SAFETY: d[8] and the 12 scale runs (96 bytes) start the tile (caller).
     let (d, r) = unsafe {
         let r: [__m256i; 3] = std::array::from_fn(|i| chunk(t.add(16), i));

@@ -22,6 +22,65 @@ macro_rules! unrolled_blocks {
     )*};
 }
 
+/// Defines `$name::<F>`, the decode loop over row panels of format `F` multiplied by
+/// `vnni::panel_dot`, under the target features `$features`: the VNNI twins' (`vnni.rs`)
+/// and the VNNI + GFNI twins' (`gfni.rs`), whose unpacking inlines only into a loop with
+/// GFNI enabled. The signed-code formats' products read `BIAS·Σx` per half block, computed
+/// once per call (rows up to `vnni::GEMV_SUMS` blocks; longer ones run the AVX2 gemv, which
+/// gives the same bits).
+///
+/// The function's safety contract: as `kernels::GemvFn`, with `w` the start of a panel of
+/// `F`'s layout and rows `0..out.len()` in panels from there; the CPU has `$features`.
+macro_rules! vnni_gemv_loop {
+    ($name:ident, $features:literal) => {
+        #[inline]
+        #[target_feature(enable = $features)]
+        unsafe fn $name<F: super::gemm::PanelFormat>(
+            w: *const u8,
+            row_bytes: usize,
+            xq: &[crate::kernels::scalar::act::BlockQ8Act],
+            out: &mut [f32],
+        ) {
+            use super::dot::Dot;
+            use super::gemv::PREFETCH_BYTES;
+            use super::vnni::GEMV_SUMS;
+            use crate::kernels::panel::PANEL_ROWS;
+            let signed = matches!(F::DOT, Dot::Signed | Dot::Signed2);
+            if signed && xq.len() > GEMV_SUMS {
+                // SAFETY: forwarded from the caller.
+                return unsafe { super::panel::gemv_panels::<F>(w, row_bytes, xq, out) };
+            }
+            let mut sums = [[0i32; 2]; GEMV_SUMS];
+            if signed {
+                super::dot::bias_sums(F::BIAS, xq, &mut sums[..xq.len()]);
+            }
+            for (p, lanes) in out.chunks_mut(PANEL_ROWS).enumerate() {
+                let panel = w.wrapping_add(p * PANEL_ROWS * row_bytes);
+                let mut acc = std::arch::x86_64::_mm256_setzero_ps();
+                for (i, xs) in xq.chunks(F::BLOCKS).enumerate() {
+                    let t = panel.wrapping_add(i * F::TILE);
+                    // SAFETY: tile i of panel p is in bounds (caller); the CPU has the
+                    // features.
+                    let head = unsafe { F::head(t) };
+                    unrolled_blocks!(xs.len(), sub => {
+                        super::panel::prefetch_share::<F>(t.wrapping_add(PREFETCH_BYTES), sub);
+                        // SAFETY: as above.
+                        let (u, bias) = unsafe {
+                            if signed {
+                                (F::unpack_biased(t, &head, sub), sums[i * F::BLOCKS + sub])
+                            } else {
+                                (F::unpack(t, &head, sub), [0; 2])
+                            }
+                        };
+                        acc = super::vnni::panel_dot::<F>(&u, &xs[sub], bias, acc);
+                    });
+                }
+                super::panel::store_lanes(acc, lanes);
+            }
+        }
+    };
+}
+
 pub mod attention;
 pub mod bandwidth;
 mod dot;
@@ -30,6 +89,7 @@ pub mod few_vnni;
 pub mod float;
 pub mod gemm;
 pub mod gemv;
+pub mod gfni;
 pub mod kpanel;
 pub mod math;
 pub mod panel;

@@ -235,7 +235,7 @@ unsafe fn gemm_pairs<F: PanelFormat>(
 
 /// Activation blocks whose bias sums the decode product holds on the stack (8 KiB): rows
 /// up to 32768 weights. Longer rows run the AVX2 gemv, which gives the same bits.
-const GEMV_SUMS: usize = 1024;
+pub(super) const GEMV_SUMS: usize = 1024;
 
 /// `acc` plus the eight rows' products of block `p` (codes biased to unsigned) with `x`: the
 /// 256-bit form of `pair_dot`, for one panel.
@@ -257,8 +257,14 @@ pub(super) fn panel_dot<F: PanelFormat>(
         lo = _mm256_dpbusd_epi32(lo, q(j), word(j));
         hi = _mm256_dpbusd_epi32(hi, q(4 + j), word(4 + j));
     }
-    if F::DOT == Dot::Scaled3 {
-        return super::dot::scaled3_tail(p, x, super::dot::pair_halves(lo, hi), acc);
+    match F::DOT {
+        Dot::Scaled3 => {
+            return super::dot::scaled3_tail(p, x, super::dot::pair_halves(lo, hi), acc)
+        }
+        Dot::Affine2 => {
+            return super::dot::affine2_tail(p, x, super::dot::pair_halves(lo, hi), acc)
+        }
+        _ => {}
     }
     let xd = _mm256_set1_ps(x.d);
     if matches!(F::DOT, Dot::Affine4 | Dot::Affine5) {
@@ -280,45 +286,10 @@ pub(super) fn panel_dot<F: PanelFormat>(
     }
 }
 
-/// The decode product for a signed-code format `F` over row panels (`kernels::GemvFn`):
-/// `panel::gemv_panels` with `vpdpbusd` (256-bit) in place of the sign trick.
-///
-/// # Safety
-/// As `kernels::GemvFn`, with `w` the start of a panel of `F`'s layout and rows
-/// `0..out.len()` in panels from there; the CPU has AVX2, FMA, F16C and AVX-512
-/// F/BW/VL/VNNI.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn gemv_panels<F: PanelFormat>(
-    w: *const u8,
-    row_bytes: usize,
-    xq: &[BlockQ8Act],
-    out: &mut [f32],
-) {
-    use super::gemv::PREFETCH_BYTES;
-    if xq.len() > GEMV_SUMS {
-        // SAFETY: forwarded from the caller.
-        return unsafe { super::panel::gemv_panels::<F>(w, row_bytes, xq, out) };
-    }
-    let mut sums = [[0i32; 2]; GEMV_SUMS];
-    bias_sums(F::BIAS, xq, &mut sums[..xq.len()]);
-    for (p, lanes) in out.chunks_mut(PANEL_ROWS).enumerate() {
-        let panel = w.wrapping_add(p * PANEL_ROWS * row_bytes);
-        let mut acc = _mm256_setzero_ps();
-        for (i, (xs, ss)) in xq.chunks(F::BLOCKS).zip(sums.chunks(F::BLOCKS)).enumerate() {
-            let t = panel.wrapping_add(i * F::TILE);
-            // SAFETY: tile i of panel p is in bounds (caller); the CPU has the features.
-            let head = unsafe { F::head(t) };
-            unrolled_blocks!(xs.len(), sub => {
-                super::panel::prefetch_share::<F>(t.wrapping_add(PREFETCH_BYTES), sub);
-                // SAFETY: as above.
-                let u = unsafe { F::unpack_biased(t, &head, sub) };
-                acc = panel_dot::<F>(&u, &xs[sub], ss[sub], acc);
-            });
-        }
-        super::panel::store_lanes(acc, lanes);
-    }
-}
+vnni_gemv_loop!(
+    gemv_panels,
+    "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni"
+);
 
 macro_rules! vnni_gemv {
     ($($fmt:ident: $gemv:ident;)*) => {$(
