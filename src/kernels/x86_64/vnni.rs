@@ -1,9 +1,12 @@
 //! AVX-512 VNNI twins of the panel products for the formats whose codes multiply as signed
-//! bytes (`Dot::Signed`: Q8_0, IQ4_NL, IQ4_XS; `Dot::Signed2`: Q6_K, Q3_K): the batched
-//! prefill gemm of all five, and the decode gemv of the three whose AVX2 gemv is
-//! compute-bound (Q3_K, IQ4_NL, IQ4_XS). Chosen at the `avx512` level only, each where a
+//! bytes (`Dot::Signed`: Q8_0, IQ4_NL, IQ4_XS; `Dot::Signed2`: Q6_K) or with integer scales
+//! (`Dot::Scaled3`: Q3_K), and of the unsigned formats' prefill: the batched prefill gemm,
+//! and the decode gemv of the three whose AVX2 gemv is compute-bound (Q3_K, IQ4_NL,
+//! IQ4_XS). Chosen at the `avx512` level only, each where a
 //! benchmark showed the win (`cargo bench --bench kernels -- gemm` and `-- gemv`; Zen 4
 //! EPYC: Q8_0 gemm 73–89 → 246–275 GFLOP/s, Q6_K 88–98 → 144–243, IQ4_XS gemv 44 → 62).
+//! Where the CPU also has GFNI, the Q2_K and Q3_K decode run `gfni.rs` instead, with these
+//! products and this decode loop (`vnni_gemv_loop!`).
 //!
 //! The AVX2 product of one chunk of four codes per row costs five instructions (broadcast,
 //! `abs`, `sign`, `maddubs`, `madd`) plus a share of an add tree; here it is two: a
