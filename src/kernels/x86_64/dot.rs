@@ -165,6 +165,15 @@ pub(super) fn signed2_biased_dot(
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 fn affine2_dot(p: &Packed, x: &BlockQ8Act, acc: __m256) -> __m256 {
+    affine2_tail(p, x, unsigned_halves(p, x), acc)
+}
+
+/// `Σ q_e·x_e` over each 16-weight half of `p`'s unsigned codes (at most 7) as an i16 pair per
+/// lane (`pair_halves`): each `maddubs` i16 sums two products of at most 7·127, so a half's
+/// four chunks stay below 2^15, and a half's sum below 16·7·127.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn unsigned_halves(p: &Packed, x: &BlockQ8Act) -> __m256i {
     let qs = x.qs.as_ptr() as *const i32;
     // SAFETY: qs is 32 bytes: words 0..8 (read unaligned).
     let word = |j: usize| _mm256_set1_epi32(unsafe { qs.add(j).read_unaligned() });
@@ -172,8 +181,7 @@ fn affine2_dot(p: &Packed, x: &BlockQ8Act, acc: __m256) -> __m256 {
     let ones = _mm256_set1_epi16(1);
     let lo = _mm256_add_epi16(_mm256_add_epi16(s(0), s(1)), _mm256_add_epi16(s(2), s(3)));
     let hi = _mm256_add_epi16(_mm256_add_epi16(s(4), s(5)), _mm256_add_epi16(s(6), s(7)));
-    let halves = pair_halves(_mm256_madd_epi16(lo, ones), _mm256_madd_epi16(hi, ones));
-    affine2_tail(p, x, halves, acc)
+    pair_halves(_mm256_madd_epi16(lo, ones), _mm256_madd_epi16(hi, ones))
 }
 
 /// `affine2_dot` from the halves' sums (an i16 pair per lane): the scales, the offsets and
@@ -212,16 +220,7 @@ pub(super) fn half_sums(x: &BlockQ8Act) -> __m256i {
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 fn scaled3_dot(p: &Packed, x: &BlockQ8Act, acc: __m256) -> __m256 {
-    let qs = x.qs.as_ptr() as *const i32;
-    // SAFETY: qs is 32 bytes: words 0..8 (read unaligned).
-    let word = |j: usize| _mm256_set1_epi32(unsafe { qs.add(j).read_unaligned() });
-    let s = |j: usize| _mm256_maddubs_epi16(p.q[j], word(j));
-    let ones = _mm256_set1_epi16(1);
-    // Each i16 sums two products of at most 7·127, so a half's four chunks stay below 2^15.
-    let lo = _mm256_add_epi16(_mm256_add_epi16(s(0), s(1)), _mm256_add_epi16(s(2), s(3)));
-    let hi = _mm256_add_epi16(_mm256_add_epi16(s(4), s(5)), _mm256_add_epi16(s(6), s(7)));
-    let halves = pair_halves(_mm256_madd_epi16(lo, ones), _mm256_madd_epi16(hi, ones));
-    scaled3_tail(p, x, halves, acc)
+    scaled3_tail(p, x, unsigned_halves(p, x), acc)
 }
 
 /// `scaled3_dot` from the biased halves' sums (an i16 pair per lane): the correction, the

@@ -9,7 +9,8 @@ use std::arch::x86_64::*;
 
 use super::gemm::{PanelFormat, Q4_0, Q4_1};
 use super::gemv::PREFETCH_BYTES;
-use super::kpanel::{Iq4Nl, Iq4Xs, Q2K, Q3K, Q4K, Q5K, Q5_0, Q5_1, Q6K, Q8_0};
+use super::kbits::{Q2K, Q3K};
+use super::kpanel::{Iq4Nl, Iq4Xs, Q4K, Q5K, Q5_0, Q5_1, Q6K, Q8_0};
 use super::panel::prefetch_share;
 use super::panel::store_lanes;
 use crate::kernels::panel::PANEL_ROWS;

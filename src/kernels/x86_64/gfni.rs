@@ -8,7 +8,10 @@ use std::arch::x86_64::*;
 
 use super::dot::Dot;
 use super::gemm::{Packed, PanelFormat};
-use super::kpanel::{chunk, q3_head, Q3Head, Q2K, Q3K};
+use super::kbits::{
+    q2_scales, q3_block, q3_head, q3_high, Q3Head, Q2K, Q2_QS, Q3K, Q3_HMASK, Q3_QS,
+};
+use super::kpanel::chunk;
 use crate::kernels::scalar::act::BlockQ8Act;
 
 /// The bit matrix that moves bit `from` of each byte to bit `to` (row `to` of the matrix is
@@ -33,7 +36,7 @@ fn two_bits(v: __m256i, j: usize) -> __m256i {
     _mm256_gf2p8affine_epi64_epi8::<0>(v, _mm256_set1_epi64x(m))
 }
 
-/// Q2_K in panels (`kpanel::Q2K`'s layout and scales), its codes unpacked by GFNI.
+/// Q2_K in panels (`kbits::Q2K`'s layout and scales), its codes unpacked by GFNI.
 pub(super) struct Q2KGfni;
 impl PanelFormat for Q2KGfni {
     const BLOCKS: usize = 8;
@@ -52,20 +55,20 @@ impl PanelFormat for Q2KGfni {
         let (n, j) = (b / 4, b % 4);
         // SAFETY: a whole tile at t (caller): scale run b < 8, qs chunks 8n + c < 16.
         unsafe {
-            let pairs = _mm256_cvtepu8_epi16(_mm_loadu_si128(t.add(32 + 16 * b) as *const __m128i));
-            let qs = t.add(160 + 256 * n);
+            let (sc, mn) = q2_scales(t, b);
+            let qs = t.add(Q2_QS + 256 * n);
             Packed {
                 q: std::array::from_fn(|c| two_bits(chunk(qs, c), j)),
                 d: head[0],
                 m: head[1],
-                sc: _mm256_and_si256(pairs, _mm256_set1_epi16(15)),
-                mn: _mm256_srli_epi16::<4>(pairs),
+                sc,
+                mn,
             }
         }
     }
 }
 
-/// Q3_K in panels (`kpanel::Q3K`'s layout and scales), its codes unpacked by GFNI.
+/// Q3_K in panels (`kbits::Q3K`'s layout and scales), its codes unpacked by GFNI.
 pub(super) struct Q3KGfni;
 impl PanelFormat for Q3KGfni {
     const BLOCKS: usize = 8;
@@ -82,34 +85,15 @@ impl PanelFormat for Q3KGfni {
     #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,gfni")]
     unsafe fn unpack(t: *const u8, head: &Q3Head, b: usize) -> Packed {
         let (half, j) = (b / 4, b % 4);
-        // Bit b of each hmask byte moved to bit 2 by a shift (within the byte, as in
-        // `kpanel::Q3K`), so the shift pipes share the work of the GFNI ones.
-        let high = |v: __m256i| {
-            let v = if b <= 2 {
-                _mm256_sll_epi32(v, _mm_cvtsi32_si128(2 - b as i32))
-            } else {
-                _mm256_srl_epi32(v, _mm_cvtsi32_si128(b as i32 - 2))
-            };
-            _mm256_and_si256(v, _mm256_set1_epi8(4))
-        };
-        let pairs = head.sc[b / 2];
-        let pairs = if b.is_multiple_of(2) {
-            _mm256_castsi256_si128(pairs)
-        } else {
-            _mm256_extracti128_si256::<1>(pairs)
-        };
         // SAFETY: a whole tile at t (caller): qs chunks 8·half + c < 16, hmask chunks c < 8.
         unsafe {
-            let qs = t.add(112 + 32 * 8 * half);
-            let hmask = t.add(112 + 512);
-            Packed {
-                q: std::array::from_fn(|c| {
-                    _mm256_or_si256(two_bits(chunk(qs, c), j), high(chunk(hmask, c)))
-                }),
-                d: head.d,
-                sc: _mm256_cvtepi8_epi16(pairs),
-                ..Packed::ZERO
-            }
+            let (qs, hmask) = (t.add(Q3_QS + 32 * 8 * half), t.add(Q3_HMASK));
+            // The high bit by a shift, so the shift pipes share the work of the GFNI ones
+            // (which `vpdpbusd` also uses): a second affine transform was no faster.
+            let q = std::array::from_fn(|c| {
+                _mm256_or_si256(two_bits(chunk(qs, c), j), q3_high(chunk(hmask, c), b))
+            });
+            q3_block(q, head, b)
         }
     }
 }

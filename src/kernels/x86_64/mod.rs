@@ -90,6 +90,7 @@ pub mod float;
 pub mod gemm;
 pub mod gemv;
 pub mod gfni;
+mod kbits;
 pub mod kpanel;
 pub mod math;
 pub mod panel;

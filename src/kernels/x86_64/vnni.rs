@@ -29,7 +29,8 @@ use std::arch::x86_64::*;
 
 use super::dot::{bias_sums, Dot};
 use super::gemm::{unpack_blocks, Packed, PanelFormat, Q4_0, Q4_1};
-use super::kpanel::{Iq4Nl, Iq4Xs, Q3K, Q4K, Q5K, Q5_0, Q5_1, Q6K, Q8_0};
+use super::kbits::Q3K;
+use super::kpanel::{Iq4Nl, Iq4Xs, Q4K, Q5K, Q5_0, Q5_1, Q6K, Q8_0};
 use crate::kernels::panel::PANEL_ROWS;
 use crate::kernels::scalar::act::BlockQ8Act;
 

@@ -1,0 +1,206 @@
+//! Q2_K and Q3_K in row panels (`kernels/panel.rs`), unpacked into the `Packed` blocks of
+//! the decode gemv and the prefill gemm: two- and three-bit codes as stored (unsigned),
+//! their per-16-weight scales (and Q2_K's offsets) as small integers that the products
+//! apply to the exact integer sums (`dot::affine2_dot`, `dot::scaled3_dot`), then one float
+//! scale per super-block. The GFNI decode twins (`gfni.rs`) share the scales and Q3_K's
+//! high bits, and unpack the two-bit codes their own way.
+
+use std::arch::x86_64::*;
+
+use super::dot::Dot;
+use super::gemm::{Packed, PanelFormat};
+use super::kpanel::{chunk, f16x8};
+
+/// Q2_K in panels: d[8], dmin[8], 8 scale runs of 16 (run b: each row's scale bytes 2b and
+/// 2b + 1, the halves of activation block b), 16 chunks of `qs` (672 bytes). Activation
+/// block b = 4·n + j takes bits 2j of `qs` chunks 8n..8n+8. A scale byte holds the half's
+/// scale in its low nibble and its offset in the high one: one zero-extension of run b gives
+/// every row's pair of bytes as two i16, masked to `sc` and shifted to `mn`
+/// (`dot::affine2_dot`).
+pub(super) struct Q2K;
+impl PanelFormat for Q2K {
+    const BLOCKS: usize = 8;
+    const TILE: usize = 672;
+    const DOT: Dot = Dot::Affine2;
+    /// The tile's `d` and `dmin`, as f32 lanes.
+    type Head = [__m256; 2];
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn head(t: *const u8) -> [__m256; 2] {
+        // SAFETY: d[8] and dmin[8] start the tile (caller).
+        unsafe { [f16x8(t), f16x8(t.add(16))] }
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn unpack(t: *const u8, head: &[__m256; 2], b: usize) -> Packed {
+        let (n, j) = (b / 4, b % 4);
+        let [d, dmin] = *head;
+        let shift = _mm_cvtsi32_si128(2 * j as i32);
+        let three = _mm256_set1_epi8(3);
+        // SAFETY: a whole tile at t (caller): scale run b < 8, qs chunks 8n + c < 16.
+        unsafe {
+            let (sc, mn) = q2_scales(t, b);
+            let qs = t.add(Q2_QS + 256 * n);
+            Packed {
+                q: std::array::from_fn(|c| {
+                    _mm256_and_si256(_mm256_srl_epi16(chunk(qs, c), shift), three)
+                }),
+                d,
+                m: dmin,
+                sc,
+                mn,
+            }
+        }
+    }
+}
+
+/// Where a Q2_K tile's `qs` chunks start.
+pub(super) const Q2_QS: usize = 160;
+
+/// Q3_K in panels: d[8], 12 scale runs, 16 chunks of `qs` (two-bit codes), 8 chunks of
+/// `hmask` (880 bytes). Activation block b = 4·half + j takes bits 2j of `qs` chunks
+/// 8·half + c and bit b of `hmask` chunk c; the stored code `low + 4·high` is the code plus
+/// 4 (0..8), multiplied as it is. Weights 0..16 and 16..32 have their own six-bit scales
+/// (16-weight sub-blocks 2b and 2b + 1), applied in integers (`dot::scaled3_dot`).
+pub(super) struct Q3K;
+impl PanelFormat for Q3K {
+    const BLOCKS: usize = 8;
+    const TILE: usize = 880;
+    const DOT: Dot = Dot::Scaled3;
+    type Head = Q3Head;
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn head(t: *const u8) -> Q3Head {
+        // SAFETY: forwarded from the caller.
+        unsafe { q3_head(t) }
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn unpack(t: *const u8, head: &Q3Head, b: usize) -> Packed {
+        let (half, j) = (b / 4, b % 4);
+        let low_shift = _mm_cvtsi32_si128(2 * j as i32);
+        // SAFETY: a whole tile at t (caller): qs chunks 8·half + c < 16, hmask chunks c < 8.
+        unsafe {
+            let (qs, hmask) = (t.add(Q3_QS + 32 * 8 * half), t.add(Q3_HMASK));
+            let q = std::array::from_fn(|c| {
+                let low = _mm256_and_si256(
+                    _mm256_srl_epi16(chunk(qs, c), low_shift),
+                    _mm256_set1_epi8(3),
+                );
+                _mm256_or_si256(low, q3_high(chunk(hmask, c), b))
+            });
+            q3_block(q, head, b)
+        }
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn unpack_biased(t: *const u8, head: &Q3Head, b: usize) -> Packed {
+        // SAFETY: forwarded from the caller.
+        unsafe { Self::unpack(t, head, b) }
+    }
+}
+
+/// A Q3_K tile's `d` (f32 lanes) and its sixteen six-bit scales minus 32 (i8) of every row,
+/// decoded once per tile: the 128-bit half h of `sc[k]` holds scales 4k + 2h and 4k + 2h + 1
+/// of each row side by side (row 0's two, row 1's two, …), so activation block b = 2k + h
+/// gets every row's pair as two i16 from one sign extension.
+#[derive(Clone, Copy)]
+pub(super) struct Q3Head {
+    pub(super) d: __m256,
+    pub(super) sc: [__m256i; 4],
+}
+
+/// # Safety
+/// `t` points to a whole Q3_K tile.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn q3_head(t: *const u8) -> Q3Head {
+    // SAFETY: d[8] and the 12 scale runs (96 bytes) start the tile (caller).
+    let (d, r) = unsafe {
+        let r: [__m256i; 3] = std::array::from_fn(|i| chunk(t.add(16), i));
+        (f16x8(t), r)
+    };
+    // Scale i's low four bits are run i (i < 8) or the high nibble of run i − 8; its top two
+    // are bits 2·(i / 4) of run 8 + i % 4. Runs 0–3, 4–7 and 8–11 are r[0], r[1], r[2], so
+    // scales 4k..4k+4 line up with r[2]'s four runs (16-bit shifts: bits a byte takes from
+    // its neighbour fall outside the masks).
+    let (four, top) = (_mm256_set1_epi8(0x0f), _mm256_set1_epi8(0x30));
+    let low = [
+        _mm256_and_si256(r[0], four),
+        _mm256_and_si256(r[1], four),
+        _mm256_and_si256(_mm256_srli_epi16::<4>(r[0]), four),
+        _mm256_and_si256(_mm256_srli_epi16::<4>(r[1]), four),
+    ];
+    let high = [
+        _mm256_slli_epi16::<4>(r[2]),
+        _mm256_slli_epi16::<2>(r[2]),
+        r[2],
+        _mm256_srli_epi16::<2>(r[2]),
+    ];
+    // Each 128-bit half: run a's eight rows, then run a + 1's, interleaved row by row.
+    let rows = _mm256_setr_epi8(
+        0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15, 0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5,
+        13, 6, 14, 7, 15,
+    );
+    Q3Head {
+        d,
+        sc: std::array::from_fn(|k| {
+            let v = _mm256_or_si256(low[k], _mm256_and_si256(high[k], top));
+            _mm256_shuffle_epi8(_mm256_sub_epi8(v, _mm256_set1_epi8(32)), rows)
+        }),
+    }
+}
+
+/// Where a Q3_K tile's `qs` chunks and `hmask` chunks start.
+pub(super) const Q3_QS: usize = 112;
+pub(super) const Q3_HMASK: usize = 112 + 512;
+
+/// Bit `b` of each `hmask` byte of `v` moved to bit 2, the rest cleared (shifts within a
+/// 32-bit lane keep it in its byte: left by ≤ 2, or right by ≤ 5).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn q3_high(v: __m256i, b: usize) -> __m256i {
+    let v = if b <= 2 {
+        _mm256_sll_epi32(v, _mm_cvtsi32_si128(2 - b as i32))
+    } else {
+        _mm256_srl_epi32(v, _mm_cvtsi32_si128(b as i32 - 2))
+    };
+    _mm256_and_si256(v, _mm256_set1_epi8(4))
+}
+
+/// Activation block `b` of a Q3_K tile with codes `q`: the tile's `d` and the block's
+/// scale pairs, every row's two as i16 from one sign extension.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn q3_block(q: [__m256i; 8], head: &Q3Head, b: usize) -> Packed {
+    let pairs = head.sc[b / 2];
+    let pairs = if b.is_multiple_of(2) {
+        _mm256_castsi256_si128(pairs)
+    } else {
+        _mm256_extracti128_si256::<1>(pairs)
+    };
+    Packed {
+        q,
+        d: head.d,
+        sc: _mm256_cvtepi8_epi16(pairs),
+        ..Packed::ZERO
+    }
+}
+
+/// Every row's two scale bytes of Q2_K activation block `b` (run b), as an i16 pair per
+/// lane: the scales (low nibbles) and the offsets (high nibbles).
+///
+/// # Safety
+/// `t` points to a whole Q2_K tile; `b < 8`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn q2_scales(t: *const u8, b: usize) -> (__m256i, __m256i) {
+    // SAFETY: scale run b (16 bytes at 32 + 16b) is in the tile (caller).
+    let pairs =
+        _mm256_cvtepu8_epi16(unsafe { _mm_loadu_si128(t.add(32 + 16 * b) as *const __m128i) });
+    (
+        _mm256_and_si256(pairs, _mm256_set1_epi16(15)),
+        _mm256_srli_epi16::<4>(pairs),
+    )
+}
+const _: () = assert!(Q2K::TILE == 8 * 84 && Q3K::TILE == 8 * 110);
