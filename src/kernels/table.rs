@@ -81,6 +81,7 @@ pub fn gemv(
     }
     #[cfg(target_arch = "x86_64")]
     if level.has_avx2() {
+        use super::x86_64::bf16::gemv_bf16_avx2;
         use super::x86_64::float::*;
         use super::x86_64::gemv::*;
         let q8 = |f: GemvFn, name| {
@@ -303,6 +304,7 @@ pub fn few(dtype: GgmlType, level: KernelLevel, layout: WeightLayout) -> Option<
 pub fn float_gemm(dtype: GgmlType, level: KernelLevel, k: usize) -> Option<Chosen<FloatGemmFn>> {
     #[cfg(target_arch = "x86_64")]
     if level.has_avx2() && k.is_multiple_of(8) {
+        use super::x86_64::bf16::gemm_bf16_avx2;
         use super::x86_64::float::*;
         let (f, name): (FloatGemmFn, &'static str) = match dtype {
             GgmlType::F32 => (gemm_f32_avx2, "gemm_f32_avx2"),

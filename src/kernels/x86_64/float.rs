@@ -1,17 +1,18 @@
-//! Products with float weights (F32, F16, BF16): f32 FMAs, eight weights widened per step
+//! Products with float weights (F32, F16): f32 FMAs, eight weights widened per step
 //! by one shared load (`load8`). The batched twin (`gemm_float`) runs, for every (row,
 //! token) pair, the gemv's exact sequence of FMAs and its final horizontal sum, so a prompt
 //! fed in a batch gives bitwise the logits it gives token by token.
+//!
+//! BF16 has its own kernels (`bf16.rs`).
 
 use std::arch::x86_64::*;
 
 use super::math::hsum;
 use crate::kernels::scalar::act::BlockQ8Act;
 
-/// The weight formats here: 0 = F32, 1 = F16, 2 = BF16.
+/// The weight formats here: 0 = F32, 1 = F16.
 const F32: u8 = 0;
 const F16: u8 = 1;
-const BF16: u8 = 2;
 
 /// Eight weights `i..i + 8` of a row of format `KIND`, as f32.
 ///
@@ -24,11 +25,7 @@ unsafe fn load8<const KIND: u8>(row: *const u8, i: usize) -> __m256 {
     unsafe {
         match KIND {
             F32 => _mm256_loadu_ps((row as *const f32).add(i)),
-            F16 => _mm256_cvtph_ps(_mm_loadu_si128((row as *const u16).add(i) as *const __m128i)),
-            _ => {
-                let h = _mm_loadu_si128((row as *const u16).add(i) as *const __m128i);
-                _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(h)))
-            }
+            _ => _mm256_cvtph_ps(_mm_loadu_si128((row as *const u16).add(i) as *const __m128i)),
         }
     }
 }
@@ -148,5 +145,4 @@ macro_rules! float_kernels {
 float_kernels! {
     F32: gemv_f32_avx2, gemm_f32_avx2;
     F16: gemv_f16_avx2, gemm_f16_avx2;
-    BF16: gemv_bf16_avx2, gemm_bf16_avx2;
 }

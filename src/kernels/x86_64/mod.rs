@@ -83,6 +83,7 @@ macro_rules! vnni_gemv_loop {
 
 pub mod attention;
 pub mod bandwidth;
+pub mod bf16;
 mod dot;
 pub mod few;
 pub mod few_vnni;
