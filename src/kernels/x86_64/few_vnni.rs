@@ -59,7 +59,7 @@ unsafe fn group<F: PanelFormat, const N: usize>(
                 let u = unsafe { F::unpack_biased(t, &head, sub) };
                 let b = tile * F::BLOCKS + sub;
                 for i in 0..N {
-                    acc[i] = panel_dot::<F>(&u, &x[i][b], s[i][b], acc[i]);
+                    acc[i] = panel_dot::<F>(&u, &x[i][b], s[i][b], F::code_shift(b), acc[i]);
                 }
             });
         }

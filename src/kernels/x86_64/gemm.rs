@@ -219,6 +219,14 @@ pub(super) trait PanelFormat {
     /// # Safety
     /// `t` points to a whole tile of the format's panel layout; the CPU has AVX2, FMA, F16C.
     unsafe fn unpack(t: *const u8, head: &Self::Head, sub: usize) -> Packed;
+    /// `unpack` leaves block `sub`'s codes times `2^code_shift(sub)` (Q3_K's GFNI unpacking,
+    /// which saves an instruction per chunk that way): the VNNI product divides its exact
+    /// integer sums back before the scales. The AVX2 products take unshifted codes only.
+    #[inline]
+    fn code_shift(sub: usize) -> u32 {
+        let _ = sub;
+        0
+    }
     /// How its codes multiply an activation block (`dot::dot`).
     const DOT: super::dot::Dot;
     /// For the signed-code formats (`Dot::Signed`, `Dot::Signed2`), what `unpack_biased`

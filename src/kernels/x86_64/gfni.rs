@@ -88,13 +88,30 @@ impl PanelFormat for Q3KGfni {
         // SAFETY: a whole tile at t (caller): qs chunks 8·half + c < 16, hmask chunks c < 8.
         unsafe {
             let (qs, hmask) = (t.add(Q3_QS + 32 * 8 * half), t.add(Q3_HMASK));
-            // The high bit by a shift, so the shift pipes share the work of the GFNI ones
-            // (which `vpdpbusd` also uses): a second affine transform was no faster.
+            if b < 2 {
+                // The high bit (hmask bit b) moved up to bit 2 by a shift.
+                let q = std::array::from_fn(|c| {
+                    _mm256_or_si256(two_bits(chunk(qs, c), j), q3_high(chunk(hmask, c), b))
+                });
+                return q3_block(q, head, b);
+            }
+            // Blocks 2..8 leave the high bit where it is (bit b) and move the two low bits
+            // under it (bits b − 2, b − 1): the code times 2^(b − 2), at most 7·32 = 224, still
+            // a byte. One affine transform and one `vpternlog` (low bits | hmask & bit b) per
+            // chunk, where a shift of hmask took a third; the product divides the sums back.
+            let s = Self::code_shift(b);
+            let low = _mm256_set1_epi64x(moves(&[(2 * j as u32, s), (2 * j as u32 + 1, s + 1)]));
+            let bit = _mm256_set1_epi8((1u8 << b) as i8);
             let q = std::array::from_fn(|c| {
-                _mm256_or_si256(two_bits(chunk(qs, c), j), q3_high(chunk(hmask, c), b))
+                let codes = _mm256_gf2p8affine_epi64_epi8::<0>(chunk(qs, c), low);
+                _mm256_ternarylogic_epi32::<0xf8>(codes, chunk(hmask, c), bit)
             });
             q3_block(q, head, b)
         }
+    }
+    #[inline]
+    fn code_shift(b: usize) -> u32 {
+        b.saturating_sub(2) as u32
     }
 }
 

@@ -72,7 +72,7 @@ macro_rules! vnni_gemv_loop {
                                 (F::unpack(t, &head, sub), [0; 2])
                             }
                         };
-                        acc = super::vnni::panel_dot::<F>(&u, &xs[sub], bias, acc);
+                        acc = super::vnni::panel_dot::<F>(&u, &xs[sub], bias, F::code_shift(sub), acc);
                     });
                 }
                 super::panel::store_lanes(acc, lanes);

@@ -209,6 +209,7 @@ unsafe fn gemm_pairs<F: PanelFormat>(
                         let mut a: [__m512; TOK_GROUP] = std::array::from_fn(|i| acc[g + i]);
                         for (b, p) in pairs[..nk].iter().enumerate() {
                             for i in 0..TOK_GROUP {
+                                debug_assert_eq!(F::code_shift(b), 0, "pair_dot takes plain codes");
                                 a[i] = pair_dot::<F>(p, &x[i][b], s[i][b], a[i]);
                             }
                         }
@@ -241,14 +242,16 @@ unsafe fn gemm_pairs<F: PanelFormat>(
 /// up to 32768 weights. Longer rows run the AVX2 gemv, which gives the same bits.
 pub(super) const GEMV_SUMS: usize = 1024;
 
-/// `acc` plus the eight rows' products of block `p` (codes biased to unsigned) with `x`: the
-/// 256-bit form of `pair_dot`, for one panel.
+/// `acc` plus the eight rows' products of block `p` (codes biased to unsigned, and times
+/// `2^shift`: `PanelFormat::code_shift`) with `x`: the 256-bit form of `pair_dot`, for one
+/// panel.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 pub(super) fn panel_dot<F: PanelFormat>(
     p: &Packed,
     x: &BlockQ8Act,
     bias: [i32; 2],
+    shift: u32,
     acc: __m256,
 ) -> __m256 {
     let qs = x.qs.as_ptr() as *const i32;
@@ -263,7 +266,13 @@ pub(super) fn panel_dot<F: PanelFormat>(
     }
     match F::DOT {
         Dot::Scaled3 => {
-            return super::dot::scaled3_tail(p, x, super::dot::pair_halves(lo, hi), acc)
+            // Codes stored times 2^s give sums that are exact multiples of 2^s: an arithmetic
+            // shift divides `lo` back exactly, and `hi` moves to the high i16 by 16 − s.
+            let s = shift as i32;
+            let lo = _mm256_sra_epi32(lo, _mm_cvtsi32_si128(s));
+            let hi = _mm256_sll_epi32(hi, _mm_cvtsi32_si128(16 - s));
+            let halves = _mm256_blend_epi16::<0b1010_1010>(lo, hi);
+            return super::dot::scaled3_tail(p, x, halves, acc);
         }
         Dot::Affine2 => {
             return super::dot::affine2_tail(p, x, super::dot::pair_halves(lo, hi), acc)
