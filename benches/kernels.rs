@@ -458,6 +458,46 @@ fn bench_gemm(c: &mut Criterion) {
             report.push((name, flop * 20.0 / t.elapsed().as_secs_f64() / 1e9));
         }
     }
+    // The float formats' batched kernels, in the file's rows (no repack).
+    for (dtype, rows, cols) in [
+        (GgmlType::F32, 576, 1536),
+        (GgmlType::F16, 576, 1536),
+        (GgmlType::BF16, 576, 1536),
+    ] {
+        let w: Vec<f32> = (0..rows * cols).map(|_| rng.next_f32() - 0.5).collect();
+        let bytes = copies_of(&quantize(dtype, &w).unwrap(), 1).0;
+        let x: Vec<f32> = (0..cols * N_TOK).map(|_| rng.next_f32() - 0.5).collect();
+        let mut out = vec![0f32; rows * N_TOK];
+        let flop = 2.0 * (rows * cols * N_TOK) as f64;
+        group.throughput(Throughput::Elements(flop as u64));
+        let k = match table::float_gemm(dtype, KernelLevel::Avx2, cols) {
+            Some(k) if levels.contains(&KernelLevel::Avx2) => k,
+            _ => continue,
+        };
+        let mut run = || {
+            // SAFETY: `bytes` holds the matrix's rows (2 or 4 bytes per weight), 8-aligned; x
+            // holds N_TOK rows of `cols`; out N_TOK rows of `rows`; this CPU runs AVX2
+            // (`levels` holds only supported levels).
+            unsafe {
+                (k.f)(
+                    bytes.as_ptr() as *const u8,
+                    cols * dtype.block_bytes() as usize,
+                    rows,
+                    &x,
+                    N_TOK,
+                    out.as_mut_ptr(),
+                    rows,
+                )
+            }
+        };
+        let name = format!("{dtype:?} {rows}x{cols} x{N_TOK} {}", k.name);
+        group.bench_function(&name, |b| b.iter(&mut run));
+        let t = Instant::now();
+        for _ in 0..20 {
+            run();
+        }
+        report.push((name, flop * 20.0 / t.elapsed().as_secs_f64() / 1e9));
+    }
     group.finish();
     for (name, gflops) in report {
         eprintln!("  {name:<52} {gflops:>7.1} GFLOP/s");

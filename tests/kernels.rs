@@ -111,8 +111,8 @@ proptest! {
         let w: Vec<f32> = (0..rows * k).map(|_| rng.next_f32()).collect();
         let x: Vec<f32> = (0..k).map(|_| rng.next_f32() * 5.0).collect();
         compare_gemv(GgmlType::F32, float::gemv_f32_avx2, qgraph::kernels::scalar::gemv::gemv_f32_scalar, rows, k, &w, &x);
-        compare_gemv(GgmlType::F16, float::gemv_f16_avx2, qgraph::kernels::scalar::gemv::gemv_f16_scalar, rows, k, &w, &x);
-        compare_gemv(GgmlType::BF16, qgraph::kernels::x86_64::bf16::gemv_bf16_avx2, qgraph::kernels::scalar::gemv::gemv_bf16_scalar, rows, k, &w, &x);
+        compare_gemv(GgmlType::F16, qgraph::kernels::x86_64::half::gemv_f16_avx2, qgraph::kernels::scalar::gemv::gemv_f16_scalar, rows, k, &w, &x);
+        compare_gemv(GgmlType::BF16, qgraph::kernels::x86_64::half::gemv_bf16_avx2, qgraph::kernels::scalar::gemv::gemv_bf16_scalar, rows, k, &w, &x);
     }
 
     #[test]

@@ -81,9 +81,9 @@ pub fn gemv(
     }
     #[cfg(target_arch = "x86_64")]
     if level.has_avx2() {
-        use super::x86_64::bf16::gemv_bf16_avx2;
         use super::x86_64::float::*;
         use super::x86_64::gemv::*;
+        use super::x86_64::half::{gemv_bf16_avx2, gemv_f16_avx2};
         let q8 = |f: GemvFn, name| {
             Some(Chosen {
                 f,
@@ -304,8 +304,8 @@ pub fn few(dtype: GgmlType, level: KernelLevel, layout: WeightLayout) -> Option<
 pub fn float_gemm(dtype: GgmlType, level: KernelLevel, k: usize) -> Option<Chosen<FloatGemmFn>> {
     #[cfg(target_arch = "x86_64")]
     if level.has_avx2() && k.is_multiple_of(8) {
-        use super::x86_64::bf16::gemm_bf16_avx2;
         use super::x86_64::float::*;
+        use super::x86_64::half::{gemm_bf16_avx2, gemm_f16_avx2};
         let (f, name): (FloatGemmFn, &'static str) = match dtype {
             GgmlType::F32 => (gemm_f32_avx2, "gemm_f32_avx2"),
             GgmlType::F16 => (gemm_f16_avx2, "gemm_f16_avx2"),

@@ -83,7 +83,6 @@ macro_rules! vnni_gemv_loop {
 
 pub mod attention;
 pub mod bandwidth;
-pub mod bf16;
 mod dot;
 pub mod few;
 pub mod few_vnni;
@@ -91,6 +90,7 @@ pub mod float;
 pub mod gemm;
 pub mod gemv;
 pub mod gfni;
+pub mod half;
 mod kbits;
 pub mod kpanel;
 pub mod math;
