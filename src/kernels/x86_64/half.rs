@@ -137,8 +137,8 @@ const F16_BLOCK: (usize, usize) = (3, 2);
 const BF16_BLOCK: (usize, usize) = (2, 2);
 
 /// Accumulator `H` of every (row, token) of a register block += weights `i..i + 8` × the
-/// tokens' values `i..i + 8`: each token's values loaded once for both rows, each row's
-/// weights converted once for the three tokens.
+/// tokens' values `i..i + 8`: each token's values loaded once for the block's rows, each
+/// row's weights converted once for the block's tokens.
 ///
 /// # Safety
 /// Every row at `ws` holds and every token row at `xs` has at least `i + 8` elements; the
