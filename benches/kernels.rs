@@ -391,6 +391,22 @@ fn bench_attend(c: &mut Criterion) {
 /// Prefill products of 128 tokens at SmolLM2's shapes, each panel gemm at every SIMD level
 /// this CPU runs (the AVX2 kernels and their AVX-512 VNNI twins side by side), in GFLOP/s.
 /// Prefill is compute-bound, so the matrix is not rotated through copies.
+/// Benches one batched kernel call (`flop` operations) under `name`, and times 20 more
+/// calls for the GFLOP/s summary: `(name, GFLOP/s)`.
+fn bench_batched(
+    group: &mut criterion::BenchmarkGroup<criterion::measurement::WallTime>,
+    name: String,
+    flop: f64,
+    run: &mut impl FnMut(),
+) -> (String, f64) {
+    group.bench_function(&name, |b| b.iter(&mut *run));
+    let t = Instant::now();
+    for _ in 0..20 {
+        run();
+    }
+    (name, flop * 20.0 / t.elapsed().as_secs_f64() / 1e9)
+}
+
 fn bench_gemm(c: &mut Criterion) {
     const N_TOK: usize = 128;
     let shapes = [
@@ -450,12 +466,7 @@ fn bench_gemm(c: &mut Criterion) {
                 }
             };
             let name = format!("{dtype:?} {rows}x{cols} x{N_TOK} {}", k.name);
-            group.bench_function(&name, |b| b.iter(&mut run));
-            let t = Instant::now();
-            for _ in 0..20 {
-                run();
-            }
-            report.push((name, flop * 20.0 / t.elapsed().as_secs_f64() / 1e9));
+            report.push(bench_batched(&mut group, name, flop, &mut run));
         }
     }
     // The float formats' batched kernels, in the file's rows (no repack).
@@ -491,12 +502,7 @@ fn bench_gemm(c: &mut Criterion) {
             }
         };
         let name = format!("{dtype:?} {rows}x{cols} x{N_TOK} {}", k.name);
-        group.bench_function(&name, |b| b.iter(&mut run));
-        let t = Instant::now();
-        for _ in 0..20 {
-            run();
-        }
-        report.push((name, flop * 20.0 / t.elapsed().as_secs_f64() / 1e9));
+        report.push(bench_batched(&mut group, name, flop, &mut run));
     }
     group.finish();
     for (name, gflops) in report {
