@@ -1,16 +1,15 @@
 //! Decode products of Q2_K and Q3_K for CPUs with AVX-512 VNNI and GFNI: the codes are
 //! unpacked with `vgf2p8affineqb`, whose 8×8 bit matrix moves any bits of a byte to any
-//! others and clears the rest in one instruction, where a shift and a mask took two (and
-//! Q3_K's high bit another two). The products are `vnni::panel_dot`'s, so a row is bitwise
-//! what the AVX2 gemv and gemm compute.
+//! others and clears the rest in one instruction, where a shift and a mask took two. Q3_K's
+//! recoded planes (`panel::q3_recode`) need it only for the two codes split across planes;
+//! the rest take one mask. The products are `vnni::panel_dot`'s, so a row is bitwise what
+//! the AVX2 gemv and gemm compute.
 
 use std::arch::x86_64::*;
 
 use super::dot::Dot;
 use super::gemm::{Packed, PanelFormat};
-use super::kbits::{
-    q2_scales, q3_block, q3_head, q3_high, Q3Head, Q2K, Q2_QS, Q3K, Q3_HMASK, Q3_QS,
-};
+use super::kbits::{q2_scales, q3_block, q3_head, q3_plane, Q3Head, Q2K, Q2_QS, Q3K};
 use super::kpanel::chunk;
 use crate::kernels::scalar::act::BlockQ8Act;
 
@@ -84,34 +83,39 @@ impl PanelFormat for Q3KGfni {
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,gfni")]
     unsafe fn unpack(t: *const u8, head: &Q3Head, b: usize) -> Packed {
-        let (half, j) = (b / 4, b % 4);
-        // SAFETY: a whole tile at t (caller): qs chunks 8·half + c < 16, hmask chunks c < 8.
-        unsafe {
-            let (qs, hmask) = (t.add(Q3_QS + 32 * 8 * half), t.add(Q3_HMASK));
-            if b < 2 {
-                // The high bit (hmask bit b) moved up to bit 2 by a shift.
-                let q = std::array::from_fn(|c| {
-                    _mm256_or_si256(two_bits(chunk(qs, c), j), q3_high(chunk(hmask, c), b))
-                });
-                return q3_block(q, head, b);
-            }
-            // Blocks 2..8 leave the high bit where it is (bit b) and move the two low bits
-            // under it (bits b − 2, b − 1): the code times 2^(b − 2), at most 7·32 = 224, still
-            // a byte. One affine transform and one `vpternlog` (low bits | hmask & bit b) per
-            // chunk, where a shift of hmask took a third; the product divides the sums back.
-            let s = Self::code_shift(b);
-            let low = _mm256_set1_epi64x(moves(&[(2 * j as u32, s), (2 * j as u32 + 1, s + 1)]));
-            let bit = _mm256_set1_epi8((1u8 << b) as i8);
-            let q = std::array::from_fn(|c| {
-                let codes = _mm256_gf2p8affine_epi64_epi8::<0>(chunk(qs, c), low);
-                _mm256_ternarylogic_epi32::<0xf8>(codes, chunk(hmask, c), bit)
-            });
-            q3_block(q, head, b)
+        // Codes are left where the planes hold them (`panel::q3_recode`), times 2^s with s
+        // = `code_shift(b)`: codes 0, 2, 4 (bits 0..3 of a plane) and 1, 3, 5 (bits 3..6,
+        // times 8) take one mask; codes 6 and 7 one affine transform that moves their low
+        // bits under their high bit in plane C (bits 6 and 7: times 16 and 32, at most 224,
+        // still a byte) and one `vpternlog` (low | C & high bit). The product divides the
+        // exact integer sums back.
+        if b < 6 {
+            let (k, mask) = (
+                b / 2,
+                _mm256_set1_epi8(if b.is_multiple_of(2) { 0x07 } else { 0x38 }),
+            );
+            // SAFETY: a whole tile at t (caller): chunks c < 8 of plane k < 3.
+            let q = std::array::from_fn(|c| _mm256_and_si256(unsafe { q3_plane(t, k, c) }, mask));
+            return q3_block(q, head, b);
         }
+        // Plane A's or B's bits 6, 7 to bits 4, 5 (code 6, under C's bit 6) or 5, 6 (code 7).
+        const LOW: [i64; 2] = [moves(&[(6, 4), (7, 5)]), moves(&[(6, 5), (7, 6)])];
+        let (k, low, bit) = (
+            b - 6,
+            _mm256_set1_epi64x(LOW[b - 6]),
+            _mm256_set1_epi8((1u8 << b) as i8),
+        );
+        let q = std::array::from_fn(|c| {
+            // SAFETY: as above, planes k < 2 and 2.
+            let (lo, hi) = unsafe { (q3_plane(t, k, c), q3_plane(t, 2, c)) };
+            let lo = _mm256_gf2p8affine_epi64_epi8::<0>(lo, low);
+            _mm256_ternarylogic_epi32::<0xf8>(lo, hi, bit)
+        });
+        q3_block(q, head, b)
     }
     #[inline]
     fn code_shift(b: usize) -> u32 {
-        b.saturating_sub(2) as u32
+        [0, 3, 0, 3, 0, 3, 4, 5][b]
     }
 }
 

@@ -2,14 +2,15 @@
 //! the decode gemv and the prefill gemm: two- and three-bit codes as stored (unsigned),
 //! their per-16-weight scales (and Q2_K's offsets) as small integers that the products
 //! apply to the exact integer sums (`dot::affine2_dot`, `dot::scaled3_dot`), then one float
-//! scale per super-block. The GFNI decode twins (`gfni.rs`) share the scales and Q3_K's
-//! high bits, and unpack the two-bit codes their own way.
+//! scale per super-block. The GFNI decode twins (`gfni.rs`) share the scales and unpack the
+//! codes their own way.
 
 use std::arch::x86_64::*;
 
 use super::dot::Dot;
 use super::gemm::{Packed, PanelFormat};
 use super::kpanel::{chunk, f16x8};
+use crate::kernels::panel::{Q3_CODES, Q3_PLANE};
 
 /// Q2_K in panels: d[8], dmin[8], 8 scale runs of 16 (run b: each row's scale bytes 2b and
 /// 2b + 1, the halves of activation block b), 16 chunks of `qs` (672 bytes). Activation
@@ -57,11 +58,12 @@ impl PanelFormat for Q2K {
 /// Where a Q2_K tile's `qs` chunks start.
 pub(super) const Q2_QS: usize = 160;
 
-/// Q3_K in panels: d[8], 12 scale runs, 16 chunks of `qs` (two-bit codes), 8 chunks of
-/// `hmask` (880 bytes). Activation block b = 4·half + j takes bits 2j of `qs` chunks
-/// 8·half + c and bit b of `hmask` chunk c; the stored code `low + 4·high` is the code plus
-/// 4 (0..8), multiplied as it is. Weights 0..16 and 16..32 have their own six-bit scales
-/// (16-weight sub-blocks 2b and 2b + 1), applied in integers (`dot::scaled3_dot`).
+/// Q3_K in panels: d[8], 12 scale runs, and its codes in three planes of 8 chunks
+/// (`panel::q3_recode`: plane A holds codes 0, 1 and 6's low bits, B codes 2, 3 and 7's, C
+/// codes 4, 5 and the high bits of 6 and 7; 880 bytes). Activation block b's codes come
+/// from chunk c of its planes; the code `low + 4·high` is the file's code plus 4 (0..8),
+/// multiplied as it is. Weights 0..16 and 16..32 have their own six-bit scales (16-weight
+/// sub-blocks 2b and 2b + 1), applied in integers (`dot::scaled3_dot`).
 pub(super) struct Q3K;
 impl PanelFormat for Q3K {
     const BLOCKS: usize = 8;
@@ -77,20 +79,27 @@ impl PanelFormat for Q3K {
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn unpack(t: *const u8, head: &Q3Head, b: usize) -> Packed {
-        let (half, j) = (b / 4, b % 4);
-        let low_shift = _mm_cvtsi32_si128(2 * j as i32);
-        // SAFETY: a whole tile at t (caller): qs chunks 8·half + c < 16, hmask chunks c < 8.
-        unsafe {
-            let (qs, hmask) = (t.add(Q3_QS + 32 * 8 * half), t.add(Q3_HMASK));
-            let q = std::array::from_fn(|c| {
-                let low = _mm256_and_si256(
-                    _mm256_srl_epi16(chunk(qs, c), low_shift),
-                    _mm256_set1_epi8(3),
-                );
-                _mm256_or_si256(low, q3_high(chunk(hmask, c), b))
-            });
-            q3_block(q, head, b)
-        }
+        let seven = _mm256_set1_epi8(7);
+        // SAFETY: a whole tile at t (caller): plane chunks c < 8 of planes k < 3.
+        let plane = |k: usize, c: usize| unsafe { q3_plane(t, k, c) };
+        // 16-bit shifts: the bits a byte takes from its neighbour fall outside the masks.
+        let q = std::array::from_fn(|c| match b {
+            0 | 2 | 4 => _mm256_and_si256(plane(b / 2, c), seven),
+            1 | 3 | 5 => _mm256_and_si256(_mm256_srli_epi16::<3>(plane(b / 2, c)), seven),
+            _ => {
+                let low = _mm256_srli_epi16::<6>(plane(b - 6, c));
+                let high = if b == 6 {
+                    _mm256_srli_epi16::<4>(plane(2, c))
+                } else {
+                    _mm256_srli_epi16::<5>(plane(2, c))
+                };
+                _mm256_or_si256(
+                    _mm256_and_si256(low, _mm256_set1_epi8(3)),
+                    _mm256_and_si256(high, _mm256_set1_epi8(4)),
+                )
+            }
+        });
+        q3_block(q, head, b)
     }
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
@@ -151,21 +160,15 @@ pub(super) unsafe fn q3_head(t: *const u8) -> Q3Head {
     }
 }
 
-/// Where a Q3_K tile's `qs` chunks and `hmask` chunks start.
-pub(super) const Q3_QS: usize = 112;
-pub(super) const Q3_HMASK: usize = 112 + 512;
-
-/// Bit `b` of each `hmask` byte of `v` moved to bit 2, the rest cleared (shifts within a
-/// 32-bit lane keep it in its byte: left by ≤ 2, or right by ≤ 5).
+/// Chunk `c` of code plane `k` of the Q3_K tile at `t` (`panel::q3_recode`).
+///
+/// # Safety
+/// `t` points to a whole Q3_K tile; `k < 3`, `c < 8`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(super) fn q3_high(v: __m256i, b: usize) -> __m256i {
-    let v = if b <= 2 {
-        _mm256_sll_epi32(v, _mm_cvtsi32_si128(2 - b as i32))
-    } else {
-        _mm256_srl_epi32(v, _mm_cvtsi32_si128(b as i32 - 2))
-    };
-    _mm256_and_si256(v, _mm256_set1_epi8(4))
+pub(super) unsafe fn q3_plane(t: *const u8, k: usize, c: usize) -> __m256i {
+    // SAFETY: plane k's chunk c is inside the tile (caller).
+    unsafe { chunk(t.add(Q3_CODES + Q3_PLANE * k), c) }
 }
 
 /// Activation block `b` of a Q3_K tile with codes `q`: the tile's `d` and the block's
