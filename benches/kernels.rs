@@ -11,7 +11,9 @@
 use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use qgraph::kernels::{panel, table, BlockQ8Act, GemvFn, KernelLevel, WeightLayout};
+use qgraph::kernels::{
+    panel, read_all, table, BlockQ8Act, GemvFn, KernelLevel, ReadWay, WeightLayout,
+};
 use qgraph::quant::{quantize, GgmlType};
 use qgraph::sample::rng::SplitMix64;
 
@@ -201,21 +203,38 @@ fn copies_of(bytes: &[u8], copies: usize) -> Copies {
     (buf, stride)
 }
 
-/// Streaming read bandwidth over `STREAM_BYTES`, GB/s (best of 5), for the same footing.
+/// Streaming read bandwidth over `STREAM_BYTES`, GB/s: the best of 5 sweeps each way
+/// (`ReadWay`), for the same footing.
 fn read_bandwidth() -> f64 {
     let buf = vec![1u8; STREAM_BYTES];
     (0..5)
-        .map(|_| {
+        .flat_map(|_| ReadWay::BOTH)
+        .map(|way| {
             let t = Instant::now();
-            std::hint::black_box(qgraph::kernels::read_all(std::hint::black_box(&buf)));
+            std::hint::black_box(read_all(std::hint::black_box(&buf), way));
             STREAM_BYTES as f64 / t.elapsed().as_secs_f64() / 1e9
         })
         .fold(0.0, f64::max)
 }
 
+/// Seconds `read_all` takes over a copy of a matrix (`len` bytes at `w`) one way, to set
+/// each kernel's calls against a read of the same size, copies and timing
+/// (`read_bandwidth` is one 128 MB sweep, taken minutes after most kernels ran).
+///
+/// # Safety
+/// `w` points to `len` readable bytes.
+unsafe fn read_matrix(w: *const u8, len: usize, way: ReadWay) -> f64 {
+    // SAFETY: the caller's matrix.
+    let bytes = unsafe { std::slice::from_raw_parts(w, len) };
+    let t = Instant::now();
+    std::hint::black_box(read_all(std::hint::black_box(bytes), way));
+    t.elapsed().as_secs_f64()
+}
+
 fn bench_gemv(c: &mut Criterion) {
     let mut rng = SplitMix64(7);
-    let mut gflops: Vec<(String, f64, f64)> = Vec::new();
+    // (case, kernel, GFLOP/s, GB/s, share of `read_matrix`'s speed in the same calls).
+    let mut gflops: Vec<(&str, &str, f64, f64, f64)> = Vec::new();
     for case in CASES {
         let w: Vec<f32> = (0..case.rows * case.cols).map(|_| rng.next_f32()).collect();
         let bytes = quantize(case.dtype, &w).unwrap();
@@ -228,6 +247,8 @@ fn bench_gemv(c: &mut Criterion) {
         };
         let row_bytes = bytes.len() / case.rows;
         let rows = copies_of(&bytes, copies);
+        // What `read_matrix` reads: its own copies, never the ones a kernel just read.
+        let reads = copies_of(&bytes, copies);
         // The same matrix in row panels, as the planner's repack leaves it.
         let nb = case.cols / case.dtype.block_len() as usize;
         let panels = panel::panel_bytes(case.dtype, case.rows, nb).map(|n| {
@@ -291,30 +312,50 @@ fn bench_gemv(c: &mut Criterion) {
                     unsafe { f(w, row_bytes, &x, &xq, &mut out) };
                 };
                 group.bench_function(format!("{} {}", case.name, kname), |b| b.iter(&mut run));
-                let t = Instant::now();
-                let n = 50;
-                for _ in 0..n {
-                    run();
+                // The kernel and `read_matrix` in turn, each on the next copy of its own
+                // buffer: both see the same state of a shared host's memory, which drifts by
+                // ±30% within a minute. Five rounds of 100 calls of each; per round, the
+                // faster way's reads against the kernel's calls; the median round's ratio.
+                let mut read_i = 0;
+                let mut read = |way| {
+                    let w = reads.0[(read_i % copies) * reads.1..].as_ptr() as *const u8;
+                    read_i += 1;
+                    // SAFETY: each copy holds the matrix's bytes.
+                    unsafe { read_matrix(w, bytes.len(), way) }
+                };
+                let (mut kernel_secs, mut ratios) = (0.0, Vec::new());
+                for _ in 0..5 {
+                    let (mut k, mut r) = (0.0, [0.0; 2]);
+                    for i in 0..100 {
+                        let t = Instant::now();
+                        run();
+                        k += t.elapsed().as_secs_f64();
+                        r[i % 2] += read(ReadWay::BOTH[i % 2]);
+                    }
+                    kernel_secs += k;
+                    ratios.push(r[0].min(r[1]) * 2.0 / k);
                 }
-                let secs = t.elapsed().as_secs_f64() / n as f64;
-                gflops.push((
-                    format!("{:<22} {:<34}", case.name, kname),
-                    2.0 * (case.rows * case.cols) as f64 / secs / 1e9,
-                    bytes.len() as f64 / secs / 1e9,
-                ));
+                ratios.sort_by(f64::total_cmp);
+                let secs = kernel_secs / 500.0;
+                let gbs = bytes.len() as f64 / secs / 1e9;
+                let gflop = 2.0 * (case.rows * case.cols) as f64 / secs / 1e9;
+                gflops.push((case.name, kname, gflop, gbs, ratios[2]));
             }
         }
         group.finish();
     }
     let bw = read_bandwidth();
     eprintln!(
-        "\nstreaming over {} MB of copies, 50 calls each; read bandwidth (one stream, best of 5): {bw:.2} GB/s",
+        "\nstreaming over {} MB of copies, 500 calls each, alternating with `read_all` over the same \
+         matrix (median of 5 rounds; the faster way each time); read bandwidth (one 128 MB \
+         stream, best of 5 each way): {bw:.2} GB/s",
         STREAM_BYTES >> 20,
     );
-    for (what, gflop, gbs) in gflops {
+    for (case, kname, gflop, gbs, ratio) in gflops {
         eprintln!(
-            "  {what} {gflop:>7.2} GFLOP/s {gbs:>7.2} GB/s {:>4.0}% of bandwidth",
-            100.0 * gbs / bw
+            "  {case:<22} {kname:<34} {gflop:>7.2} GFLOP/s {gbs:>7.2} GB/s {:>4.0}% of bandwidth {:>4.0}% of read_all",
+            100.0 * gbs / bw,
+            100.0 * ratio
         );
     }
 }

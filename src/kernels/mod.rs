@@ -143,14 +143,33 @@ pub type RowFn = unsafe fn(w: *const u8, out: &mut [f32]);
 /// `panel` points to a whole panel of the format's panel layout.
 pub type PanelRowFn = unsafe fn(panel: *const u8, lane: usize, out: &mut [f32]);
 
-/// Reads every byte of `buf` as fast as this CPU can stream it; returns a value that
-/// depends on all of it. `qgraph bench` times it to measure read bandwidth.
-pub fn read_all(buf: &[u8]) -> u64 {
+/// How `read_all` reads: with plain loads, the hardware prefetchers running ahead, or with
+/// the software prefetch hints the decode kernels use as well. Which is faster depends on
+/// the CPU, so a roofline takes the faster (`ReadWay::BOTH`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadWay {
+    Plain,
+    Prefetched,
+}
+
+impl ReadWay {
+    pub const BOTH: [ReadWay; 2] = [ReadWay::Plain, ReadWay::Prefetched];
+}
+
+/// Reads every byte of `buf` the way `way` says; returns a value that depends on all of it.
+/// `qgraph bench` and the kernel benchmarks time it both ways to measure read bandwidth.
+pub fn read_all(buf: &[u8], way: ReadWay) -> u64 {
     #[cfg(target_arch = "x86_64")]
     if table::supports(KernelLevel::Avx2) {
         // SAFETY: AVX2, FMA and F16C were just checked.
-        return unsafe { x86_64::bandwidth::read_all_avx2(buf) };
+        return unsafe {
+            match way {
+                ReadWay::Plain => x86_64::bandwidth::read_all_avx2::<false>(buf),
+                ReadWay::Prefetched => x86_64::bandwidth::read_all_avx2::<true>(buf),
+            }
+        };
     }
+    let _ = way;
     buf.chunks_exact(8)
         .map(|c| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
         .fold(0u64, u64::wrapping_add)
