@@ -7,6 +7,11 @@
 //!
 //!     cargo bench --bench kernels
 //!     cargo bench --bench kernels -- gemm    (prefill products, GFLOP/s per level)
+//!
+//! `BENCH_HOT=1` keeps one copy in cache (a kernel's compute ceiling); `BENCH_HUGE=1` backs
+//! the copies and the read probes with huge pages, as a model's repacked panels are (its
+//! F16/BF16/F32 matrices are read from the file's 4 KiB pages); `BENCH_SIMD_ONLY=1` skips
+//! the scalar kernels.
 
 use std::time::Instant;
 
@@ -196,6 +201,9 @@ type Copies = (Vec<u64>, usize);
 fn copies_of(bytes: &[u8], copies: usize) -> Copies {
     let stride = bytes.len().div_ceil(8);
     let mut buf = vec![0u64; stride * copies];
+    if std::env::var_os("BENCH_HUGE").is_some() {
+        advise_huge_pages(&mut buf);
+    }
     for i in 0..copies {
         bytemuck::cast_slice_mut::<u64, u8>(&mut buf[i * stride..])[..bytes.len()]
             .copy_from_slice(bytes);
@@ -203,15 +211,37 @@ fn copies_of(bytes: &[u8], copies: usize) -> Copies {
     (buf, stride)
 }
 
+/// Asks the kernel to back `buf`'s whole pages with huge pages, before they are first
+/// written (`BENCH_HUGE=1`). A hint: where transparent huge pages are off it does nothing.
+fn advise_huge_pages(buf: &mut [u64]) {
+    let (p, end) = (
+        buf.as_mut_ptr() as usize,
+        buf.as_mut_ptr() as usize + buf.len() * 8,
+    );
+    let start = (p + 4095) & !4095;
+    if end > start {
+        // SAFETY: [start, start + len) lies inside `buf`, memory this process owns and keeps;
+        // MADV_HUGEPAGE changes how its pages are backed, never their contents or mapping.
+        unsafe {
+            libc::madvise(
+                start as *mut libc::c_void,
+                (end - start) & !4095,
+                libc::MADV_HUGEPAGE,
+            )
+        };
+    }
+}
+
 /// Streaming read bandwidth over `STREAM_BYTES`, GB/s: the best of 5 sweeps each way
-/// (`ReadWay`), for the same footing.
+/// (`ReadWay`), on the same footing as the copies (huge pages with `BENCH_HUGE=1`).
 fn read_bandwidth() -> f64 {
-    let buf = vec![1u8; STREAM_BYTES];
+    let (buf, _) = copies_of(&[1u8; 4096], STREAM_BYTES / 4096);
+    let buf: &[u8] = bytemuck::cast_slice(&buf);
     (0..5)
         .flat_map(|_| ReadWay::BOTH)
         .map(|way| {
             let t = Instant::now();
-            std::hint::black_box(read_all(std::hint::black_box(&buf), way));
+            std::hint::black_box(read_all(std::hint::black_box(buf), way));
             STREAM_BYTES as f64 / t.elapsed().as_secs_f64() / 1e9
         })
         .fold(0.0, f64::max)
