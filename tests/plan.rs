@@ -492,9 +492,13 @@ fn repack_leaves_rows_where_no_panel_kernel_reads_them() {
         panel_count(&plan(LLAMA, &q4, &opts_at("all", KernelLevel::Scalar))),
         0
     );
+    // Float matrices keep their rows, copied as they are into huge pages (the tied
+    // embedding reads the head's copy), and only when repacking is on.
     for dtype in [GgmlType::F16, GgmlType::F32] {
         let p = plan(LLAMA, &ragged(dtype), &opts_at("all", KernelLevel::Avx2));
         assert_eq!(panel_count(&p), 0, "{dtype}");
+        assert_eq!((p.repack.made, p.repack.reused), (15, 1), "{dtype}");
+        let p = plan(LLAMA, &ragged(dtype), &off);
         assert_eq!(p.repack.made + p.repack.reused, 0, "{dtype}");
     }
     // A second plan over the same file reuses the first one's panels (the tied embedding

@@ -80,14 +80,34 @@ impl<'a> WeightCx<'a> {
         }))
     }
 
+    /// A float matrix's rows copied into huge pages when repacking is on (made on first
+    /// use, then shared); else `None`.
+    pub(super) fn float_rows(&mut self, w: WeightId) -> Result<Option<WeightRef>, PlanError> {
+        let t = self.tensor(w)?;
+        let Some(stats) = self.repack.as_deref_mut() else {
+            return Ok(None);
+        };
+        let Some(copy) = super::repack::float_rows(self.model, t, stats) else {
+            return Ok(None);
+        };
+        Ok(Some(WeightRef {
+            ptr: copy.bytes().as_ptr(),
+            ..self.rows(w)?
+        }))
+    }
+
     /// A matrix and the kernels for its format: in row panels when repacking is on and the
-    /// format has panel kernels at this level, else in the file's rows.
+    /// format has panel kernels at this level, a float matrix's rows in huge pages when
+    /// repacking is on, else in the file's rows.
     pub(super) fn matrix(&mut self, w: WeightId, acc: &mut Acc) -> Result<Matmul, PlanError> {
         let t = self.tensor(w)?;
         let k = t.dims[0] as usize;
         let weight = match self.panels(w)? {
             Some(p) => p,
-            None => self.rows(w)?,
+            None => match self.float_rows(w)? {
+                Some(r) => r,
+                None => self.rows(w)?,
+            },
         };
         let chosen = table::gemv(t.dtype, self.level, k, weight.layout).ok_or_else(|| {
             PlanError::WeightDtype {
