@@ -133,6 +133,48 @@ impl GgufFile {
         Some((d, true))
     }
 
+    /// `derived` for a copy of tensor `t`'s bytes as they are, made 4 MiB at a time with the
+    /// file's whole pages behind each piece dropped as soon as it is copied, so a large table
+    /// is not resident twice while it is copied (`release_pages` then drops the rest).
+    pub fn derived_verbatim(
+        &self,
+        t: &TensorInfo,
+        tag: &'static str,
+    ) -> Option<(Arc<DerivedBytes>, bool)> {
+        const PIECE: usize = 4 << 20;
+        self.derived(t, tag, t.n_bytes as usize, |src, out| {
+            for (s, o) in src.chunks(PIECE).zip(out.chunks_mut(PIECE)) {
+                o.copy_from_slice(s);
+                self.drop_pages_within(s);
+            }
+            true
+        })
+    }
+
+    /// Drops the mapped pages that lie wholly inside `bytes`, a piece of a tensor whose copy
+    /// is being made (`release_pages`, without its bookkeeping: the pages at either end, which
+    /// a neighbour may share, stay). A hint, as `release_pages`.
+    fn drop_pages_within(&self, bytes: &[u8]) {
+        let Storage::Mmap(map) = &self.storage else {
+            return;
+        };
+        const PAGE: usize = 4096;
+        let Some(off) = (bytes.as_ptr() as usize).checked_sub(map.as_ptr() as usize) else {
+            return;
+        };
+        let (a, b) = (
+            off.next_multiple_of(PAGE),
+            (off + bytes.len()) / PAGE * PAGE,
+        );
+        if a < b && b <= map.len() {
+            let dont_need = memmap2::UncheckedAdvice::DontNeed;
+            // SAFETY: as in `release_pages`: the map is read-only and private, so a later read
+            // faults the same bytes back in from the file; the range lies inside the map
+            // (checked just above) and inside the tensor `bytes` belongs to.
+            let _ = unsafe { map.unchecked_advise_range(dont_need, a, b - a) };
+        }
+    }
+
     /// Tells the kernel it may drop the mapped pages behind tensor `t`
     /// (`madvise(MADV_DONTNEED)`): they leave this process's resident memory and are read
     /// back from the file only if touched again. A page shared with a neighbouring tensor

@@ -4,9 +4,10 @@
 //! matrix are then released, so the model stays resident once: as panels.
 //!
 //! A float matrix (F32, F16, BF16), whose kernels read the file's rows, is copied as it is
-//! into the same huge-page slab: from the file's 4 KiB pages the hardware prefetchers
-//! restart at every page, and its gemv streamed at 17 GiB/s where the copy reads at 27–30
-//! (`BENCH_HUGE=1 cargo bench --bench kernels -- gemv/`, Zen 4 VM).
+//! into the same huge-page slab, a few MiB at a time (`GgufFile::derived_verbatim`): from
+//! the file's 4 KiB pages the hardware prefetchers restart at every page, and its gemv
+//! streamed at 17 GiB/s where the copy reads at 27–30 (`BENCH_HUGE=1 cargo bench --bench
+//! kernels -- gemv/`, Zen 4 VM).
 //!
 //! `--repack off` (`PlanOptions::repack`) keeps every matrix in the file's rows.
 
@@ -46,8 +47,10 @@ pub fn panels(
     }
     let (rows, nb) = (t.n_elements as usize / k, k / block);
     let len = panel::panel_bytes(t.dtype, rows, nb)?;
-    copy(model, t, PANELS, len, stats, |src, out| {
-        panel::repack(t.dtype, src, rows, nb, out)
+    counted(model, t, stats, || {
+        model.derived(t, PANELS, len, |src, out| {
+            panel::repack(t.dtype, src, rows, nb, out)
+        })
     })
 }
 
@@ -62,28 +65,23 @@ pub fn float_rows(
     if !matches!(t.dtype, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16) {
         return None;
     }
-    copy(model, t, ROWS, t.n_bytes as usize, stats, |src, out| {
-        out.copy_from_slice(src);
-        true
-    })
+    counted(model, t, stats, || model.derived_verbatim(t, ROWS))
 }
 
-/// The derived copy `tag` of `t`, `len` bytes that `fill` writes from the file's bytes; on
-/// first use the file's pages behind `t` are released and `stats` counts it.
-fn copy(
+/// The copy `make` gives of `t`; on first use the file's pages behind `t` are released and
+/// `stats` counts it.
+fn counted(
     model: &GgufFile,
     t: &TensorInfo,
-    tag: &'static str,
-    len: usize,
     stats: &mut RepackStats,
-    fill: impl FnOnce(&[u8], &mut [u8]) -> bool,
+    make: impl FnOnce() -> Option<(Arc<DerivedBytes>, bool)>,
 ) -> Option<Arc<DerivedBytes>> {
     let start = Instant::now();
-    let (copy, made) = model.derived(t, tag, len, fill)?;
+    let (copy, made) = make()?;
     if made {
         model.release_pages(t);
         stats.made += 1;
-        stats.bytes += len as u64;
+        stats.bytes += copy.bytes().len() as u64;
         stats.ms += start.elapsed().as_secs_f64() * 1e3;
     } else {
         stats.reused += 1;
