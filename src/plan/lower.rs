@@ -350,17 +350,7 @@ fn make_step(
                     let n = bw.dims[0] as usize;
                     let k = table::row(bw.dtype, level, n).ok_or_else(no_kernel)?;
                     acc.kernels.push(k.name);
-                    // A float table that is also the output head reads the head's copy.
-                    let copy = if tied {
-                        wcx.float_rows(node.weights[0])?
-                    } else {
-                        None
-                    };
-                    let table = match copy {
-                        Some(c) => c,
-                        None => wcx.rows(node.weights[0])?,
-                    };
-                    (EmbedRow::Rows(k.f), table)
+                    (EmbedRow::Rows(k.f), wcx.table_rows(node.weights[0], tied)?)
                 }
             };
             // Only the rows of the step's tokens are read, not the table.

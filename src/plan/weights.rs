@@ -96,6 +96,16 @@ impl<'a> WeightCx<'a> {
         }))
     }
 
+    /// An embedding table's rows: a float table that is also the output head (`tied`)
+    /// reads the head's copy in huge pages, any other the file's rows.
+    pub(super) fn table_rows(&mut self, w: WeightId, tied: bool) -> Result<WeightRef, PlanError> {
+        let copy = if tied { self.float_rows(w)? } else { None };
+        match copy {
+            Some(c) => Ok(c),
+            None => self.rows(w),
+        }
+    }
+
     /// A matrix and the kernels for its format: in row panels when repacking is on and the
     /// format has panel kernels at this level, a float matrix's rows in huge pages when
     /// repacking is on, else in the file's rows.
