@@ -3,6 +3,7 @@
 
 pub mod kv;
 pub mod panel;
+mod recode;
 pub mod scalar;
 pub mod table;
 #[cfg(target_arch = "x86_64")]

@@ -14,8 +14,8 @@
 //! Q8_0 tile (272 B): d[8] | 8 code chunks
 //! Q4_K tile (1152 B): d[8] | dmin[8] | 12 scale-byte runs of 8 | 32 code chunks
 //! Q5_K tile (1408 B): as Q4_K, with 8 chunks of qh bytes before the codes
-//! Q6_K tile (1680 B): d[8] | 16 scale runs of 8 | 32 chunks of ql | 16 chunks of qh
-//! Q3_K tile (880 B): d[8] | 12 scale runs of 8 | 3 code planes of 8 chunks (q3_recode)
+//! Q6_K tile (1680 B): d[8] | 16 scale runs of 8 | 2 halves of 3 code planes of 8 chunks
+//! Q3_K tile (880 B): d[8] | 12 scale runs of 8 | 3 code planes of 8 chunks (`recode.rs`)
 //! Q2_K tile (672 B): d[8] | dmin[8] | 8 scale runs of 16 | 16 chunks of qs
 //! IQ4_NL tile (144 B): as Q4_0        IQ4_XS (1088 B): d[8] | scales_h[8] | 4 runs | 32 chunks
 //! chunk j of a code array = [row 0: its bytes 4j..4j+4 | row 1: the same | … | row 7]
@@ -24,12 +24,13 @@
 //! So one 256-bit load of a chunk gives every row four code bytes in its own 32-bit lane:
 //! a broadcast of the activation's four matching bytes multiplies all eight rows at once,
 //! with no horizontal sum, and the eight rows' scales convert in one instruction. Every
-//! byte keeps its value (bit-level unpacking is the kernels' job) but Q3_K's codes, which
-//! are recoded within their 768 bytes (`q3_recode`), so a tile is exactly as long as the
+//! byte keeps its value (bit-level unpacking is the kernels' job) but Q3_K's and Q6_K's
+//! codes, which are recoded within their code bytes (`recode.rs`), so a tile is exactly as long as the
 //! eight blocks it replaces: a panel spans `8 · row_bytes` and row r0 (a multiple of 8)
 //! starts at `r0 · row_bytes`, as in the file. The layout is plain Rust and
 //! architecture-neutral; the kernels that read it are per ISA.
 
+use super::recode;
 use crate::quant::GgmlType;
 
 /// Rows per panel: one per 32-bit lane of a 256-bit register.
@@ -120,62 +121,6 @@ fn each_piece(runs: &[Run], mut f: impl FnMut(usize, usize, usize, usize)) {
     }
 }
 
-/// Where a Q3_K tile's codes start: after `d` (16 bytes) and the scale runs (96).
-pub const Q3_CODES: usize = 112;
-/// Bytes of one of a Q3_K tile's code planes (8 chunks).
-pub const Q3_PLANE: usize = 256;
-
-/// Recodes a Q3_K tile's code bytes (16 chunks of `qs`, then 8 of `hmask`) into three planes
-/// A, B, C of 8 chunks, in place. Byte i of the file's arrays holds, for each activation
-/// block b = 4h + j of the tile, two bits of code b in qs chunk 8h + i / 32 (bits 2j, 2j + 1)
-/// and its high bit in hmask (bit b): three loads, shifts and masks per code. Byte i of the
-/// planes holds the same eight three-bit codes whole:
-///
-/// ```text
-/// A = c0 | c1 << 3 | (c6 & 3) << 6      B = c2 | c3 << 3 | (c7 & 3) << 6
-/// C = c4 | c5 << 3 | (c6 >> 2) << 6 | (c7 >> 2) << 7
-/// ```
-///
-/// so codes 0–5 take one mask (and for 1, 3, 5 a shift, or a code scaled by 8 where the
-/// product can take it) and codes 6 and 7 two sources: about half the unpacking.
-fn q3_recode(codes: &mut [u8]) {
-    let (qs, hm) = codes.split_at_mut(2 * Q3_PLANE);
-    let (q0, q1) = qs.split_at_mut(Q3_PLANE);
-    for ((a, b), c) in q0.iter_mut().zip(q1.iter_mut()).zip(hm.iter_mut()) {
-        let code = |k: usize| {
-            let low = if k < 4 { *a } else { *b } >> (2 * (k % 4)) & 3;
-            low | (*c >> k & 1) << 2
-        };
-        let k: [u8; 8] = std::array::from_fn(code);
-        (*a, *b, *c) = (
-            k[0] | k[1] << 3 | (k[6] & 3) << 6,
-            k[2] | k[3] << 3 | (k[7] & 3) << 6,
-            k[4] | k[5] << 3 | (k[6] >> 2) << 6 | (k[7] >> 2) << 7,
-        );
-    }
-}
-
-/// The inverse of `q3_recode`: the file's `qs` and `hmask` bytes back from the planes.
-fn q3_decode(codes: &mut [u8]) {
-    let (ab, cs) = codes.split_at_mut(2 * Q3_PLANE);
-    let (a_s, b_s) = ab.split_at_mut(Q3_PLANE);
-    for ((a, b), c) in a_s.iter_mut().zip(b_s.iter_mut()).zip(cs.iter_mut()) {
-        let k = [
-            *a & 7,
-            *a >> 3 & 7,
-            *b & 7,
-            *b >> 3 & 7,
-            *c & 7,
-            *c >> 3 & 7,
-            *a >> 6 | (*c >> 6 & 1) << 2,
-            *b >> 6 | (*c >> 7) << 2,
-        ];
-        let low = |h: usize| (0..4).fold(0u8, |v, j| v | (k[4 * h + j] & 3) << (2 * j));
-        let high = (0..8).fold(0u8, |v, i| v | (k[i] >> 2) << i);
-        (*a, *b, *c) = (low(0), low(1), high);
-    }
-}
-
 /// Rearranges `src` (`rows` rows of `nb` blocks of `dtype`, as in a GGUF file) into panels
 /// in `out` (`panel_bytes` long). Returns `false`, writing nothing, when the format has no
 /// panel layout or a length does not match.
@@ -200,9 +145,7 @@ pub fn repack(dtype: GgmlType, src: &[u8], rows: usize, nb: usize, out: &mut [u8
                     dst.fill(0);
                 }
             });
-            if dtype == GgmlType::Q3K {
-                q3_recode(&mut t[Q3_CODES..]);
-            }
+            recode::recode(dtype, t);
         }
     }
     true
@@ -222,9 +165,7 @@ unsafe fn gather_block(dtype: GgmlType, panel: *const u8, lane: usize, b: usize)
     let mut bytes = [0u8; PANEL_ROWS * 210];
     // SAFETY: tile b of the panel is in bounds (caller); a tile is at most 8 · 210 bytes.
     unsafe { std::ptr::copy_nonoverlapping(panel.add(b * tile), bytes.as_mut_ptr(), tile) };
-    if dtype == GgmlType::Q3K {
-        q3_decode(&mut bytes[Q3_CODES..tile]);
-    }
+    recode::decode(dtype, &mut bytes[..tile]);
     each_piece(runs, |at, row, from, width| {
         if row == lane {
             out[from..from + width].copy_from_slice(&bytes[at..at + width]);
@@ -383,44 +324,6 @@ mod tests {
                 unsafe { read(packed[r / 8 * panel..].as_ptr(), r % 8, &mut got) };
                 assert_eq!(got, want[r * nb * n..(r + 1) * nb * n], "{dtype} row {r}");
             }
-        }
-    }
-
-    #[test]
-    fn q3_planes_hold_the_files_codes_and_decode_back() {
-        // Every byte triple (qs of the first half, qs of the second, hmask) at each of a
-        // tile's 256 byte positions: the planes' fields are the codes the file's bits give
-        // (`q3_recode`'s table), and decoding gives the file's bytes back.
-        let step = if cfg!(miri) { 4099 } else { 1 };
-        let triples: Vec<u32> = (0..1u32 << 24).step_by(step).collect();
-        for batch in triples.chunks(Q3_PLANE) {
-            let mut codes = vec![0u8; 3 * Q3_PLANE];
-            for (i, &v) in batch.iter().enumerate() {
-                let [q0, q1, h, _] = v.to_le_bytes();
-                (codes[i], codes[Q3_PLANE + i], codes[2 * Q3_PLANE + i]) = (q0, q1, h);
-            }
-            let file = codes.clone();
-            q3_recode(&mut codes);
-            for (i, &v) in batch.iter().enumerate() {
-                let [q0, q1, h, _] = v.to_le_bytes();
-                let want = |b: usize| ([q0, q1][b / 4] >> (2 * (b % 4)) & 3) | (h >> b & 1) << 2;
-                let (a, b, c) = (codes[i], codes[Q3_PLANE + i], codes[2 * Q3_PLANE + i]);
-                let got = [
-                    a & 7,
-                    a >> 3 & 7,
-                    b & 7,
-                    b >> 3 & 7,
-                    c & 7,
-                    c >> 3 & 7,
-                    (a >> 6) | (c >> 6 & 1) << 2,
-                    (b >> 6) | (c >> 7) << 2,
-                ];
-                for (k, &g) in got.iter().enumerate() {
-                    assert_eq!(g, want(k), "code {k} of bytes {q0:#x} {q1:#x} {h:#x}");
-                }
-            }
-            q3_decode(&mut codes);
-            assert_eq!(codes, file);
         }
     }
 

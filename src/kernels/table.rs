@@ -143,11 +143,11 @@ fn gemv_panels(dtype: GgmlType, level: KernelLevel) -> Option<Chosen<GemvFn>> {
     #[cfg(target_arch = "x86_64")]
     if level == KernelLevel::Avx512 {
         use super::x86_64::vnni::*;
-        // Q8_0 and Q6_K decode no faster with VNNI (Q8_0's gemv waits on memory, Q6_K's
-        // on unpacking: 70–77% of `read_all` either way, huge pages): they keep the AVX2
+        // Q8_0 decodes no faster with VNNI (its gemv waits on memory): it keeps the AVX2
         // kernel.
-        let twins: [(GgmlType, GemvFn, &'static str); 7] = [
+        let twins: [(GgmlType, GemvFn, &'static str); 8] = [
             (GgmlType::Q3K, gemv_q3_kx8_vnni, "gemv_q3_kx8_vnni"),
+            (GgmlType::Q6K, gemv_q6_kx8_vnni, "gemv_q6_kx8_vnni"),
             (GgmlType::Q5_0, gemv_q5_0x8_vnni, "gemv_q5_0x8_vnni"),
             (GgmlType::Q5_1, gemv_q5_1x8_vnni, "gemv_q5_1x8_vnni"),
             (GgmlType::Q5K, gemv_q5_kx8_vnni, "gemv_q5_kx8_vnni"),

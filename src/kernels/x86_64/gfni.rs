@@ -1,7 +1,7 @@
 //! Decode products of Q2_K and Q3_K for CPUs with AVX-512 VNNI and GFNI: the codes are
 //! unpacked with `vgf2p8affineqb`, whose 8×8 bit matrix moves any bits of a byte to any
 //! others and clears the rest in one instruction, where a shift and a mask took two. Q3_K's
-//! recoded planes (`panel::q3_recode`) need it only for the two codes split across planes;
+//! recoded planes (`recode::q3_recode`) need it only for the two codes split across planes;
 //! the rest take one mask. The products are `vnni::panel_dot`'s, so a row is bitwise what
 //! the AVX2 gemv and gemm compute.
 
@@ -83,7 +83,7 @@ impl PanelFormat for Q3KGfni {
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,gfni")]
     unsafe fn unpack(t: *const u8, head: &Q3Head, b: usize) -> Packed {
-        // Codes are left where the planes hold them (`panel::q3_recode`), times 2^s with s
+        // Codes are left where the planes hold them (`recode::q3_recode`), times 2^s with s
         // = `code_shift(b)`: codes 0, 2, 4 (bits 0..3 of a plane) and 1, 3, 5 (bits 3..6,
         // times 8) take one mask; codes 6 and 7 one affine transform that moves their low
         // bits under their high bit in plane C (bits 6 and 7: times 16 and 32, at most 224,

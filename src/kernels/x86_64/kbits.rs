@@ -10,7 +10,7 @@ use std::arch::x86_64::*;
 use super::dot::Dot;
 use super::gemm::{Packed, PanelFormat};
 use super::kpanel::{chunk, f16x8};
-use crate::kernels::panel::{Q3_CODES, Q3_PLANE};
+use crate::kernels::recode::{Q3_CODES, Q3_PLANE};
 
 /// Q2_K in panels: d[8], dmin[8], 8 scale runs of 16 (run b: each row's scale bytes 2b and
 /// 2b + 1, the halves of activation block b), 16 chunks of `qs` (672 bytes). Activation
@@ -59,7 +59,7 @@ impl PanelFormat for Q2K {
 pub(super) const Q2_QS: usize = 160;
 
 /// Q3_K in panels: d[8], 12 scale runs, and its codes in three planes of 8 chunks
-/// (`panel::q3_recode`: plane A holds codes 0, 1 and 6's low bits, B codes 2, 3 and 7's, C
+/// (`recode::q3_recode`: plane A holds codes 0, 1 and 6's low bits, B codes 2, 3 and 7's, C
 /// codes 4, 5 and the high bits of 6 and 7; 880 bytes). Activation block b's codes come
 /// from chunk c of its planes; the code `low + 4·high` is the file's code plus 4 (0..8),
 /// multiplied as it is. Weights 0..16 and 16..32 have their own six-bit scales (16-weight
@@ -160,7 +160,7 @@ pub(super) unsafe fn q3_head(t: *const u8) -> Q3Head {
     }
 }
 
-/// Chunk `c` of code plane `k` of the Q3_K tile at `t` (`panel::q3_recode`).
+/// Chunk `c` of code plane `k` of the Q3_K tile at `t` (`recode::q3_recode`).
 ///
 /// # Safety
 /// `t` points to a whole Q3_K tile; `k < 3`, `c < 8`.

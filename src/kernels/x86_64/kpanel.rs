@@ -9,8 +9,9 @@
 //!   decoded from the six-bit packing for all eight rows at once (a scale-byte run holds byte
 //!   k of every row), and `x = (d·sc)·q − (dmin·m)`, so the Q4 product applies unchanged.
 //!   Q5_K's fifth bits are bit `sub` of each code's qh byte, shifted to bit 4.
-//! - Q6_K: six-bit codes minus 32 as signed bytes, two scales per block (one per 16
-//!   weights), multiplied by `dot::signed2_dot` with the sign trick of the Q8_0 kernel.
+//! - Q6_K: six-bit codes (recoded into whole-code planes by the repack, `recode.rs`)
+//!   minus 32 as signed bytes, two scales per block (one per 16 weights), multiplied by
+//!   `dot::signed2_dot` with the sign trick of the Q8_0 kernel.
 //! - Q2_K/Q3_K: in `kbits.rs`.
 //!
 //! `d·sc` and `dmin·m` are exact in f32 (an f16 times an integer below 64), so the products
@@ -22,6 +23,7 @@ use std::arch::x86_64::*;
 use super::dot::Dot;
 use super::gemm::{Packed, PanelFormat};
 use super::kbits::{Q2K, Q3K};
+use crate::kernels::recode::{Q6_CODES, Q6_PLANE};
 use crate::kernels::scalar::act::BlockQ8Act;
 
 /// Eight f16 at `p` as f32 lanes.
@@ -282,11 +284,11 @@ impl PanelFormat for Q5K {
     }
 }
 
-/// Q6_K in panels: d[8], 16 scale runs (one per 16 weights), 32 chunks of `ql`, 16 of `qh`
-/// (1680 bytes). Activation block b = 4·half + quarter takes its low nibbles from `ql`
-/// chunks 16·half + 8·(quarter % 2) + j (nibble quarter / 2) and its high two bits from `qh`
-/// chunks 8·half + j (bits 2·quarter). `Packed::q` holds the codes minus 32 (signed), `d`
-/// the scale of weights 0..16 and `m` that of 16..32.
+/// Q6_K in panels: d[8], 16 scale runs (one per 16 weights), then per half tile three
+/// code planes A, B, C of 8 chunks (`recode::q6_recode`; 1680 bytes). Activation block
+/// b = 4·half + quarter takes quarters 0–2 whole from the low six bits of plane A, B or C's
+/// chunk j, and quarter 3 from the three planes' top two bits. `Packed::q` holds the codes
+/// minus 32 (signed), `d` the scale of weights 0..16 and `m` that of 16..32.
 pub(super) struct Q6K;
 impl PanelFormat for Q6K {
     const BLOCKS: usize = 8;
@@ -337,11 +339,9 @@ impl Q6K {
         }
     }
 
-    /// `unpack_raw` of block `B`, its shifts known: a decode loop unrolled over the tile's
-    /// eight blocks pays two or three instructions per register, not six. The low nibble is
-    /// `ql` masked (after a shift by 4 for the upper nibble); the two high bits, at bits
-    /// `2·quarter` of `qh`, are shifted straight to bits 4..6 and masked (16-bit shifts: the
-    /// bits a byte takes from its neighbour land outside the mask), none for quarter 2.
+    /// `unpack_raw` of block `B`, its quarter known: quarters 0–2 are one mask per
+    /// register; quarter 3 gathers its bits 0–1, 2–3 and 4–5 from the top of planes A, B
+    /// and C (16-bit shifts: a byte's neighbour bits land outside the masks).
     ///
     /// # Safety
     /// As `PanelFormat::unpack`, and `B < 8`.
@@ -349,35 +349,35 @@ impl Q6K {
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn block<const B: usize>(t: *const u8) -> Packed {
         let (half, quarter) = (B / 4, B % 4);
-        let (four, two) = (_mm256_set1_epi8(0x0f), _mm256_set1_epi8(0x30));
-        let low = |v: __m256i| {
-            let v = if quarter < 2 {
-                v
-            } else {
-                _mm256_srli_epi16::<4>(v)
-            };
-            _mm256_and_si256(v, four)
-        };
-        let high = |v: __m256i| {
-            let v = match quarter {
-                0 => _mm256_slli_epi16::<4>(v),
-                1 => _mm256_slli_epi16::<2>(v),
-                2 => v,
-                _ => _mm256_srli_epi16::<2>(v),
-            };
-            _mm256_and_si256(v, two)
-        };
-        // SAFETY: a whole tile at t (caller): scale runs 2B, 2B + 1 < 16; ql chunks < 32,
-        // qh chunks < 16.
+        let six = _mm256_set1_epi8(63);
+        // SAFETY: a whole tile at t (caller): scale runs 2B, 2B + 1 < 16; plane chunks of
+        // half < 2 inside the tile's 1536 code bytes.
         unsafe {
             let d = f16x8(t);
             let scale = |k: usize| {
                 let s = _mm256_cvtepi8_epi32(_mm_loadl_epi64(t.add(16 + 8 * k) as *const __m128i));
                 _mm256_mul_ps(d, _mm256_cvtepi32_ps(s))
             };
-            let ql = t.add(144 + 32 * (16 * half + 8 * (quarter % 2)));
-            let qh = t.add(1168 + 32 * 8 * half);
-            let q = std::array::from_fn(|j| _mm256_or_si256(low(chunk(ql, j)), high(chunk(qh, j))));
+            let planes = t.add(Q6_CODES + 3 * Q6_PLANE * half);
+            let plane = |k: usize, j: usize| chunk(planes.add(Q6_PLANE * k), j);
+            let q = std::array::from_fn(|j| {
+                if quarter < 3 {
+                    _mm256_and_si256(plane(quarter, j), six)
+                } else {
+                    let part = |k: usize, v: __m256i| {
+                        let v = match k {
+                            0 => _mm256_srli_epi16::<6>(v),
+                            1 => _mm256_srli_epi16::<4>(v),
+                            _ => _mm256_srli_epi16::<2>(v),
+                        };
+                        _mm256_and_si256(v, _mm256_set1_epi8(3 << (2 * k)))
+                    };
+                    _mm256_or_si256(
+                        _mm256_or_si256(part(0, plane(0, j)), part(1, plane(1, j))),
+                        part(2, plane(2, j)),
+                    )
+                }
+            });
             Packed {
                 q,
                 d: scale(2 * B),

@@ -2,11 +2,12 @@
 //! bytes (`Dot::Signed`: Q8_0, IQ4_NL, IQ4_XS; `Dot::Signed2`: Q6_K) or with integer scales
 //! (`Dot::Scaled3`: Q3_K), and of the unsigned formats' prefill: the batched prefill gemm,
 //! and the decode gemv of those whose AVX2 gemv is compute-bound (Q3_K, IQ4_NL, IQ4_XS,
-//! Q5_0, Q5_1, Q4_K, Q5_K). Chosen at the `avx512` level only, each where a benchmark
+//! Q5_0, Q5_1, Q4_K, Q5_K, Q6_K). Chosen at the `avx512` level only, each where a benchmark
 //! showed the win (`cargo bench --bench kernels -- gemm` and `-- gemv`; Zen 4 EPYC: Q8_0
 //! gemm 73–89 → 246–275 GFLOP/s, Q6_K 88–98 → 144–243, IQ4_XS gemv 44 → 62; with the
 //! weights in huge pages, as a model's are (`BENCH_HUGE=1`), Q5_0 and Q5_1 gemv 73–77 →
-//! 83–91% of `read_all`, Q5_K 73–75 → 83–88%, Q4_K 82–87 → 89–91%).
+//! 83–91% of `read_all`, Q5_K 73–75 → 83–88%, Q4_K 82–87 → 89–91%, recoded Q6_K 79–86 →
+//! 84–92%).
 //! Where the CPU also has GFNI, the Q2_K and Q3_K decode run `gfni.rs` instead, with these
 //! products and this decode loop (`vnni_gemv_loop!`).
 //!
@@ -332,6 +333,7 @@ vnni_gemv! {
     Q3K: gemv_q3_kx8_vnni;
     Iq4Nl: gemv_iq4_nlx8_vnni;
     Iq4Xs: gemv_iq4_xsx8_vnni;
+    Q6K: gemv_q6_kx8_vnni;
     Q5_0: gemv_q5_0x8_vnni;
     Q5_1: gemv_q5_1x8_vnni;
     Q5K: gemv_q5_kx8_vnni;

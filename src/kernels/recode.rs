@@ -1,0 +1,236 @@
+//! Recoded code bytes: the formats whose file layout spreads one code over several arrays
+//! (a few bits here, the rest there) have their tile's code bytes rewritten by the repack
+//! (`panel::repack`) so that most codes come whole out of one byte, and decoded back for a
+//! row read from the panels (`panel::gather_block`). A recode keeps a tile's length: the
+//! same bits, in other places. The kernels that read a recoded tile (`x86_64/kbits.rs` for
+//! Q3_K, `x86_64/kpanel.rs` for Q6_K) name the function that wrote it.
+
+use crate::quant::GgmlType;
+
+/// Rewrites the code bytes of one tile of `dtype` (as `panel::repack` laid it out), where
+/// the format has a recoding.
+pub(super) fn recode(dtype: GgmlType, tile: &mut [u8]) {
+    match dtype {
+        GgmlType::Q3K => q3_recode(&mut tile[Q3_CODES..]),
+        GgmlType::Q6K => q6_recode(&mut tile[Q6_CODES..]),
+        _ => {}
+    }
+}
+
+/// The inverse of `recode`: the tile's code bytes as the file's blocks hold them.
+pub(super) fn decode(dtype: GgmlType, tile: &mut [u8]) {
+    match dtype {
+        GgmlType::Q3K => q3_decode(&mut tile[Q3_CODES..]),
+        GgmlType::Q6K => q6_decode(&mut tile[Q6_CODES..]),
+        _ => {}
+    }
+}
+
+/// Where a Q3_K tile's codes start: after `d` (16 bytes) and the scale runs (96).
+pub const Q3_CODES: usize = 112;
+/// Bytes of one of a Q3_K tile's code planes (8 chunks).
+pub const Q3_PLANE: usize = 256;
+
+/// Recodes a Q3_K tile's code bytes (16 chunks of `qs`, then 8 of `hmask`) into three planes
+/// A, B, C of 8 chunks, in place. Byte i of the file's arrays holds, for each activation
+/// block b = 4h + j of the tile, two bits of code b in qs chunk 8h + i / 32 (bits 2j, 2j + 1)
+/// and its high bit in hmask (bit b): three loads, shifts and masks per code. Byte i of the
+/// planes holds the same eight three-bit codes whole:
+///
+/// ```text
+/// A = c0 | c1 << 3 | (c6 & 3) << 6      B = c2 | c3 << 3 | (c7 & 3) << 6
+/// C = c4 | c5 << 3 | (c6 >> 2) << 6 | (c7 >> 2) << 7
+/// ```
+///
+/// so codes 0–5 take one mask (and for 1, 3, 5 a shift, or a code scaled by 8 where the
+/// product can take it) and codes 6 and 7 two sources: about half the unpacking.
+fn q3_recode(codes: &mut [u8]) {
+    let (qs, hm) = codes.split_at_mut(2 * Q3_PLANE);
+    let (q0, q1) = qs.split_at_mut(Q3_PLANE);
+    for ((a, b), c) in q0.iter_mut().zip(q1.iter_mut()).zip(hm.iter_mut()) {
+        let code = |k: usize| {
+            let low = if k < 4 { *a } else { *b } >> (2 * (k % 4)) & 3;
+            low | (*c >> k & 1) << 2
+        };
+        let k: [u8; 8] = std::array::from_fn(code);
+        (*a, *b, *c) = (
+            k[0] | k[1] << 3 | (k[6] & 3) << 6,
+            k[2] | k[3] << 3 | (k[7] & 3) << 6,
+            k[4] | k[5] << 3 | (k[6] >> 2) << 6 | (k[7] >> 2) << 7,
+        );
+    }
+}
+
+/// The inverse of `q3_recode`: the file's `qs` and `hmask` bytes back from the planes.
+fn q3_decode(codes: &mut [u8]) {
+    let (ab, cs) = codes.split_at_mut(2 * Q3_PLANE);
+    let (a_s, b_s) = ab.split_at_mut(Q3_PLANE);
+    for ((a, b), c) in a_s.iter_mut().zip(b_s.iter_mut()).zip(cs.iter_mut()) {
+        let k = [
+            *a & 7,
+            *a >> 3 & 7,
+            *b & 7,
+            *b >> 3 & 7,
+            *c & 7,
+            *c >> 3 & 7,
+            *a >> 6 | (*c >> 6 & 1) << 2,
+            *b >> 6 | (*c >> 7) << 2,
+        ];
+        let low = |h: usize| (0..4).fold(0u8, |v, j| v | (k[4 * h + j] & 3) << (2 * j));
+        let high = (0..8).fold(0u8, |v, i| v | (k[i] >> 2) << i);
+        (*a, *b, *c) = (low(0), low(1), high);
+    }
+}
+
+/// Where a Q6_K tile's codes start: after `d` (16 bytes) and the scale runs (128).
+pub const Q6_CODES: usize = 144;
+/// Bytes of one of a Q6_K tile's code planes (8 chunks).
+pub const Q6_PLANE: usize = 256;
+
+/// The four six-bit codes at one byte position of a Q6_K half tile, from its `ql` bytes of
+/// quarters 0/2 and 1/3 and its `qh` byte (the file's packing).
+fn q6_codes(ql0: u8, ql1: u8, qh: u8) -> [u8; 4] {
+    [
+        ql0 & 15 | (qh & 3) << 4,
+        ql1 & 15 | (qh >> 2 & 3) << 4,
+        ql0 >> 4 | (qh >> 4 & 3) << 4,
+        ql1 >> 4 | (qh >> 6) << 4,
+    ]
+}
+
+/// Recodes a Q6_K tile's code bytes (32 chunks of `ql`, then 16 of `qh`) into two halves of
+/// three planes A, B, C of 8 chunks each, in place. In the file, code c of quarter q of a
+/// half tile (activation block 4·half + q) takes its low four bits from a nibble of one of
+/// two `ql` chunks and its high two from bits 2q of a `qh` chunk: two loads, two shifts,
+/// two masks and an OR. Byte i of the planes holds the half's four codes at position i:
+///
+/// ```text
+/// A = c0 | (c3 & 3) << 6     B = c1 | (c3 >> 2 & 3) << 6     C = c2 | (c3 >> 4) << 6
+/// ```
+///
+/// so codes 0–2 take one mask, and code 3 a shift and a mask per plane and two ORs (with
+/// GFNI, three affine transforms and one `vpternlog`).
+fn q6_recode(codes: &mut [u8]) {
+    let mut file = [0u8; 6 * Q6_PLANE];
+    file.copy_from_slice(&codes[..6 * Q6_PLANE]);
+    for half in 0..2 {
+        let (ql, qh) = (
+            &file[2 * Q6_PLANE * half..],
+            &file[4 * Q6_PLANE + Q6_PLANE * half..],
+        );
+        let planes = &mut codes[3 * Q6_PLANE * half..][..3 * Q6_PLANE];
+        for o in 0..Q6_PLANE {
+            let c = q6_codes(ql[o], ql[Q6_PLANE + o], qh[o]);
+            planes[o] = c[0] | (c[3] & 3) << 6;
+            planes[Q6_PLANE + o] = c[1] | (c[3] >> 2 & 3) << 6;
+            planes[2 * Q6_PLANE + o] = c[2] | (c[3] >> 4) << 6;
+        }
+    }
+}
+
+/// The inverse of `q6_recode`: the file's `ql` and `qh` bytes back from the planes.
+fn q6_decode(codes: &mut [u8]) {
+    let mut planes = [0u8; 6 * Q6_PLANE];
+    planes.copy_from_slice(&codes[..6 * Q6_PLANE]);
+    for half in 0..2 {
+        let p = &planes[3 * Q6_PLANE * half..];
+        for o in 0..Q6_PLANE {
+            let (a, b, c) = (p[o], p[Q6_PLANE + o], p[2 * Q6_PLANE + o]);
+            let k = [
+                a & 63,
+                b & 63,
+                c & 63,
+                a >> 6 | (b >> 6) << 2 | (c >> 6) << 4,
+            ];
+            codes[2 * Q6_PLANE * half + o] = k[0] & 15 | (k[2] & 15) << 4;
+            codes[2 * Q6_PLANE * half + Q6_PLANE + o] = k[1] & 15 | (k[3] & 15) << 4;
+            codes[4 * Q6_PLANE + Q6_PLANE * half + o] =
+                k[0] >> 4 | (k[1] >> 4) << 2 | (k[2] >> 4) << 4 | (k[3] >> 4) << 6;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn q3_planes_hold_the_files_codes_and_decode_back() {
+        // Every byte triple (qs of the first half, qs of the second, hmask) at each of a
+        // tile's 256 byte positions: the planes' fields are the codes the file's bits give
+        // (`q3_recode`'s table), and decoding gives the file's bytes back.
+        let step = if cfg!(miri) { 4099 } else { 1 };
+        let triples: Vec<u32> = (0..1u32 << 24).step_by(step).collect();
+        for batch in triples.chunks(Q3_PLANE) {
+            let mut codes = vec![0u8; 3 * Q3_PLANE];
+            for (i, &v) in batch.iter().enumerate() {
+                let [q0, q1, h, _] = v.to_le_bytes();
+                (codes[i], codes[Q3_PLANE + i], codes[2 * Q3_PLANE + i]) = (q0, q1, h);
+            }
+            let file = codes.clone();
+            q3_recode(&mut codes);
+            for (i, &v) in batch.iter().enumerate() {
+                let [q0, q1, h, _] = v.to_le_bytes();
+                let want = |b: usize| ([q0, q1][b / 4] >> (2 * (b % 4)) & 3) | (h >> b & 1) << 2;
+                let (a, b, c) = (codes[i], codes[Q3_PLANE + i], codes[2 * Q3_PLANE + i]);
+                let got = [
+                    a & 7,
+                    a >> 3 & 7,
+                    b & 7,
+                    b >> 3 & 7,
+                    c & 7,
+                    c >> 3 & 7,
+                    (a >> 6) | (c >> 6 & 1) << 2,
+                    (b >> 6) | (c >> 7) << 2,
+                ];
+                for (k, &g) in got.iter().enumerate() {
+                    assert_eq!(g, want(k), "code {k} of bytes {q0:#x} {q1:#x} {h:#x}");
+                }
+            }
+            q3_decode(&mut codes);
+            assert_eq!(codes, file);
+        }
+    }
+
+    #[test]
+    fn q6_planes_hold_the_files_codes_and_decode_back() {
+        // Every byte triple (ql of quarters 0/2, ql of 1/3, qh), in both halves of a tile.
+        let step = if cfg!(miri) { 4099 } else { 1 };
+        let triples: Vec<u32> = (0..1u32 << 24).step_by(step).collect();
+        for batch in triples.chunks(2 * Q6_PLANE) {
+            let mut codes = vec![0u8; 6 * Q6_PLANE];
+            let at = |i: usize| (i / Q6_PLANE, i % Q6_PLANE);
+            for (i, &v) in batch.iter().enumerate() {
+                let [l0, l1, h, _] = v.to_le_bytes();
+                let (half, o) = at(i);
+                codes[2 * Q6_PLANE * half + o] = l0;
+                codes[2 * Q6_PLANE * half + Q6_PLANE + o] = l1;
+                codes[4 * Q6_PLANE + Q6_PLANE * half + o] = h;
+            }
+            let file = codes.clone();
+            q6_recode(&mut codes);
+            for (i, &v) in batch.iter().enumerate() {
+                let [l0, l1, h, _] = v.to_le_bytes();
+                let (half, o) = at(i);
+                // The file's bits, as ggml's dequantize_row_q6_K reads them.
+                let want = [
+                    l0 & 0xf | (h & 3) << 4,
+                    l1 & 0xf | (h >> 2 & 3) << 4,
+                    l0 >> 4 | (h >> 4 & 3) << 4,
+                    l1 >> 4 | (h >> 6 & 3) << 4,
+                ];
+                let p = &codes[3 * Q6_PLANE * half..];
+                let (a, b, c) = (p[o], p[Q6_PLANE + o], p[2 * Q6_PLANE + o]);
+                let got = [
+                    a & 63,
+                    b & 63,
+                    c & 63,
+                    a >> 6 | (b >> 6) << 2 | (c >> 6) << 4,
+                ];
+                assert_eq!(got, want, "bytes {l0:#x} {l1:#x} {h:#x}, half {half}");
+            }
+            q6_decode(&mut codes);
+            assert_eq!(codes, file);
+        }
+    }
+}
