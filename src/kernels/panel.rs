@@ -25,7 +25,8 @@
 //! a broadcast of the activation's four matching bytes multiplies all eight rows at once,
 //! with no horizontal sum, and the eight rows' scales convert in one instruction. Every
 //! byte keeps its value (bit-level unpacking is the kernels' job) but Q3_K's and Q6_K's
-//! codes, which are recoded within their code bytes (`recode.rs`), so a tile is exactly as long as the
+//! codes and Q5_0/Q5_1's fifth bits, which are recoded within their bytes (`recode.rs`),
+//! so a tile is exactly as long as the
 //! eight blocks it replaces: a panel spans `8 · row_bytes` and row r0 (a multiple of 8)
 //! starts at `r0 · row_bytes`, as in the file. The layout is plain Rust and
 //! architecture-neutral; the kernels that read it are per ISA.

@@ -3,7 +3,7 @@
 //! (`panel::repack`) so that most codes come whole out of one byte, and decoded back for a
 //! row read from the panels (`panel::gather_block`). A recode keeps a tile's length: the
 //! same bits, in other places. The kernels that read a recoded tile (`x86_64/kbits.rs` for
-//! Q3_K, `x86_64/kpanel.rs` for Q6_K) name the function that wrote it.
+//! Q3_K, `x86_64/kpanel.rs` for Q5_0, Q5_1 and Q6_K) name the function that wrote it.
 
 use crate::quant::GgmlType;
 
@@ -13,6 +13,8 @@ pub(super) fn recode(dtype: GgmlType, tile: &mut [u8]) {
     match dtype {
         GgmlType::Q3K => q3_recode(&mut tile[Q3_CODES..]),
         GgmlType::Q6K => q6_recode(&mut tile[Q6_CODES..]),
+        GgmlType::Q5_0 => q5_recode(&mut tile[Q5_0_QH..][..32], q5_spread),
+        GgmlType::Q5_1 => q5_recode(&mut tile[Q5_1_QH..][..32], q5_spread),
         _ => {}
     }
 }
@@ -22,6 +24,8 @@ pub(super) fn decode(dtype: GgmlType, tile: &mut [u8]) {
     match dtype {
         GgmlType::Q3K => q3_decode(&mut tile[Q3_CODES..]),
         GgmlType::Q6K => q6_decode(&mut tile[Q6_CODES..]),
+        GgmlType::Q5_0 => q5_recode(&mut tile[Q5_0_QH..][..32], q5_gather),
+        GgmlType::Q5_1 => q5_recode(&mut tile[Q5_1_QH..][..32], q5_gather),
         _ => {}
     }
 }
@@ -150,6 +154,37 @@ fn q6_decode(codes: &mut [u8]) {
     }
 }
 
+/// Where a Q5_0 tile's fifth bits start (after `d`), and a Q5_1 tile's (after `d`, `m`).
+pub const Q5_0_QH: usize = 16;
+pub const Q5_1_QH: usize = 32;
+
+/// Where bit `e` of a Q5_0/Q5_1 block's `qh` (the fifth bit of element e) goes in the
+/// recoded word: byte k = e % 4 holds the fifth bits of the four elements each code
+/// register gives that byte (`x86_64/kpanel.rs`: register j holds elements 4j + k, register
+/// 4 + j elements 16 + 4j + k), at bit j and bit 4 + j. So register j's fifth bits reach
+/// bit 4 of their bytes with one 32-bit shift (left by 4 − j, or right by j) and one mask,
+/// where the file's order took a byte shuffle, two masks and a compare.
+fn q5_spread(e: u32) -> u32 {
+    let (k, j, high) = (e % 4, e % 16 / 4, e / 16);
+    8 * k + j + 4 * high
+}
+
+/// The inverse of `q5_spread`.
+fn q5_gather(b: u32) -> u32 {
+    let (k, j, high) = (b / 8, b % 4, b % 8 / 4);
+    4 * j + k + 16 * high
+}
+
+/// Moves bit e of each row's `qh` word (eight little-endian u32, a tile's `qh` run) to bit
+/// `to(e)`.
+fn q5_recode(qh: &mut [u8], to: fn(u32) -> u32) {
+    for word in qh.chunks_exact_mut(4) {
+        let v = u32::from_le_bytes([word[0], word[1], word[2], word[3]]);
+        let moved = (0..32).fold(0u32, |m, e| m | (v >> e & 1) << to(e));
+        word.copy_from_slice(&moved.to_le_bytes());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -232,5 +267,27 @@ mod tests {
             q6_decode(&mut codes);
             assert_eq!(codes, file);
         }
+    }
+
+    #[test]
+    fn q5_fifth_bits_move_to_their_registers_bytes_and_back() {
+        // A permutation of bits: each single bit shows where every bit goes.
+        for e in 0..32u32 {
+            let (k, j) = (e % 4, e % 16 / 4);
+            let to = q5_spread(e);
+            assert_eq!(to / 8, k, "element {e} is in byte {k} of its register");
+            assert_eq!(to % 8, j + 4 * (e / 16), "element {e}'s bit in that byte");
+            assert_eq!(q5_gather(to), e);
+            let mut qh = rows_of(1 << e);
+            q5_recode(&mut qh, q5_spread);
+            assert_eq!(qh, rows_of(1 << to));
+            q5_recode(&mut qh, q5_gather);
+            assert_eq!(qh, rows_of(1 << e));
+        }
+    }
+
+    /// A tile's `qh` run with every row's word `w`.
+    fn rows_of(w: u32) -> Vec<u8> {
+        w.to_le_bytes().repeat(8)
     }
 }

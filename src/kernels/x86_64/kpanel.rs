@@ -3,8 +3,9 @@
 //! rows' codes of one 32-weight activation block, one row per 32-bit lane, four codes per
 //! lane per register, with the rows' scales as f32 lanes.
 //!
-//! - Q5_0/Q5_1: the 4-bit codes as Q4's, each row's fifth bits (a u32 per lane) spread to
-//!   bit 4 of their bytes by a byte shuffle and a compare. `x = q·d + m` (Q5_0: m = −16·d).
+//! - Q5_0/Q5_1: the 4-bit codes as Q4's, each row's fifth bits (a u32 per lane, reordered
+//!   by the repack: `recode.rs`) shifted to bit 4 of their bytes. `x = q·d + m` (Q5_0:
+//!   m = −16·d).
 //! - Q4_K/Q5_K: an activation block is one 32-weight sub-block; its scale and min are
 //!   decoded from the six-bit packing for all eight rows at once (a scale-byte run holds byte
 //!   k of every row), and `x = (d·sc)·q − (dmin·m)`, so the Q4 product applies unchanged.
@@ -72,33 +73,25 @@ fn nibble(v: __m256i, nib: usize) -> __m256i {
 }
 
 /// Q5_0/Q5_1's codes: chunk j's low nibbles are elements 4j..4j+4 and its high nibbles
-/// 16+4j..16+4j+4; `qh` (a u32 per lane) holds bit e for element e.
+/// 16+4j..16+4j+4; `qh` (a u32 per lane, `recode::q5_spread`'s order) holds the fifth bit
+/// of element 4j + k at bit j of byte k, and of 16 + 4j + k at bit 4 + j.
 ///
 /// # Safety
 /// `codes` points to 4 chunks.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn q5_codes(codes: *const u8, qh: __m256i) -> [__m256i; 8] {
-    let bit = _mm256_set1_epi32(0x0804_0201);
     let five = _mm256_set1_epi8(0x10);
-    // Byte 0 (then byte 2) of each lane copied to its four bytes.
-    let lo_bytes = _mm256_set1_epi64x(0x0404_0404_0000_0000);
-    let lo_bytes = _mm256_add_epi8(
-        lo_bytes,
-        _mm256_setr_epi64x(0, 0x0808_0808_0808_0808, 0, 0x0808_0808_0808_0808),
-    );
-    let hi_bytes = _mm256_add_epi8(lo_bytes, _mm256_set1_epi8(2));
-    let spread = |v: __m256i, at: __m256i| {
-        let b = _mm256_and_si256(_mm256_shuffle_epi8(v, at), bit);
-        _mm256_and_si256(_mm256_cmpeq_epi8(b, bit), five)
-    };
+    // Shifts within a 32-bit lane keep a bit in its byte: left by ≤ 4, right by ≤ 3.
+    let fifth = |v: __m256i| _mm256_and_si256(v, five);
     let mut q = [_mm256_setzero_si256(); 8];
     for j in 0..4 {
         // SAFETY: chunk j < 4 (caller).
         let raw = unsafe { chunk(codes, j) };
-        let t = _mm256_srl_epi32(qh, _mm_cvtsi32_si128(4 * j as i32));
-        q[j] = _mm256_or_si256(nibble(raw, 0), spread(t, lo_bytes));
-        q[4 + j] = _mm256_or_si256(nibble(raw, 1), spread(t, hi_bytes));
+        let lo = fifth(_mm256_sll_epi32(qh, _mm_cvtsi32_si128(4 - j as i32)));
+        let hi = fifth(_mm256_srl_epi32(qh, _mm_cvtsi32_si128(j as i32)));
+        q[j] = _mm256_or_si256(nibble(raw, 0), lo);
+        q[4 + j] = _mm256_or_si256(nibble(raw, 1), hi);
     }
     q
 }
