@@ -405,24 +405,37 @@ impl PanelFormat for Q8_0 {
     }
 }
 
-/// The 16 IQ4 levels in both 128-bit halves, for a byte shuffle that maps codes to levels.
+/// The 16 IQ4 levels in both 128-bit halves, for a byte shuffle that maps codes to levels;
+/// `BIASED`: each level plus 128 as an unsigned byte (`PanelFormat::unpack_biased`), so the
+/// VNNI kernels' codes cost no flip.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn iq4_levels() -> __m256i {
-    let v = crate::quant::q5::IQ4_VALUES;
+fn iq4_levels<const BIASED: bool>() -> __m256i {
+    const fn biased(mut v: [i8; 16]) -> [i8; 16] {
+        let mut i = 0;
+        while i < 16 {
+            v[i] ^= -128;
+            i += 1;
+        }
+        v
+    }
+    const LEVELS: [i8; 16] = crate::quant::q5::IQ4_VALUES;
+    const BIASED_LEVELS: [i8; 16] = biased(LEVELS);
+    let v = if BIASED { &BIASED_LEVELS } else { &LEVELS };
     // SAFETY: v is 16 bytes.
     let half = unsafe { _mm_loadu_si128(v.as_ptr() as *const __m128i) };
     _mm256_set_m128i(half, half)
 }
 
-/// The IQ4 levels of 4 code chunks at `codes` (low nibbles: elements 4j.., high: 16+4j..).
+/// The IQ4 levels of 4 code chunks at `codes` (low nibbles: elements 4j.., high: 16+4j..),
+/// plus 128 if `BIASED`.
 ///
 /// # Safety
 /// `codes` points to 4 chunks.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn iq4_codes(codes: *const u8) -> [__m256i; 8] {
-    let levels = iq4_levels();
+unsafe fn iq4_codes<const BIASED: bool>(codes: *const u8) -> [__m256i; 8] {
+    let levels = iq4_levels::<BIASED>();
     // SAFETY: chunk j % 4 < 4 (caller).
     std::array::from_fn(|j| {
         _mm256_shuffle_epi8(levels, nibble(unsafe { chunk(codes, j % 4) }, j / 4))
@@ -441,10 +454,27 @@ impl PanelFormat for Iq4Nl {
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn unpack(t: *const u8, _head: &(), _sub: usize) -> Packed {
+        // SAFETY: forwarded from the caller.
+        unsafe { Self::tile::<false>(t) }
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn unpack_biased(t: *const u8, _head: &(), _sub: usize) -> Packed {
+        // SAFETY: forwarded from the caller.
+        unsafe { Self::tile::<true>(t) }
+    }
+}
+
+impl Iq4Nl {
+    /// # Safety
+    /// As `PanelFormat::unpack`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn tile<const BIASED: bool>(t: *const u8) -> Packed {
         // SAFETY: a whole tile at t (caller).
         unsafe {
             Packed {
-                q: iq4_codes(t.add(16)),
+                q: iq4_codes::<BIASED>(t.add(16)),
                 d: f16x8(t),
                 m: _mm256_setzero_ps(),
                 ..Packed::ZERO
@@ -455,38 +485,108 @@ impl PanelFormat for Iq4Nl {
 
 /// IQ4_XS in panels: d[8], scales_h[8] (u16), 4 runs of scales_l bytes, 32 code chunks
 /// (1088 bytes). Sub-block `ib` uses chunks 4·ib..4·ib+4 and the six-bit scale
-/// `(scales_l[ib/2] >> 4·(ib%2)) & 15 | ((scales_h >> 2·ib) & 3) << 4`, minus 32.
+/// `(scales_l[ib/2] >> 4·(ib%2)) & 15 | ((scales_h >> 2·ib) & 3) << 4`, minus 32; the
+/// eight sub-blocks' scales are decoded once per tile (`xs_head`).
 pub(super) struct Iq4Xs;
 impl PanelFormat for Iq4Xs {
     const BLOCKS: usize = 8;
     const TILE: usize = 1088;
     const DOT: Dot = Dot::Signed;
-    type Head = ();
-    unsafe fn head(_t: *const u8) {}
+    type Head = [__m256; 8];
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn unpack(t: *const u8, _head: &(), ib: usize) -> Packed {
-        // SAFETY: a whole tile at t (caller); run ib / 2 < 4, chunks 4·ib + 3 < 32.
-        unsafe {
-            let low = _mm256_srl_epi32(
-                u8x8(t.add(32 + 8 * (ib / 2))),
-                _mm_cvtsi32_si128(4 * (ib % 2) as i32),
-            );
-            let high = _mm256_cvtepu16_epi32(_mm_loadu_si128(t.add(16) as *const __m128i));
-            let high = _mm256_srl_epi32(high, _mm_cvtsi32_si128(2 * ib as i32));
-            let ls = _mm256_or_si256(
-                _mm256_and_si256(low, _mm256_set1_epi32(15)),
-                _mm256_slli_epi32::<4>(_mm256_and_si256(high, _mm256_set1_epi32(3))),
-            );
-            let ls = _mm256_sub_epi32(ls, _mm256_set1_epi32(32));
-            Packed {
-                q: iq4_codes(t.add(64 + 128 * ib)),
-                d: _mm256_mul_ps(f16x8(t), _mm256_cvtepi32_ps(ls)),
-                m: _mm256_setzero_ps(),
-                ..Packed::ZERO
-            }
+    unsafe fn head(t: *const u8) -> [__m256; 8] {
+        // SAFETY: forwarded from the caller.
+        unsafe { xs_head(t) }
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn unpack(t: *const u8, head: &[__m256; 8], ib: usize) -> Packed {
+        // SAFETY: forwarded from the caller.
+        unsafe { Self::block::<false>(t, head, ib) }
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn unpack_biased(t: *const u8, head: &[__m256; 8], ib: usize) -> Packed {
+        // SAFETY: forwarded from the caller.
+        unsafe { Self::block::<true>(t, head, ib) }
+    }
+}
+
+impl Iq4Xs {
+    /// # Safety
+    /// As `PanelFormat::unpack`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn block<const BIASED: bool>(t: *const u8, head: &[__m256; 8], ib: usize) -> Packed {
+        // SAFETY: a whole tile at t (caller); chunks 4·ib + 3 < 32.
+        Packed {
+            q: unsafe { iq4_codes::<BIASED>(t.add(64 + 128 * ib)) },
+            d: head[ib],
+            m: _mm256_setzero_ps(),
+            ..Packed::ZERO
         }
     }
+}
+
+/// The eight sub-blocks' scales `d·(ls − 32)` of an IQ4_XS tile, for its eight rows, from a
+/// few byte operations on all of them at once: the 32 `scales_l` bytes (run k: byte k of
+/// every row) give sub-blocks 2k and 2k + 1 their low four bits by nibble; each row's
+/// `scales_h` byte k / 2, moved beside run k by a byte shuffle and shifted by 4·(k % 2),
+/// gives their top two (bits 0–1 and 2–3).
+///
+/// # Safety
+/// `t` points to a whole IQ4_XS tile.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn xs_head(t: *const u8) -> [__m256; 8] {
+    // SAFETY: d (16 bytes), scales_h (16) and the 4 runs (32) start the tile (caller).
+    let (d, sh, runs) = unsafe {
+        (
+            f16x8(t),
+            _mm256_broadcastsi128_si256(_mm_loadu_si128(t.add(16) as *const __m128i)),
+            chunk(t.add(32), 0),
+        )
+    };
+    // Byte 8k + r: row r's scales_h byte k / 2 (the shuffle works per 128-bit half: runs 0,
+    // 1 below, 2, 3 above).
+    let at = _mm256_setr_epi8(
+        0, 2, 4, 6, 8, 10, 12, 14, 0, 2, 4, 6, 8, 10, 12, 14, //
+        1, 3, 5, 7, 9, 11, 13, 15, 1, 3, 5, 7, 9, 11, 13, 15,
+    );
+    let e = _mm256_srlv_epi64(_mm256_shuffle_epi8(sh, at), _mm256_setr_epi64x(0, 4, 0, 4));
+    // Six-bit scales minus 32, as signed bytes: sub-blocks 2k (even) and 2k + 1 (odd) at
+    // byte 8k + r. 16-bit shifts: bits a byte takes from its neighbour fall outside 0x30.
+    let (four, top) = (_mm256_set1_epi8(0x0f), _mm256_set1_epi8(0x30));
+    let k32 = _mm256_set1_epi8(32);
+    let even = _mm256_or_si256(
+        _mm256_and_si256(runs, four),
+        _mm256_and_si256(_mm256_slli_epi16::<4>(e), top),
+    );
+    let odd = _mm256_or_si256(
+        _mm256_and_si256(_mm256_srli_epi16::<4>(runs), four),
+        _mm256_and_si256(_mm256_slli_epi16::<2>(e), top),
+    );
+    let mut bytes = [0u8; 64];
+    // SAFETY: 32 bytes at 0 and at 32 of a 64-byte array.
+    unsafe {
+        _mm256_storeu_si256(
+            bytes.as_mut_ptr() as *mut __m256i,
+            _mm256_sub_epi8(even, k32),
+        );
+        _mm256_storeu_si256(
+            bytes.as_mut_ptr().add(32) as *mut __m256i,
+            _mm256_sub_epi8(odd, k32),
+        );
+    }
+    std::array::from_fn(|ib| {
+        // SAFETY: 8 bytes at 8·(ib / 2) of either half of the 64.
+        let ls = unsafe {
+            let p = bytes.as_ptr().add(32 * (ib % 2) + 8 * (ib / 2));
+            _mm256_cvtepi8_epi32(_mm_loadl_epi64(p as *const __m128i))
+        };
+        _mm256_mul_ps(d, _mm256_cvtepi32_ps(ls))
+    })
 }
 
 const _: () = assert!(Q5_0::TILE == 8 * 22 && Q5_1::TILE == 8 * 24);
