@@ -8,10 +8,12 @@
 //!     cargo bench --bench kernels
 //!     cargo bench --bench kernels -- gemm    (prefill products, GFLOP/s per level)
 //!
-//! `BENCH_HOT=1` keeps one copy in cache (a kernel's compute ceiling); `BENCH_HUGE=1` backs
-//! the copies and the read probes with huge pages, as a model's repacked panels are (its
-//! F16/BF16/F32 matrices are read from the file's 4 KiB pages); `BENCH_SIMD_ONLY=1` skips
-//! the scalar kernels.
+//! The copies and the read probes sit in huge pages, as a model's weights do (the repack
+//! moves every matrix into a huge-page slab at load); `BENCH_SMALL_PAGES=1` leaves them in
+//! 4 KiB pages, where the hardware prefetchers restart at every page (`--repack off`, or a
+//! host whose transparent huge pages are off, where the hint does nothing).
+//! `BENCH_HOT=1` keeps one copy in cache (a kernel's compute ceiling); `BENCH_SIMD_ONLY=1`
+//! skips the scalar kernels.
 
 use std::time::Instant;
 
@@ -201,7 +203,7 @@ type Copies = (Vec<u64>, usize);
 fn copies_of(bytes: &[u8], copies: usize) -> Copies {
     let stride = bytes.len().div_ceil(8);
     let mut buf = vec![0u64; stride * copies];
-    if std::env::var_os("BENCH_HUGE").is_some() {
+    if std::env::var_os("BENCH_SMALL_PAGES").is_none() {
         advise_huge_pages(&mut buf);
     }
     for i in 0..copies {
@@ -212,7 +214,8 @@ fn copies_of(bytes: &[u8], copies: usize) -> Copies {
 }
 
 /// Asks the kernel to back `buf`'s whole pages with huge pages, before they are first
-/// written (`BENCH_HUGE=1`). A hint: where transparent huge pages are off it does nothing.
+/// written (unless `BENCH_SMALL_PAGES=1`). A hint: where transparent huge pages are off it
+/// does nothing.
 fn advise_huge_pages(buf: &mut [u64]) {
     let (p, end) = (
         buf.as_mut_ptr() as usize,
@@ -233,7 +236,8 @@ fn advise_huge_pages(buf: &mut [u64]) {
 }
 
 /// Streaming read bandwidth over `STREAM_BYTES`, GB/s: the best of 5 sweeps each way
-/// (`ReadWay`), on the same footing as the copies (huge pages with `BENCH_HUGE=1`).
+/// (`ReadWay`), on the same footing as the copies (huge pages, or 4 KiB ones with
+/// `BENCH_SMALL_PAGES=1`).
 fn read_bandwidth() -> f64 {
     let (buf, _) = copies_of(&[1u8; 4096], STREAM_BYTES / 4096);
     let buf: &[u8] = bytemuck::cast_slice(&buf);

@@ -6,8 +6,8 @@
 //! A float matrix (F32, F16, BF16), whose kernels read the file's rows, is copied as it is
 //! into the same huge-page slab, a few MiB at a time (`GgufFile::derived_verbatim`): from
 //! the file's 4 KiB pages the hardware prefetchers restart at every page, and its gemv
-//! streamed at 17 GiB/s where the copy reads at 27–30 (`BENCH_HUGE=1 cargo bench --bench
-//! kernels -- gemv/`, Zen 4 VM).
+//! streamed at 17 GiB/s where the copy reads at 27–30 (`cargo bench --bench kernels --
+//! gemv/`, whose copies sit in huge pages, against `BENCH_SMALL_PAGES=1`; Zen 4 VM).
 //!
 //! `--repack off` (`PlanOptions::repack`) keeps every matrix in the file's rows.
 

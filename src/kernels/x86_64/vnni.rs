@@ -5,7 +5,7 @@
 //! Q5_0, Q5_1, Q4_K, Q5_K, Q6_K). Chosen at the `avx512` level only, each where a benchmark
 //! showed the win (`cargo bench --bench kernels -- gemm` and `-- gemv`; Zen 4 EPYC: Q8_0
 //! gemm 73–89 → 246–275 GFLOP/s, Q6_K 88–98 → 144–243, IQ4_XS gemv 44 → 62; with the
-//! weights in huge pages, as a model's are (`BENCH_HUGE=1`), Q5_0 and Q5_1 gemv 73–77 →
+//! weights in huge pages, as a model's are, Q5_0 and Q5_1 gemv 73–77 →
 //! 83–91% of `read_all`, Q5_K 73–75 → 83–88%, Q4_K 82–87 → 89–91%, recoded Q6_K 79–86 →
 //! 84–92%).
 //! Where the CPU also has GFNI, the Q2_K and Q3_K decode run `gfni.rs` instead, with these
