@@ -145,7 +145,8 @@ fn gemv_panels(dtype: GgmlType, level: KernelLevel) -> Option<Chosen<GemvFn>> {
         use super::x86_64::vnni::*;
         // Q8_0 decodes no faster with VNNI (its gemv waits on memory): it keeps the AVX2
         // kernel.
-        let twins: [(GgmlType, GemvFn, &'static str); 8] = [
+        let twins: [(GgmlType, GemvFn, &'static str); 9] = [
+            (GgmlType::Q2K, gemv_q2_kx8_vnni, "gemv_q2_kx8_vnni"),
             (GgmlType::Q3K, gemv_q3_kx8_vnni, "gemv_q3_kx8_vnni"),
             (GgmlType::Q6K, gemv_q6_kx8_vnni, "gemv_q6_kx8_vnni"),
             (GgmlType::Q5_0, gemv_q5_0x8_vnni, "gemv_q5_0x8_vnni"),
@@ -157,10 +158,8 @@ fn gemv_panels(dtype: GgmlType, level: KernelLevel) -> Option<Chosen<GemvFn>> {
         ];
         if is_x86_feature_detected!("gfni") {
             use super::x86_64::gfni::*;
-            let gfni: [(GgmlType, GemvFn, &'static str); 2] = [
-                (GgmlType::Q2K, gemv_q2_kx8_gfni, "gemv_q2_kx8_gfni"),
-                (GgmlType::Q3K, gemv_q3_kx8_gfni, "gemv_q3_kx8_gfni"),
-            ];
+            let gfni: [(GgmlType, GemvFn, &'static str); 1] =
+                [(GgmlType::Q3K, gemv_q3_kx8_gfni, "gemv_q3_kx8_gfni")];
             if let Some(k) = twin(dtype, &gfni) {
                 return Some(k);
             }

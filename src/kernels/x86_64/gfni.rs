@@ -1,16 +1,15 @@
-//! Decode products of Q2_K and Q3_K for CPUs with AVX-512 VNNI and GFNI: the codes are
-//! unpacked with `vgf2p8affineqb`, whose 8×8 bit matrix moves any bits of a byte to any
-//! others and clears the rest in one instruction, where a shift and a mask took two. Q3_K's
-//! recoded planes (`recode::q3_recode`) need it only for the two codes split across planes;
-//! the rest take one mask. The products are `vnni::panel_dot`'s, so a row is bitwise what
-//! the AVX2 gemv and gemm compute.
+//! The decode product of Q3_K for CPUs with AVX-512 VNNI and GFNI: the two codes its
+//! recoded planes (`recode::q3_recode`) split across planes are unpacked with
+//! `vgf2p8affineqb`, whose 8×8 bit matrix moves any bits of a byte to any others and clears
+//! the rest in one instruction, where shifts and masks took several; the other six take one
+//! mask. The products are `vnni::panel_dot`'s, so a row is bitwise what the AVX2 gemv and
+//! gemm compute. (Q2_K's codes need no GFNI: a mask leaves them times 4^j, `kbits::Q2KInPlace`.)
 
 use std::arch::x86_64::*;
 
 use super::dot::Dot;
 use super::gemm::{Packed, PanelFormat};
-use super::kbits::{q2_scales, q3_block, q3_head, q3_plane, Q3Head, Q2K, Q2_QS, Q3K};
-use super::kpanel::chunk;
+use super::kbits::{q3_block, q3_head, q3_plane, Q3Head, Q3K};
 use crate::kernels::scalar::act::BlockQ8Act;
 
 /// The bit matrix that moves bit `from` of each byte to bit `to` (row `to` of the matrix is
@@ -25,46 +24,6 @@ const fn moves(pairs: &[(u32, u32)]) -> i64 {
         i += 1;
     }
     m as i64
-}
-
-/// Bits `2j` and `2j + 1` of every byte of `v` as its bits 0 and 1 (a two-bit code).
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,gfni")]
-fn two_bits(v: __m256i, j: usize) -> __m256i {
-    let m = moves(&[(0, 0), (1, 1)]) << (2 * j as u32);
-    _mm256_gf2p8affine_epi64_epi8::<0>(v, _mm256_set1_epi64x(m))
-}
-
-/// Q2_K in panels (`kbits::Q2K`'s layout and scales), its codes unpacked by GFNI.
-pub(super) struct Q2KGfni;
-impl PanelFormat for Q2KGfni {
-    const BLOCKS: usize = 8;
-    const TILE: usize = Q2K::TILE;
-    const DOT: Dot = Dot::Affine2;
-    type Head = [__m256; 2];
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn head(t: *const u8) -> [__m256; 2] {
-        // SAFETY: forwarded from the caller.
-        unsafe { Q2K::head(t) }
-    }
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,gfni")]
-    unsafe fn unpack(t: *const u8, head: &[__m256; 2], b: usize) -> Packed {
-        let (n, j) = (b / 4, b % 4);
-        // SAFETY: a whole tile at t (caller): scale run b < 8, qs chunks 8n + c < 16.
-        unsafe {
-            let (sc, mn) = q2_scales(t, b);
-            let qs = t.add(Q2_QS + 256 * n);
-            Packed {
-                q: std::array::from_fn(|c| two_bits(chunk(qs, c), j)),
-                d: head[0],
-                m: head[1],
-                sc,
-                mn,
-            }
-        }
-    }
 }
 
 /// Q3_K in panels (`kbits::Q3K`'s layout and scales), its codes unpacked by GFNI.
@@ -147,6 +106,5 @@ macro_rules! gfni_gemv {
 }
 
 gfni_gemv! {
-    Q2KGfni: gemv_q2_kx8_gfni;
     Q3KGfni: gemv_q3_kx8_gfni;
 }

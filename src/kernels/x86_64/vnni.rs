@@ -8,8 +8,9 @@
 //! weights in huge pages, as a model's are, Q5_0 and Q5_1 gemv 73–77 →
 //! 83–91% of `read_all`, Q5_K 73–75 → 83–88%, Q4_K 82–87 → 89–91%, recoded Q6_K 79–86 →
 //! 84–92%).
-//! Where the CPU also has GFNI, the Q2_K and Q3_K decode run `gfni.rs` instead, with these
-//! products and this decode loop (`vnni_gemv_loop!`).
+//! Q2_K's decode takes its codes in place, times 4^j (`kbits::Q2KInPlace`). Where the CPU
+//! also has GFNI, the Q3_K decode runs `gfni.rs` instead, with these products and this
+//! decode loop (`vnni_gemv_loop!`).
 //!
 //! The AVX2 product of one chunk of four codes per row costs five instructions (broadcast,
 //! `abs`, `sign`, `maddubs`, `madd`) plus a share of an add tree; here it is two: a
@@ -32,7 +33,7 @@ use std::arch::x86_64::*;
 
 use super::dot::{bias_sums, Dot};
 use super::gemm::{unpack_blocks, Packed, PanelFormat, Q4_0, Q4_1};
-use super::kbits::Q3K;
+use super::kbits::{Q2KInPlace, Q3K};
 use super::kpanel::{Iq4Nl, Iq4Xs, Q4K, Q5K, Q5_0, Q5_1, Q6K, Q8_0};
 use crate::kernels::panel::PANEL_ROWS;
 use crate::kernels::scalar::act::BlockQ8Act;
@@ -278,7 +279,12 @@ pub(super) fn panel_dot<F: PanelFormat>(
             return super::dot::scaled3_tail(p, x, halves, acc);
         }
         Dot::Affine2 => {
-            return super::dot::affine2_tail(p, x, super::dot::pair_halves(lo, hi), acc)
+            // As Scaled3: sums of codes times 2^s are exact multiples of 2^s (Q2KInPlace).
+            let s = shift as i32;
+            let lo = _mm256_sra_epi32(lo, _mm_cvtsi32_si128(s));
+            let hi = _mm256_sll_epi32(hi, _mm_cvtsi32_si128(16 - s));
+            let halves = _mm256_blend_epi16::<0b1010_1010>(lo, hi);
+            return super::dot::affine2_tail(p, x, halves, acc);
         }
         _ => {}
     }
@@ -330,6 +336,7 @@ macro_rules! vnni_gemv {
 }
 
 vnni_gemv! {
+    Q2KInPlace: gemv_q2_kx8_vnni;
     Q3K: gemv_q3_kx8_vnni;
     Iq4Nl: gemv_iq4_nlx8_vnni;
     Iq4Xs: gemv_iq4_xsx8_vnni;
