@@ -13,7 +13,7 @@
 //! Q5_0 tile (176 B): d[8] | qh[8] (u32) | 4 chunks  Q5_1 (192 B): d[8] | m[8] | qh[8] | 4
 //! Q8_0 tile (272 B): d[8] | 8 code chunks
 //! Q4_K tile (1152 B): d[8] | dmin[8] | 12 scale-byte runs of 8 | 32 code chunks
-//! Q5_K tile (1408 B): as Q4_K, with 8 chunks of qh bytes before the codes
+//! Q5_K tile (1408 B): as Q4_K's head, then 5 code planes of 8 chunks
 //! Q6_K tile (1680 B): d[8] | 16 scale runs of 8 | 2 halves of 3 code planes of 8 chunks
 //! Q3_K tile (880 B): d[8] | 12 scale runs of 8 | 3 code planes of 8 chunks (`recode.rs`)
 //! Q2_K tile (672 B): d[8] | dmin[8] | 8 scale runs of 16 | 16 chunks of qs
@@ -24,8 +24,8 @@
 //! So one 256-bit load of a chunk gives every row four code bytes in its own 32-bit lane:
 //! a broadcast of the activation's four matching bytes multiplies all eight rows at once,
 //! with no horizontal sum, and the eight rows' scales convert in one instruction. Every
-//! byte keeps its value (bit-level unpacking is the kernels' job) but Q3_K's and Q6_K's
-//! codes and Q5_0/Q5_1's fifth bits, which are recoded within their bytes (`recode.rs`),
+//! byte keeps its value (bit-level unpacking is the kernels' job) but Q3_K's, Q5_K's and
+//! Q6_K's codes and Q5_0/Q5_1's fifth bits, which are recoded within their bytes (`recode.rs`),
 //! so a tile is exactly as long as the
 //! eight blocks it replaces: a panel spans `8 · row_bytes` and row r0 (a multiple of 8)
 //! starts at `r0 · row_bytes`, as in the file. The layout is plain Rust and

@@ -3,7 +3,7 @@
 //! (`panel::repack`) so that most codes come whole out of one byte, and decoded back for a
 //! row read from the panels (`panel::gather_block`). A recode keeps a tile's length: the
 //! same bits, in other places. The kernels that read a recoded tile (`x86_64/kbits.rs` for
-//! Q3_K, `x86_64/kpanel.rs` for Q5_0, Q5_1 and Q6_K) name the function that wrote it.
+//! Q3_K, `x86_64/kpanel.rs` for Q5_0, Q5_1, Q5_K and Q6_K) name the function that wrote it.
 
 use crate::quant::GgmlType;
 
@@ -13,6 +13,7 @@ pub(super) fn recode(dtype: GgmlType, tile: &mut [u8]) {
     match dtype {
         GgmlType::Q3K => q3_recode(&mut tile[Q3_CODES..]),
         GgmlType::Q6K => q6_recode(&mut tile[Q6_CODES..]),
+        GgmlType::Q5K => q5k_recode(&mut tile[Q5K_CODES..]),
         GgmlType::Q5_0 => q5_recode(&mut tile[Q5_0_QH..][..32], q5_spread),
         GgmlType::Q5_1 => q5_recode(&mut tile[Q5_1_QH..][..32], q5_spread),
         _ => {}
@@ -24,6 +25,7 @@ pub(super) fn decode(dtype: GgmlType, tile: &mut [u8]) {
     match dtype {
         GgmlType::Q3K => q3_decode(&mut tile[Q3_CODES..]),
         GgmlType::Q6K => q6_decode(&mut tile[Q6_CODES..]),
+        GgmlType::Q5K => q5k_decode(&mut tile[Q5K_CODES..]),
         GgmlType::Q5_0 => q5_recode(&mut tile[Q5_0_QH..][..32], q5_gather),
         GgmlType::Q5_1 => q5_recode(&mut tile[Q5_1_QH..][..32], q5_gather),
         _ => {}
@@ -185,6 +187,81 @@ fn q5_recode(qh: &mut [u8], to: fn(u32) -> u32) {
     }
 }
 
+/// Where a Q5_K tile's code bytes start: after `d`, `dmin` (32 bytes) and the scale runs
+/// (96): 8 chunks of `qh`, then 32 of nibbles.
+pub const Q5K_CODES: usize = 128;
+/// Bytes of one of a Q5_K tile's code planes (8 chunks).
+pub const Q5K_PLANE: usize = 256;
+
+/// The eight five-bit codes (sub-blocks 0..8) at byte position `o` of a Q5_K tile's code
+/// bytes as the file packs them: sub-block s's low four bits in a nibble of chunk
+/// 8·(s / 2) + o / 32, its fifth in bit s of `qh` chunk o / 32.
+fn q5k_codes(codes: &[u8], o: usize) -> [u8; 8] {
+    let qh = codes[o];
+    std::array::from_fn(|s| {
+        let nib = codes[Q5K_PLANE * (1 + s / 2) + o] >> (4 * (s % 2)) & 15;
+        nib | (qh >> s & 1) << 4
+    })
+}
+
+/// Recodes a Q5_K tile's code bytes (8 chunks of `qh`, then 32 of nibbles) into five planes
+/// P0..P4 of 8 chunks, in place. In the file, every code takes two loads, a shift and a
+/// mask for each part and an OR. Byte i of the planes holds the eight sub-blocks' codes at
+/// position i: codes 0–4 whole in the low five bits of P0..P4, codes 5–7 in their top three:
+///
+/// ```text
+/// P0 = c0 | (c5 & 7) << 5          P1 = c1 | (c5 >> 3) << 5 | (c6 & 1) << 7
+/// P2 = c2 | (c6 >> 1 & 7) << 5     P3 = c3 | (c6 >> 4) << 5 | (c7 & 3) << 6
+/// P4 = c4 | (c7 >> 2) << 5
+/// ```
+///
+/// so five of the eight sub-blocks unpack with one mask per register.
+fn q5k_recode(codes: &mut [u8]) {
+    let mut file = [0u8; 5 * Q5K_PLANE];
+    file.copy_from_slice(&codes[..5 * Q5K_PLANE]);
+    for o in 0..Q5K_PLANE {
+        let c = q5k_codes(&file, o);
+        let planes = [
+            c[0] | (c[5] & 7) << 5,
+            c[1] | (c[5] >> 3) << 5 | (c[6] & 1) << 7,
+            c[2] | (c[6] >> 1 & 7) << 5,
+            c[3] | (c[6] >> 4) << 5 | (c[7] & 3) << 6,
+            c[4] | (c[7] >> 2) << 5,
+        ];
+        for (k, v) in planes.into_iter().enumerate() {
+            codes[Q5K_PLANE * k + o] = v;
+        }
+    }
+}
+
+/// The eight codes at byte position `o` of a recoded Q5_K tile's planes.
+fn q5k_plane_codes(planes: &[u8], o: usize) -> [u8; 8] {
+    let p: [u8; 5] = std::array::from_fn(|k| planes[Q5K_PLANE * k + o]);
+    [
+        p[0] & 31,
+        p[1] & 31,
+        p[2] & 31,
+        p[3] & 31,
+        p[4] & 31,
+        p[0] >> 5 | (p[1] >> 5 & 3) << 3,
+        p[1] >> 7 | (p[2] >> 5) << 1 | (p[3] >> 5 & 1) << 4,
+        p[3] >> 6 | (p[4] >> 5) << 2,
+    ]
+}
+
+/// The inverse of `q5k_recode`: the file's `qh` and nibble bytes back from the planes.
+fn q5k_decode(codes: &mut [u8]) {
+    let mut planes = [0u8; 5 * Q5K_PLANE];
+    planes.copy_from_slice(&codes[..5 * Q5K_PLANE]);
+    for o in 0..Q5K_PLANE {
+        let c = q5k_plane_codes(&planes, o);
+        codes[o] = (0..8).fold(0u8, |h, s| h | (c[s] >> 4) << s);
+        for pair in 0..4 {
+            codes[Q5K_PLANE * (1 + pair) + o] = c[2 * pair] & 15 | (c[2 * pair + 1] & 15) << 4;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -289,5 +366,35 @@ mod tests {
     /// A tile's `qh` run with every row's word `w`.
     fn rows_of(w: u32) -> Vec<u8> {
         w.to_le_bytes().repeat(8)
+    }
+
+    #[test]
+    fn q5k_planes_hold_the_files_codes_and_decode_back() {
+        // The recoding moves bits: every single bit of a position's five file bytes, then
+        // random bytes, show each lands where its code needs it and comes back.
+        let mut rng = crate::sample::rng::SplitMix64(5);
+        let mut cases: Vec<[u8; 5]> = (0..40)
+            .map(|b| std::array::from_fn(|k| if k == b / 8 { 1 << (b % 8) } else { 0 }))
+            .collect();
+        cases.extend((0..4096).map(|_| std::array::from_fn(|_| (rng.next_f32() * 256.0) as u8)));
+        for batch in cases.chunks(Q5K_PLANE) {
+            let mut codes = vec![0u8; 5 * Q5K_PLANE];
+            for (o, bytes) in batch.iter().enumerate() {
+                for (k, &v) in bytes.iter().enumerate() {
+                    codes[Q5K_PLANE * k + o] = v;
+                }
+            }
+            let file = codes.clone();
+            q5k_recode(&mut codes);
+            for (o, bytes) in batch.iter().enumerate() {
+                // The file's bits, as ggml's dequantize_row_q5_K reads them.
+                let want: [u8; 8] = std::array::from_fn(|s| {
+                    (bytes[1 + s / 2] >> (4 * (s % 2)) & 15) | (bytes[0] >> s & 1) << 4
+                });
+                assert_eq!(q5k_plane_codes(&codes, o), want, "file bytes {bytes:?}");
+            }
+            q5k_decode(&mut codes);
+            assert_eq!(codes, file);
+        }
     }
 }

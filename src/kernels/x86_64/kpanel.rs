@@ -9,7 +9,8 @@
 //! - Q4_K/Q5_K: an activation block is one 32-weight sub-block; its scale and min are
 //!   decoded from the six-bit packing for all eight rows at once (a scale-byte run holds byte
 //!   k of every row), and `x = (d·sc)·q − (dmin·m)`, so the Q4 product applies unchanged.
-//!   Q5_K's fifth bits are bit `sub` of each code's qh byte, shifted to bit 4.
+//!   Q5_K's codes are recoded by the repack into five planes (`recode.rs`): five sub-blocks
+//!   take one mask per register, three gather two or three pieces.
 //! - Q6_K: six-bit codes (recoded into whole-code planes by the repack, `recode.rs`)
 //!   minus 32 as signed bytes, two scales per block (one per 16 weights), multiplied by
 //!   `dot::signed2_dot` with the sign trick of the Q8_0 kernel.
@@ -24,7 +25,7 @@ use std::arch::x86_64::*;
 use super::dot::Dot;
 use super::gemm::{Packed, PanelFormat};
 use super::kbits::{Q2K, Q3K};
-use crate::kernels::recode::{Q6_CODES, Q6_PLANE};
+use crate::kernels::recode::{Q5K_CODES, Q5K_PLANE, Q6_CODES, Q6_PLANE};
 use crate::kernels::scalar::act::BlockQ8Act;
 
 /// Eight f16 at `p` as f32 lanes.
@@ -230,9 +231,9 @@ impl PanelFormat for Q4K {
     }
 }
 
-/// Q5_K in panels: Q4_K's head, 8 chunks of qh bytes (chunk j: qh[4j..4j+4] of each row,
-/// whose bit `sub` is the fifth bit of element 4j.. of sub-block `sub`), then Q4_K's 32
-/// code chunks (1408 bytes).
+/// Q5_K in panels: Q4_K's head, then five code planes of 8 chunks (`recode::q5k_recode`;
+/// 1408 bytes). Sub-blocks 0–4 take their codes whole from the low five bits of plane
+/// `sub`'s chunk j; 5–7 gather theirs from the planes' top three bits.
 pub(super) struct Q5K;
 impl PanelFormat for Q5K {
     const BLOCKS: usize = 8;
@@ -248,33 +249,67 @@ impl PanelFormat for Q5K {
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn unpack(t: *const u8, head: &K4Head, sub: usize) -> Packed {
-        let five = _mm256_set1_epi8(0x10);
-        // Bit `sub` of each byte moved to bit 4 (shifts within a 32-bit lane keep it in
-        // its byte: left by ≤ 4, or right by ≤ 3).
-        let to_bit4 = |v: __m256i| {
-            let v = if sub <= 4 {
-                _mm256_sll_epi32(v, _mm_cvtsi32_si128(4 - sub as i32))
-            } else {
-                _mm256_srl_epi32(v, _mm_cvtsi32_si128(sub as i32 - 4))
-            };
-            _mm256_and_si256(v, five)
-        };
-        let (d, m) = (head.d[sub], head.m[sub]);
-        // SAFETY: a whole tile at t (caller); qh chunk j < 8, code chunk 8·(sub / 2) + j.
-        unsafe {
-            let codes = t.add(384 + 256 * (sub / 2));
-            let q = std::array::from_fn(|j| {
-                let high = to_bit4(chunk(t.add(128), j));
-                _mm256_or_si256(nibble(chunk(codes, j), sub % 2), high)
-            });
-            Packed {
-                q,
-                d,
-                m,
-                ..Packed::ZERO
+        // SAFETY (each arm): forwarded from the caller.
+        let q = unsafe {
+            match sub {
+                0..=4 => q5k_whole(t, sub),
+                5 => std::array::from_fn(|j| {
+                    let p = |k| q5k_plane(t, k, j);
+                    _mm256_or_si256(
+                        _mm256_and_si256(_mm256_srli_epi16::<5>(p(0)), _mm256_set1_epi8(0x07)),
+                        _mm256_and_si256(_mm256_srli_epi16::<2>(p(1)), _mm256_set1_epi8(0x18)),
+                    )
+                }),
+                6 => std::array::from_fn(|j| {
+                    let p = |k| q5k_plane(t, k, j);
+                    _mm256_or_si256(
+                        _mm256_or_si256(
+                            _mm256_and_si256(_mm256_srli_epi16::<7>(p(1)), _mm256_set1_epi8(0x01)),
+                            _mm256_and_si256(_mm256_srli_epi16::<4>(p(2)), _mm256_set1_epi8(0x0e)),
+                        ),
+                        _mm256_and_si256(_mm256_srli_epi16::<1>(p(3)), _mm256_set1_epi8(0x10)),
+                    )
+                }),
+                _ => std::array::from_fn(|j| {
+                    let p = |k| q5k_plane(t, k, j);
+                    _mm256_or_si256(
+                        _mm256_and_si256(_mm256_srli_epi16::<6>(p(3)), _mm256_set1_epi8(0x03)),
+                        _mm256_and_si256(_mm256_srli_epi16::<3>(p(4)), _mm256_set1_epi8(0x1c)),
+                    )
+                }),
             }
+        };
+        Packed {
+            q,
+            d: head.d[sub],
+            m: head.m[sub],
+            ..Packed::ZERO
         }
     }
+}
+
+/// Chunk `j` of code plane `k` of the Q5_K tile at `t` (`recode::q5k_recode`). Its pieces
+/// of codes 5–7 are shifted right by 16-bit shifts: the bits a byte takes from its
+/// neighbour fall outside the masks.
+///
+/// # Safety
+/// `t` points to a whole Q5_K tile; `k < 5`, `j < 8`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q5k_plane(t: *const u8, k: usize, j: usize) -> __m256i {
+    // SAFETY: plane k's chunk j is inside the tile (caller).
+    unsafe { chunk(t.add(Q5K_CODES + Q5K_PLANE * k), j) }
+}
+
+/// The codes of Q5_K sub-block `sub` < 5: the low five bits of plane `sub`.
+///
+/// # Safety
+/// As `q5k_plane`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q5k_whole(t: *const u8, sub: usize) -> [__m256i; 8] {
+    // SAFETY: forwarded from the caller.
+    std::array::from_fn(|j| _mm256_and_si256(unsafe { q5k_plane(t, sub, j) }, _mm256_set1_epi8(31)))
 }
 
 /// Q6_K in panels: d[8], 16 scale runs (one per 16 weights), then per half tile three
