@@ -376,7 +376,8 @@ mod tests {
         let mut cases: Vec<[u8; 5]> = (0..40)
             .map(|b| std::array::from_fn(|k| if k == b / 8 { 1 << (b % 8) } else { 0 }))
             .collect();
-        cases.extend((0..4096).map(|_| std::array::from_fn(|_| (rng.next_f32() * 256.0) as u8)));
+        let random = if cfg!(miri) { 64 } else { 4096 };
+        cases.extend((0..random).map(|_| std::array::from_fn(|_| (rng.next_f32() * 256.0) as u8)));
         for batch in cases.chunks(Q5K_PLANE) {
             let mut codes = vec![0u8; 5 * Q5K_PLANE];
             for (o, bytes) in batch.iter().enumerate() {
