@@ -7,28 +7,34 @@
 
 use crate::quant::GgmlType;
 
+/// A format's recoding: where in its tile the rewritten bytes start, the rewrite, and its
+/// inverse (each over the tile's bytes from that offset).
+type Codec = (usize, fn(&mut [u8]), fn(&mut [u8]));
+
+/// The recoding of `dtype`'s tiles, if it has one.
+fn codec(dtype: GgmlType) -> Option<Codec> {
+    Some(match dtype {
+        GgmlType::Q3K => (Q3_CODES, q3_recode, q3_decode),
+        GgmlType::Q6K => (Q6_CODES, q6_recode, q6_decode),
+        GgmlType::Q5K => (Q5K_CODES, q5k_recode, q5k_decode),
+        GgmlType::Q5_0 => (Q5_0_QH, q5_spread_qh, q5_gather_qh),
+        GgmlType::Q5_1 => (Q5_1_QH, q5_spread_qh, q5_gather_qh),
+        _ => return None,
+    })
+}
+
 /// Rewrites the code bytes of one tile of `dtype` (as `panel::repack` laid it out), where
 /// the format has a recoding.
 pub(super) fn recode(dtype: GgmlType, tile: &mut [u8]) {
-    match dtype {
-        GgmlType::Q3K => q3_recode(&mut tile[Q3_CODES..]),
-        GgmlType::Q6K => q6_recode(&mut tile[Q6_CODES..]),
-        GgmlType::Q5K => q5k_recode(&mut tile[Q5K_CODES..]),
-        GgmlType::Q5_0 => q5_recode(&mut tile[Q5_0_QH..][..32], q5_spread),
-        GgmlType::Q5_1 => q5_recode(&mut tile[Q5_1_QH..][..32], q5_spread),
-        _ => {}
+    if let Some((at, rewrite, _)) = codec(dtype) {
+        rewrite(&mut tile[at..]);
     }
 }
 
 /// The inverse of `recode`: the tile's code bytes as the file's blocks hold them.
 pub(super) fn decode(dtype: GgmlType, tile: &mut [u8]) {
-    match dtype {
-        GgmlType::Q3K => q3_decode(&mut tile[Q3_CODES..]),
-        GgmlType::Q6K => q6_decode(&mut tile[Q6_CODES..]),
-        GgmlType::Q5K => q5k_decode(&mut tile[Q5K_CODES..]),
-        GgmlType::Q5_0 => q5_recode(&mut tile[Q5_0_QH..][..32], q5_gather),
-        GgmlType::Q5_1 => q5_recode(&mut tile[Q5_1_QH..][..32], q5_gather),
-        _ => {}
+    if let Some((at, _, inverse)) = codec(dtype) {
+        inverse(&mut tile[at..]);
     }
 }
 
@@ -175,6 +181,16 @@ fn q5_spread(e: u32) -> u32 {
 fn q5_gather(b: u32) -> u32 {
     let (k, j, high) = (b / 8, b % 4, b % 8 / 4);
     4 * j + k + 16 * high
+}
+
+/// `q5_recode` of a Q5_0/Q5_1 tile's `qh` run (32 bytes from `qh`) into `q5_spread`'s order.
+fn q5_spread_qh(qh: &mut [u8]) {
+    q5_recode(&mut qh[..32], q5_spread);
+}
+
+/// The inverse of `q5_spread_qh`.
+fn q5_gather_qh(qh: &mut [u8]) {
+    q5_recode(&mut qh[..32], q5_gather);
 }
 
 /// Moves bit e of each row's `qh` word (eight little-endian u32, a tile's `qh` run) to bit
