@@ -140,6 +140,16 @@ fn q6_recode(codes: &mut [u8]) {
     }
 }
 
+/// The four codes held by one byte position of a Q6_K half tile's planes A, B, C.
+fn q6_plane_codes(a: u8, b: u8, c: u8) -> [u8; 4] {
+    [
+        a & 63,
+        b & 63,
+        c & 63,
+        a >> 6 | (b >> 6) << 2 | (c >> 6) << 4,
+    ]
+}
+
 /// The inverse of `q6_recode`: the file's `ql` and `qh` bytes back from the planes.
 fn q6_decode(codes: &mut [u8]) {
     let mut planes = [0u8; 6 * Q6_PLANE];
@@ -147,13 +157,7 @@ fn q6_decode(codes: &mut [u8]) {
     for half in 0..2 {
         let p = &planes[3 * Q6_PLANE * half..];
         for o in 0..Q6_PLANE {
-            let (a, b, c) = (p[o], p[Q6_PLANE + o], p[2 * Q6_PLANE + o]);
-            let k = [
-                a & 63,
-                b & 63,
-                c & 63,
-                a >> 6 | (b >> 6) << 2 | (c >> 6) << 4,
-            ];
+            let k = q6_plane_codes(p[o], p[Q6_PLANE + o], p[2 * Q6_PLANE + o]);
             codes[2 * Q6_PLANE * half + o] = k[0] & 15 | (k[2] & 15) << 4;
             codes[2 * Q6_PLANE * half + Q6_PLANE + o] = k[1] & 15 | (k[3] & 15) << 4;
             codes[4 * Q6_PLANE + Q6_PLANE * half + o] =
@@ -348,13 +352,7 @@ mod tests {
                     l1 >> 4 | (h >> 6 & 3) << 4,
                 ];
                 let p = &codes[3 * Q6_PLANE * half..];
-                let (a, b, c) = (p[o], p[Q6_PLANE + o], p[2 * Q6_PLANE + o]);
-                let got = [
-                    a & 63,
-                    b & 63,
-                    c & 63,
-                    a >> 6 | (b >> 6) << 2 | (c >> 6) << 4,
-                ];
+                let got = q6_plane_codes(p[o], p[Q6_PLANE + o], p[2 * Q6_PLANE + o]);
                 assert_eq!(got, want, "bytes {l0:#x} {l1:#x} {h:#x}, half {half}");
             }
             q6_decode(&mut codes);
