@@ -6,7 +6,7 @@
 
 use std::arch::x86_64::*;
 
-use super::dot::bias_sums;
+use super::dot::{bias_sums, Acc};
 use super::gemm::{PanelFormat, Q4_0, Q4_1};
 use super::gemv::PREFETCH_BYTES;
 use super::kbits::Q3K;
@@ -53,13 +53,17 @@ unsafe fn group<F: PanelFormat, const N: usize>(
             let t = panel.wrapping_add(tile * F::TILE);
             // SAFETY: tile `tile` of panel p is in bounds (caller).
             let head = unsafe { F::head(t) };
+            let mut a: [Acc; N] = std::array::from_fn(|i| Acc::open::<F>(acc[i]));
             unrolled_blocks!(F::BLOCKS, sub => {
                 prefetch_share::<F>(t.wrapping_add(PREFETCH_BYTES), sub);
                 // SAFETY: as above.
                 let u = unsafe { F::unpack_biased(t, &head, sub) };
                 let b = tile * F::BLOCKS + sub;
                 for i in 0..N {
-                    acc[i] = panel_dot::<F>(&u, &x[i][b], s[i][b], F::code_shift(b), acc[i]);
+                    a[i] = panel_dot::<F>(&u, &x[i][b], s[i][b], F::code_shift(b), a[i]);
+                    if sub + 1 == F::BLOCKS {
+                        acc[i] = a[i].close::<F>(&u, acc[i]);
+                    }
                 }
             });
         }

@@ -19,6 +19,7 @@
 
 use std::arch::x86_64::*;
 
+use super::dot::{dot, Acc, Dot};
 use crate::kernels::scalar::act::BlockQ8Act;
 use crate::quant::QK;
 
@@ -379,22 +380,12 @@ pub(super) unsafe fn gemm_tiles<F: PanelFormat, B: Q4Block, const PANELS: bool>(
                 while g + TOK_GROUP <= nt {
                     let x: [&[BlockQ8Act]; TOK_GROUP] =
                         std::array::from_fn(|i| &xq[(t0 + g + i) * nb + b0..][..nk]);
-                    let mut a: [__m256; TOK_GROUP] = std::array::from_fn(|i| acc[g + i]);
-                    for (b, p) in panel[..nk].iter().enumerate() {
-                        for i in 0..TOK_GROUP {
-                            a[i] = super::dot::dot::<F>(p, &x[i][b], a[i]);
-                        }
-                    }
-                    acc[g..g + TOK_GROUP].copy_from_slice(&a);
+                    add_products::<F, TOK_GROUP>(&panel[..nk], x, &mut acc[g..g + TOK_GROUP]);
                     g += TOK_GROUP;
                 }
                 for t in g..nt {
                     let x = &xq[(t0 + t) * nb + b0..][..nk];
-                    let mut a = acc[t];
-                    for (p, xb) in panel[..nk].iter().zip(x) {
-                        a = super::dot::dot::<F>(p, xb, a);
-                    }
-                    acc[t] = a;
+                    add_products::<F, 1>(&panel[..nk], [x], &mut acc[t..t + 1]);
                 }
             }
             for (t, a) in acc[..nt].iter().enumerate() {
@@ -431,6 +422,43 @@ pub unsafe fn gemm_q4_1_avx2(
 ) {
     // SAFETY: forwarded from the caller.
     unsafe { gemm_tiles::<Q4_1, Q4_1, false>(w, row_bytes, rows, xq, n_tok, out, ldo) }
+}
+
+/// `sums[i]` plus token i's products with the unpacked blocks `panel` (whole tiles of `F`).
+/// Q2_K's open sums (`dot::Acc`) live for one tile and join `sums` at its end, so only they
+/// hold registers across the tile; the other formats add to `sums` block by block.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn add_products<F: PanelFormat, const N: usize>(
+    panel: &[Packed],
+    x: [&[BlockQ8Act]; N],
+    sums: &mut [__m256],
+) {
+    if F::DOT != Dot::Affine2 {
+        let mut a: [Acc; N] = std::array::from_fn(|i| Acc::open::<F>(sums[i]));
+        for (b, p) in panel.iter().enumerate() {
+            for i in 0..N {
+                a[i] = dot::<F>(p, &x[i][b], a[i]);
+            }
+        }
+        for i in 0..N {
+            sums[i] = a[i].sum;
+        }
+        return;
+    }
+    let tile = F::BLOCKS;
+    for (k, blocks) in panel.chunks(tile).enumerate() {
+        let mut a: [Acc; N] = std::array::from_fn(|i| Acc::open::<F>(sums[i]));
+        for (b, p) in blocks.iter().enumerate() {
+            for i in 0..N {
+                a[i] = dot::<F>(p, &x[i][k * tile + b], a[i]);
+            }
+        }
+        let last = &blocks[blocks.len() - 1];
+        for i in 0..N {
+            sums[i] = a[i].close::<F>(last, sums[i]);
+        }
+    }
 }
 
 /// Q4_0 weights × 8-bit activations, for `n_tok` tokens at once.

@@ -62,6 +62,7 @@ macro_rules! vnni_gemv_loop {
                     // SAFETY: tile i of panel p is in bounds (caller); the CPU has the
                     // features.
                     let head = unsafe { F::head(t) };
+                    let mut a = super::dot::Acc::open::<F>(acc);
                     unrolled_blocks!(xs.len(), sub => {
                         super::panel::prefetch_share::<F>(t.wrapping_add(PREFETCH_BYTES), sub);
                         // SAFETY: as above.
@@ -72,7 +73,10 @@ macro_rules! vnni_gemv_loop {
                                 (F::unpack(t, &head, sub), [0; 2])
                             }
                         };
-                        acc = super::vnni::panel_dot::<F>(&u, &xs[sub], bias, F::code_shift(sub), acc);
+                        a = super::vnni::panel_dot::<F>(&u, &xs[sub], bias, F::code_shift(sub), a);
+                        if sub + 1 == xs.len() {
+                            acc = a.close::<F>(&u, acc);
+                        }
                     });
                 }
                 super::panel::store_lanes(acc, lanes);

@@ -11,7 +11,7 @@
 
 use std::arch::x86_64::*;
 
-use super::dot::Dot;
+use super::dot::{dot, Acc, Dot};
 use super::gemm::{PanelFormat, Q4_0, Q4_1};
 use super::gemv::{prefetch_once, PREFETCH_BYTES};
 use crate::kernels::panel::PANEL_ROWS;
@@ -59,18 +59,23 @@ pub(super) unsafe fn gemv_panels<F: PanelFormat>(
                 let t = panel.wrapping_add(b * F::TILE);
                 prefetch_once(t.wrapping_add(PREFETCH_BYTES), F::TILE);
                 // SAFETY: tile b of panel p is in bounds (caller); the CPU has the features.
-                acc = super::dot::dot::<F>(unsafe { &F::unpack(t, &F::head(t), 0) }, x, acc);
+                let u = unsafe { F::unpack(t, &F::head(t), 0) };
+                acc = dot::<F>(&u, x, Acc::open::<F>(acc)).close::<F>(&u, acc);
             }
         } else {
             for (i, xs) in xq.chunks(F::BLOCKS).enumerate() {
                 let t = panel.wrapping_add(i * F::TILE);
                 // SAFETY: tile i of panel p is in bounds (caller); the CPU has the features.
                 let head = unsafe { F::head(t) };
+                let mut a = Acc::open::<F>(acc);
                 unrolled_blocks!(xs.len(), sub => {
                     prefetch_share::<F>(t.wrapping_add(PREFETCH_BYTES), sub);
                     // SAFETY: as above.
                     let u = unsafe { F::unpack(t, &head, sub) };
-                    acc = super::dot::dot::<F>(&u, &xs[sub], acc);
+                    a = dot::<F>(&u, &xs[sub], a);
+                    if sub + 1 == xs.len() {
+                        acc = a.close::<F>(&u, acc);
+                    }
                 });
             }
         }

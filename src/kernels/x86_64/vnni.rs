@@ -31,7 +31,7 @@
 
 use std::arch::x86_64::*;
 
-use super::dot::{bias_sums, Dot};
+use super::dot::{bias_sums, Acc, Dot};
 use super::gemm::{unpack_blocks, Packed, PanelFormat, Q4_0, Q4_1};
 use super::kbits::{Q2KInPlace, Q3K};
 use super::kpanel::{Iq4Nl, Iq4Xs, Q4K, Q5K, Q5_0, Q5_1, Q6K, Q8_0};
@@ -256,8 +256,8 @@ pub(super) fn panel_dot<F: PanelFormat>(
     x: &BlockQ8Act,
     bias: [i32; 2],
     shift: u32,
-    acc: __m256,
-) -> __m256 {
+    acc: Acc,
+) -> Acc {
     let qs = x.qs.as_ptr() as *const i32;
     // SAFETY: qs is 32 bytes: words 0..8 (read unaligned).
     let word = |j: usize| _mm256_set1_epi32(unsafe { qs.add(j).read_unaligned() });
@@ -276,7 +276,7 @@ pub(super) fn panel_dot<F: PanelFormat>(
             let lo = _mm256_sra_epi32(lo, _mm_cvtsi32_si128(s));
             let hi = _mm256_sll_epi32(hi, _mm_cvtsi32_si128(16 - s));
             let halves = _mm256_blend_epi16::<0b1010_1010>(lo, hi);
-            return super::dot::scaled3_tail(p, x, halves, acc);
+            return acc.with_sum(super::dot::scaled3_tail(p, x, halves, acc.sum));
         }
         Dot::Affine2 => {
             // As Scaled3: sums of codes times 2^s are exact multiples of 2^s (Q2KInPlace).
@@ -288,24 +288,24 @@ pub(super) fn panel_dot<F: PanelFormat>(
         }
         _ => {}
     }
-    let xd = _mm256_set1_ps(x.d);
-    if matches!(F::DOT, Dot::Affine4 | Dot::Affine5) {
+    let (xd, sum) = (_mm256_set1_ps(x.d), acc.sum);
+    let sum = if matches!(F::DOT, Dot::Affine4 | Dot::Affine5) {
         let dot = _mm256_cvtepi32_ps(_mm256_add_epi32(lo, hi));
-        let acc = _mm256_fmadd_ps(dot, _mm256_mul_ps(p.d, xd), acc);
-        return _mm256_fmadd_ps(p.m, _mm256_set1_ps(x.s), acc);
-    }
-    if F::DOT == Dot::Signed2 {
+        let sum = _mm256_fmadd_ps(dot, _mm256_mul_ps(p.d, xd), sum);
+        _mm256_fmadd_ps(p.m, _mm256_set1_ps(x.s), sum)
+    } else if F::DOT == Dot::Signed2 {
         let lo = _mm256_cvtepi32_ps(_mm256_sub_epi32(lo, _mm256_set1_epi32(bias[0])));
         let hi = _mm256_cvtepi32_ps(_mm256_sub_epi32(hi, _mm256_set1_epi32(bias[1])));
-        let acc = _mm256_fmadd_ps(lo, _mm256_mul_ps(p.d, xd), acc);
-        _mm256_fmadd_ps(hi, _mm256_mul_ps(p.m, xd), acc)
+        let sum = _mm256_fmadd_ps(lo, _mm256_mul_ps(p.d, xd), sum);
+        _mm256_fmadd_ps(hi, _mm256_mul_ps(p.m, xd), sum)
     } else {
         let dot = _mm256_sub_epi32(
             _mm256_add_epi32(lo, hi),
             _mm256_set1_epi32(bias[0] + bias[1]),
         );
-        _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_mul_ps(p.d, xd), acc)
-    }
+        _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_mul_ps(p.d, xd), sum)
+    };
+    acc.with_sum(sum)
 }
 
 vnni_gemv_loop!(
