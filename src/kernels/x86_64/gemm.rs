@@ -380,12 +380,16 @@ pub(super) unsafe fn gemm_tiles<F: PanelFormat, B: Q4Block, const PANELS: bool>(
                 while g + TOK_GROUP <= nt {
                     let x: [&[BlockQ8Act]; TOK_GROUP] =
                         std::array::from_fn(|i| &xq[(t0 + g + i) * nb + b0..][..nk]);
-                    add_products::<F, TOK_GROUP>(&panel[..nk], x, &mut acc[g..g + TOK_GROUP]);
+                    let sums = (&mut acc[g..g + TOK_GROUP])
+                        .try_into()
+                        .expect("TOK_GROUP sums");
+                    add_products::<F, TOK_GROUP>(&panel[..nk], x, sums);
                     g += TOK_GROUP;
                 }
                 for t in g..nt {
                     let x = &xq[(t0 + t) * nb + b0..][..nk];
-                    add_products::<F, 1>(&panel[..nk], [x], &mut acc[t..t + 1]);
+                    let sums = (&mut acc[t..t + 1]).try_into().expect("one sum");
+                    add_products::<F, 1>(&panel[..nk], [x], sums);
                 }
             }
             for (t, a) in acc[..nt].iter().enumerate() {
@@ -432,8 +436,10 @@ pub unsafe fn gemm_q4_1_avx2(
 fn add_products<F: PanelFormat, const N: usize>(
     panel: &[Packed],
     x: [&[BlockQ8Act]; N],
-    sums: &mut [__m256],
+    sums: &mut [__m256; N],
 ) {
+    // Each token's blocks as many as the panel's: the indexing below needs no checks.
+    let x = x.map(|x| &x[..panel.len()]);
     if F::DOT != Dot::Affine2 {
         let mut a: [Acc; N] = std::array::from_fn(|i| Acc::open::<F>(sums[i]));
         for (b, p) in panel.iter().enumerate() {
