@@ -27,10 +27,10 @@ pub(super) enum Dot {
     Scaled3,
 }
 
-/// Eight rows' sums over a tile (`sum`, a row per lane), and for Q2_K (`Dot::Affine2`) the
-/// tile's two partial sums, each block's times its activation scale only: `close` applies the
-/// tile's `d` and `dmin` to them once. The other formats leave `open` at zero, and the
-/// compiler drops it.
+/// Eight rows' sums over a tile (`sum`, a row per lane), and for Q2_K and Q3_K (`Dot::Affine2`,
+/// `Dot::Scaled3`: one float scale per tile) the tile's partial sums, each block's times its
+/// activation scale only: `close` applies the tile's `d` (and Q2_K's `dmin`) to them once.
+/// The other formats leave `open` at zero, and the compiler drops it.
 #[derive(Clone, Copy)]
 pub(super) struct Acc {
     pub(super) sum: __m256,
@@ -38,35 +38,45 @@ pub(super) struct Acc {
 }
 
 impl Acc {
-    /// A tile's sums, from the running sums `sum`: Q2_K's blocks add to the open sums only,
-    /// which start at zero (`sum` joins at `close`); the other formats add to `sum`.
+    /// A tile's sums, from the running sums `sum`: Q2_K's and Q3_K's blocks add to the open
+    /// sums only, which start at zero (`sum` joins at `close`); the other formats add to `sum`.
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
     pub(super) fn open<F: PanelFormat>(sum: __m256) -> Acc {
         let zero = _mm256_setzero_ps();
         Acc {
-            sum: if F::DOT == Dot::Affine2 { zero } else { sum },
+            sum: if F::DOT.tiled() { zero } else { sum },
             open: [zero; 2],
         }
     }
 
     /// The running sums after this tile of `F`, whose last block is `p`, given `sum` from
-    /// before it: Q2_K's open sums times the tile's `d` and `dmin` (`p.d`, `p.m`) join `sum`;
-    /// the other formats' sums are already whole. Every product loop closes each tile so,
-    /// and so gives a row the same bits.
+    /// before it: the open sums times the tile's `d` (`p.d`), and Q2_K's second times its
+    /// `dmin` (`p.m`), join `sum`; the other formats' sums are already whole. Every product
+    /// loop closes each tile so, and so gives a row the same bits.
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
     pub(super) fn close<F: PanelFormat>(self, p: &Packed, sum: __m256) -> __m256 {
-        if F::DOT != Dot::Affine2 {
-            return self.sum;
-        }
-        _mm256_fnmadd_ps(self.open[1], p.m, _mm256_fmadd_ps(self.open[0], p.d, sum))
+        let sum = match F::DOT {
+            Dot::Affine2 => _mm256_fmadd_ps(self.open[0], p.d, sum),
+            Dot::Scaled3 => return _mm256_fmadd_ps(self.open[0], p.d, sum),
+            _ => return self.sum,
+        };
+        _mm256_fnmadd_ps(self.open[1], p.m, sum)
     }
 
     /// These sums with `sum` in place of `self.sum`, the open ones kept.
     #[inline]
     pub(super) fn with_sum(self, sum: __m256) -> Acc {
         Acc { sum, ..self }
+    }
+}
+
+impl Dot {
+    /// Whether the format's blocks add to a tile's open sums (`Acc`): those with one float
+    /// scale per tile, Q2_K and Q3_K.
+    pub(super) const fn tiled(self) -> bool {
+        matches!(self, Dot::Affine2 | Dot::Scaled3)
     }
 }
 
@@ -81,7 +91,7 @@ pub(super) fn dot<F: PanelFormat>(p: &Packed, x: &BlockQ8Act, acc: Acc) -> Acc {
         Dot::Signed => signed_dot(p, x, sum),
         Dot::Signed2 => signed2_dot(p, x, sum),
         Dot::Affine2 => return affine2_dot(p, x, acc),
-        Dot::Scaled3 => scaled3_dot(p, x, sum),
+        Dot::Scaled3 => return scaled3_dot(p, x, acc),
     };
     acc.with_sum(sum)
 }
@@ -266,14 +276,16 @@ pub(super) fn half_sums(x: &BlockQ8Act) -> __m256i {
     _mm256_set1_epi32(unsafe { (x.h.as_ptr() as *const i32).read_unaligned() })
 }
 
-/// `acc + d·d_x·(sc_lo·Σ_{e<16} c_e·x_e + sc_hi·Σ_{e≥16} c_e·x_e)` for Q3_K's three-bit codes
-/// `c`, multiplied as stored (`c + 4`, 0..8) and corrected by `4·Σx` per half (`x.h`). A
-/// half's biased sum is at most 16·7·127 in magnitude and the correction 4·16·127, so the
-/// corrected halves pack into one i32 lane as i16 and one `madd` applies the six-bit scales:
-/// the exact integer sum, then one conversion and one FMA per block.
+/// Q3_K's three-bit codes `c`: a row's tile adds
+/// `d·Σ_b d_x·(sc_lo·Σ_{e<16} c_e·x_e + sc_hi·Σ_{e≥16} c_e·x_e)` over its blocks b, the codes
+/// multiplied as stored (`c + 4`, 0..8) and corrected by `4·Σx` per half (`x.h`). A half's
+/// biased sum is at most 16·7·127 in magnitude and the correction 4·16·127, so the corrected
+/// halves pack into one i32 lane as i16 and one `madd` applies the six-bit scales: the exact
+/// integer sum, then one conversion and one FMA per block into the tile's open sum, which
+/// `Acc::close` multiplies by `d` (AVX2 gemm +2–5% cache-resident; the decode unchanged).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn scaled3_dot(p: &Packed, x: &BlockQ8Act, acc: __m256) -> __m256 {
+fn scaled3_dot(p: &Packed, x: &BlockQ8Act, acc: Acc) -> Acc {
     scaled3_tail(p, x, unsigned_halves(p, x), acc)
 }
 
@@ -281,9 +293,15 @@ fn scaled3_dot(p: &Packed, x: &BlockQ8Act, acc: __m256) -> __m256 {
 /// scales and the float step, shared with the VNNI products so they give the same bits.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(super) fn scaled3_tail(p: &Packed, x: &BlockQ8Act, halves: __m256i, acc: __m256) -> __m256 {
+pub(super) fn scaled3_tail(p: &Packed, x: &BlockQ8Act, halves: __m256i, acc: Acc) -> Acc {
     let halves = _mm256_sub_epi16(halves, _mm256_slli_epi16::<2>(half_sums(x)));
     let isc = _mm256_madd_epi16(halves, p.sc);
     let xd = _mm256_set1_ps(x.d);
-    _mm256_fmadd_ps(_mm256_cvtepi32_ps(isc), _mm256_mul_ps(p.d, xd), acc)
+    Acc {
+        open: [
+            _mm256_fmadd_ps(_mm256_cvtepi32_ps(isc), xd, acc.open[0]),
+            acc.open[1],
+        ],
+        ..acc
+    }
 }

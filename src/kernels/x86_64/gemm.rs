@@ -19,7 +19,7 @@
 
 use std::arch::x86_64::*;
 
-use super::dot::{dot, Acc, Dot};
+use super::dot::{dot, Acc};
 use crate::kernels::scalar::act::BlockQ8Act;
 use crate::quant::QK;
 
@@ -429,8 +429,8 @@ pub unsafe fn gemm_q4_1_avx2(
 }
 
 /// `sums[i]` plus token i's products with the unpacked blocks `panel` (whole tiles of `F`).
-/// Q2_K's open sums (`dot::Acc`) live for one tile and join `sums` at its end, so only they
-/// hold registers across the tile; the other formats add to `sums` block by block.
+/// Q2_K's and Q3_K's open sums (`dot::Acc`) live for one tile and join `sums` at its end, so
+/// only they hold registers across the tile; the other formats add to `sums` block by block.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 fn add_products<F: PanelFormat, const N: usize>(
@@ -440,7 +440,7 @@ fn add_products<F: PanelFormat, const N: usize>(
 ) {
     // Each token's blocks as many as the panel's: the indexing below needs no checks.
     let x = x.map(|x| &x[..panel.len()]);
-    if F::DOT != Dot::Affine2 {
+    if !F::DOT.tiled() {
         let mut a: [Acc; N] = std::array::from_fn(|i| Acc::open::<F>(sums[i]));
         for (b, p) in panel.iter().enumerate() {
             for i in 0..N {

@@ -102,7 +102,8 @@ fn pair_dot<F: PanelFormat>(p: &Pair, x: &BlockQ8Act, bias: [i32; 2], acc: __m51
             let h = _mm512_set1_epi32(unsafe { (x.h.as_ptr() as *const i32).read_unaligned() });
             let halves = _mm512_sub_epi16(halves, _mm512_slli_epi16::<2>(h));
             let isc = _mm512_madd_epi16(halves, p.sc);
-            _mm512_fmadd_ps(_mm512_cvtepi32_ps(isc), _mm512_mul_ps(p.d, xd), acc)
+            // `acc` is the tile's open sum (`pair_products`), as in `dot::scaled3_tail`.
+            _mm512_fmadd_ps(_mm512_cvtepi32_ps(isc), xd, acc)
         }
         Dot::Signed2 => {
             let lo = _mm512_cvtepi32_ps(_mm512_sub_epi32(lo, _mm512_set1_epi32(bias[0])));
@@ -210,23 +211,16 @@ unsafe fn gemm_pairs<F: PanelFormat>(
                             std::array::from_fn(|i| &xq[(t0 + g + i) * nb + b0..][..nk]);
                         let s: [&[[i32; 2]]; TOK_GROUP] =
                             std::array::from_fn(|i| &sums[(g + i) * nb + b0..][..nk]);
-                        let mut a: [__m512; TOK_GROUP] = std::array::from_fn(|i| acc[g + i]);
-                        for (b, p) in pairs[..nk].iter().enumerate() {
-                            for i in 0..TOK_GROUP {
-                                debug_assert_eq!(F::code_shift(b), 0, "pair_dot takes plain codes");
-                                a[i] = pair_dot::<F>(p, &x[i][b], s[i][b], a[i]);
-                            }
-                        }
-                        acc[g..g + TOK_GROUP].copy_from_slice(&a);
+                        let a = (&mut acc[g..g + TOK_GROUP])
+                            .try_into()
+                            .expect("TOK_GROUP sums");
+                        pair_products::<F, TOK_GROUP>(&pairs[..nk], x, s, a);
                     } else {
                         for t in g..g + group {
                             let x = &xq[(t0 + t) * nb + b0..][..nk];
                             let s = &sums[t * nb + b0..][..nk];
-                            let mut a = acc[t];
-                            for ((p, xb), sb) in pairs[..nk].iter().zip(x).zip(s) {
-                                a = pair_dot::<F>(p, xb, *sb, a);
-                            }
-                            acc[t] = a;
+                            let a = (&mut acc[t..t + 1]).try_into().expect("one sum");
+                            pair_products::<F, 1>(&pairs[..nk], [x], [s], a);
                         }
                     }
                     g += group;
@@ -237,6 +231,40 @@ unsafe fn gemm_pairs<F: PanelFormat>(
                 // SAFETY: out holds rows r0..r0 + live of token t0 + t (caller: ldo ≥ rows);
                 // the mask stores only those lanes.
                 unsafe { _mm512_mask_storeu_ps(out.add((t0 + t) * ldo + r0), mask, *a) };
+            }
+        }
+    }
+}
+
+/// `sums[i]` plus token i's products with the pairs of unpacked blocks `pairs` (whole tiles
+/// of `F`), whose activations' bias sums are `s[i]`. Q3_K's blocks add to an open sum per
+/// token that the tile's `d` multiplies once at its end, as `dot::Acc` does for the AVX2
+/// products: the same bits.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn pair_products<F: PanelFormat, const N: usize>(
+    pairs: &[Pair],
+    x: [&[BlockQ8Act]; N],
+    s: [&[[i32; 2]]; N],
+    sums: &mut [__m512; N],
+) {
+    // Each token's blocks as many as the pairs: the indexing below needs no checks.
+    let (x, s) = (x.map(|x| &x[..pairs.len()]), s.map(|s| &s[..pairs.len()]));
+    let tiled = F::DOT.tiled();
+    let mut open = [_mm512_setzero_ps(); N];
+    for (b, p) in pairs.iter().enumerate() {
+        for i in 0..N {
+            debug_assert_eq!(F::code_shift(b), 0, "pair_dot takes plain codes");
+            if tiled {
+                open[i] = pair_dot::<F>(p, &x[i][b], s[i][b], open[i]);
+            } else {
+                sums[i] = pair_dot::<F>(p, &x[i][b], s[i][b], sums[i]);
+            }
+        }
+        if tiled && (b + 1) % F::BLOCKS == 0 {
+            for i in 0..N {
+                sums[i] = _mm512_fmadd_ps(open[i], p.d, sums[i]);
+                open[i] = _mm512_setzero_ps();
             }
         }
     }
@@ -276,7 +304,7 @@ pub(super) fn panel_dot<F: PanelFormat>(
             let lo = _mm256_sra_epi32(lo, _mm_cvtsi32_si128(s));
             let hi = _mm256_sll_epi32(hi, _mm_cvtsi32_si128(16 - s));
             let halves = _mm256_blend_epi16::<0b1010_1010>(lo, hi);
-            return acc.with_sum(super::dot::scaled3_tail(p, x, halves, acc.sum));
+            return super::dot::scaled3_tail(p, x, halves, acc);
         }
         Dot::Affine2 => {
             // As Scaled3: sums of codes times 2^s are exact multiples of 2^s (Q2KInPlace).
