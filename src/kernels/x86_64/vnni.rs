@@ -206,7 +206,8 @@ unsafe fn gemm_pairs<F: PanelFormat>(
                 let mut g = 0;
                 while g < nt {
                     let group = (nt - g).min(TOK_GROUP);
-                    if group == TOK_GROUP {
+                    if F::DOT.tiled() && group == TOK_GROUP {
+                        // Q3_K: tile by tile (`pair_products`).
                         let x: [&[BlockQ8Act]; TOK_GROUP] =
                             std::array::from_fn(|i| &xq[(t0 + g + i) * nb + b0..][..nk]);
                         let s: [&[[i32; 2]]; TOK_GROUP] =
@@ -215,12 +216,35 @@ unsafe fn gemm_pairs<F: PanelFormat>(
                             .try_into()
                             .expect("TOK_GROUP sums");
                         pair_products::<F, TOK_GROUP>(&pairs[..nk], x, s, a);
-                    } else {
+                    } else if F::DOT.tiled() {
                         for t in g..g + group {
                             let x = &xq[(t0 + t) * nb + b0..][..nk];
                             let s = &sums[t * nb + b0..][..nk];
                             let a = (&mut acc[t..t + 1]).try_into().expect("one sum");
                             pair_products::<F, 1>(&pairs[..nk], [x], [s], a);
+                        }
+                    } else if group == TOK_GROUP {
+                        let x: [&[BlockQ8Act]; TOK_GROUP] =
+                            std::array::from_fn(|i| &xq[(t0 + g + i) * nb + b0..][..nk]);
+                        let s: [&[[i32; 2]]; TOK_GROUP] =
+                            std::array::from_fn(|i| &sums[(g + i) * nb + b0..][..nk]);
+                        let mut a: [__m512; TOK_GROUP] = std::array::from_fn(|i| acc[g + i]);
+                        for (b, p) in pairs[..nk].iter().enumerate() {
+                            for i in 0..TOK_GROUP {
+                                debug_assert_eq!(F::code_shift(b), 0, "pair_dot takes plain codes");
+                                a[i] = pair_dot::<F>(p, &x[i][b], s[i][b], a[i]);
+                            }
+                        }
+                        acc[g..g + TOK_GROUP].copy_from_slice(&a);
+                    } else {
+                        for t in g..g + group {
+                            let x = &xq[(t0 + t) * nb + b0..][..nk];
+                            let s = &sums[t * nb + b0..][..nk];
+                            let mut a = acc[t];
+                            for ((p, xb), sb) in pairs[..nk].iter().zip(x).zip(s) {
+                                a = pair_dot::<F>(p, xb, *sb, a);
+                            }
+                            acc[t] = a;
                         }
                     }
                     g += group;
@@ -237,9 +261,9 @@ unsafe fn gemm_pairs<F: PanelFormat>(
 }
 
 /// `sums[i]` plus token i's products with the pairs of unpacked blocks `pairs` (whole tiles
-/// of `F`), whose activations' bias sums are `s[i]`. Q3_K's blocks add to an open sum per
-/// token that the tile's `d` multiplies once at its end, as `dot::Acc` does for the AVX2
-/// products: the same bits.
+/// of Q3_K, `Dot::tiled`), whose activations' bias sums are `s[i]`: each tile's blocks add to
+/// an open sum per token that the tile's `d` multiplies once at its end, as `dot::Acc` does
+/// for the AVX2 products, so the bits are theirs.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 fn pair_products<F: PanelFormat, const N: usize>(
@@ -248,24 +272,23 @@ fn pair_products<F: PanelFormat, const N: usize>(
     s: [&[[i32; 2]]; N],
     sums: &mut [__m512; N],
 ) {
+    debug_assert!(
+        F::DOT.tiled(),
+        "the untiled formats add to `sums` block by block"
+    );
     // Each token's blocks as many as the pairs: the indexing below needs no checks.
     let (x, s) = (x.map(|x| &x[..pairs.len()]), s.map(|s| &s[..pairs.len()]));
-    let tiled = F::DOT.tiled();
-    let mut open = [_mm512_setzero_ps(); N];
-    for (b, p) in pairs.iter().enumerate() {
-        for i in 0..N {
-            debug_assert_eq!(F::code_shift(b), 0, "pair_dot takes plain codes");
-            if tiled {
+    for (k, tile) in pairs.chunks(F::BLOCKS).enumerate() {
+        let mut open = [_mm512_setzero_ps(); N];
+        for (b, p) in tile.iter().enumerate() {
+            let b = k * F::BLOCKS + b;
+            for i in 0..N {
                 open[i] = pair_dot::<F>(p, &x[i][b], s[i][b], open[i]);
-            } else {
-                sums[i] = pair_dot::<F>(p, &x[i][b], s[i][b], sums[i]);
             }
         }
-        if tiled && (b + 1) % F::BLOCKS == 0 {
-            for i in 0..N {
-                sums[i] = _mm512_fmadd_ps(open[i], p.d, sums[i]);
-                open[i] = _mm512_setzero_ps();
-            }
+        let d = tile[tile.len() - 1].d;
+        for i in 0..N {
+            sums[i] = _mm512_fmadd_ps(open[i], d, sums[i]);
         }
     }
 }
