@@ -273,9 +273,9 @@ fn avx512_twins_are_bitwise_the_avx2_gemv_across_token_blocks_and_odd_panels() {
     }
 }
 
-/// Rows longer than the decode kernels keep activation sums for on the stack (1024 blocks:
-/// 32768 weights) take their other loop, which must give the same bits as the gemm (and so
-/// as the short-row path the proptests check).
+/// Rows longer than the decode and few-token kernels keep activation sums for on the stack
+/// (1024 blocks: 32768 weights) take their other loop, which must give the same bits as the
+/// gemm (and so as the short-row path the proptests check).
 #[test]
 fn decode_of_rows_past_32768_weights_is_bitwise_the_gemm() {
     require_avx2();
@@ -297,7 +297,9 @@ fn decode_of_rows_past_32768_weights_is_bitwise_the_gemm() {
         let (buf, _, row_bytes) = panels_of(dtype, &c);
         let gemv = table::gemv(dtype, level, c.k, WeightLayout::Panels).unwrap();
         let gemm = table::gemm(dtype, level, WeightLayout::Panels).unwrap();
+        let few = table::few(dtype, level, WeightLayout::Panels).unwrap();
         let (mut one, mut all) = (vec![f32::NAN; c.rows], vec![f32::NAN; c.rows]);
+        let mut few_out = vec![f32::NAN; c.rows];
         // SAFETY: the level is supported (simd_levels); buf holds the padded panels; xq has
         // k / 32 blocks; the outputs hold `rows` values.
         unsafe {
@@ -311,8 +313,11 @@ fn decode_of_rows_past_32768_weights_is_bitwise_the_gemm() {
                 all.as_mut_ptr(),
                 c.rows,
             );
+            let w = buf.as_ptr() as *const u8;
+            (few.f)(w, row_bytes, c.rows, &xq, 1, few_out.as_mut_ptr(), c.rows);
         }
         assert_eq!(bits(&one), bits(&all), "{dtype} {level:?} {}", gemv.name);
+        assert_eq!(bits(&one), bits(&few_out), "{dtype} {level:?} {}", few.name);
     }
 }
 

@@ -258,7 +258,7 @@ pub fn few(dtype: GgmlType, level: KernelLevel, layout: WeightLayout) -> Option<
     #[cfg(target_arch = "x86_64")]
     if level == KernelLevel::Avx512 && layout == WeightLayout::Panels {
         use super::x86_64::few_vnni::*;
-        let twins: [(GgmlType, GemmFn, &'static str); 11] = [
+        let twins: [(GgmlType, GemmFn, &'static str); 12] = [
             (GgmlType::Q4_0, few_q4_0x8_vnni, "few_q4_0x8_vnni"),
             (GgmlType::Q4_1, few_q4_1x8_vnni, "few_q4_1x8_vnni"),
             (GgmlType::Q5_0, few_q5_0x8_vnni, "few_q5_0x8_vnni"),
@@ -267,6 +267,7 @@ pub fn few(dtype: GgmlType, level: KernelLevel, layout: WeightLayout) -> Option<
             (GgmlType::Q5K, few_q5_kx8_vnni, "few_q5_kx8_vnni"),
             (GgmlType::Q8_0, few_q8_0x8_vnni, "few_q8_0x8_vnni"),
             (GgmlType::Q6K, few_q6_kx8_vnni, "few_q6_kx8_vnni"),
+            (GgmlType::Q2K, few_q2_kx8_vnni, "few_q2_kx8_vnni"),
             (GgmlType::Q3K, few_q3_kx8_vnni, "few_q3_kx8_vnni"),
             (GgmlType::Iq4Nl, few_iq4_nlx8_vnni, "few_iq4_nlx8_vnni"),
             (GgmlType::Iq4Xs, few_iq4_xsx8_vnni, "few_iq4_xsx8_vnni"),
