@@ -84,7 +84,7 @@ unsafe fn group<F: PanelFormat, const N: usize>(
 /// FMA, F16C and AVX-512 F/BW/VL/VNNI.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn few_vnni<F: PanelFormat>(
+unsafe fn few_vnni<F: PanelFormat, L: PanelFormat>(
     w: *const u8,
     row_bytes: usize,
     rows: usize,
@@ -98,12 +98,13 @@ unsafe fn few_vnni<F: PanelFormat>(
     }
     if xq.len() > SUMS {
         debug_assert_eq!(
-            F::code_shift(1),
+            L::code_shift(1),
             0,
             "the AVX2 kernel takes codes shifted down"
         );
-        // SAFETY: forwarded from the caller; the AVX2 kernel gives the same bits.
-        return unsafe { super::few::few_panels::<F>(w, row_bytes, rows, xq, n_tok, out, ldo) };
+        // SAFETY: forwarded from the caller; L is F's layout, and its AVX2 kernel gives the
+        // same bits.
+        return unsafe { super::few::few_panels::<L>(w, row_bytes, rows, xq, n_tok, out, ldo) };
     }
     let nb = xq.len() / n_tok;
     let mut sums = [[0i32; 2]; SUMS];
@@ -137,9 +138,11 @@ unsafe fn few_vnni<F: PanelFormat>(
 }
 
 macro_rules! few_vnni_kernels {
-    ($($fmt:ident: $name:ident;)*) => {$(
+    ($($fmt:ident $(/ $long:ident)?: $name:ident;)*) => {$(
         /// The few-token product over row panels of this format with AVX-512 VNNI: bitwise
-        /// the AVX2 one and the gemv.
+        /// the AVX2 one and the gemv. Rows past the activation sums it keeps run the AVX2
+        /// kernel of the format after the slash, where one is named: the same panels read as
+        /// the AVX2 kernel reads them (Q2_K: its codes shifted down, not in place).
         ///
         /// # Safety
         /// As `kernels::GemmFn`, with `w` the start of a panel of the format's layout; the
@@ -155,12 +158,21 @@ macro_rules! few_vnni_kernels {
             ldo: usize,
         ) {
             // SAFETY: forwarded from the caller.
-            unsafe { few_vnni::<$fmt>(w, row_bytes, rows, xq, n_tok, out, ldo) }
+            unsafe {
+                few_vnni::<$fmt, few_vnni_kernels!(@long $fmt $($long)?)>(
+                    w, row_bytes, rows, xq, n_tok, out, ldo,
+                )
+            }
         }
     )*};
+    (@long $fmt:ident $long:ident) => { $long };
+    (@long $fmt:ident) => { $fmt };
 }
 
 few_vnni_kernels! {
+    // Cache-resident at four tokens, Zen 4 VM: 3.8–3.9 (the AVX2 kernel) → 4.8 GB/s of
+    // weights (`cargo run --release --example kernel_ceiling -- Q2_K`).
+    Q2KInPlace / Q2K: few_q2_kx8_vnni;
     Q4_0: few_q4_0x8_vnni;
     Q4_1: few_q4_1x8_vnni;
     Q5_0: few_q5_0x8_vnni;
@@ -172,32 +184,4 @@ few_vnni_kernels! {
     Q3K: few_q3_kx8_vnni;
     Iq4Nl: few_iq4_nlx8_vnni;
     Iq4Xs: few_iq4_xsx8_vnni;
-}
-
-/// The few-token product over Q2_K panels with AVX-512 VNNI, its codes taken in place
-/// (`kbits::Q2KInPlace`): bitwise the AVX2 one and the gemv. Rows past the activation sums
-/// `few_vnni` keeps run the AVX2 kernel of the plain format, whose codes are shifted down
-/// (`few_vnni`'s own fallback would hand it the in-place codes). On the Zen 4 VM,
-/// cache-resident, four tokens: 3.8–3.9 → 4.8 GB/s of weights
-/// (`cargo run --release --example kernel_ceiling -- Q2_K`).
-///
-/// # Safety
-/// As `kernels::GemmFn`, with `w` the start of a Q2_K panel; the CPU has AVX2, FMA, F16C
-/// and AVX-512 F/BW/VL/VNNI.
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-pub unsafe fn few_q2_kx8_vnni(
-    w: *const u8,
-    row_bytes: usize,
-    rows: usize,
-    xq: &[BlockQ8Act],
-    n_tok: usize,
-    out: *mut f32,
-    ldo: usize,
-) {
-    if xq.len() > SUMS {
-        // SAFETY: forwarded from the caller; the AVX2 kernel gives the same bits.
-        return unsafe { super::few::few_panels::<Q2K>(w, row_bytes, rows, xq, n_tok, out, ldo) };
-    }
-    // SAFETY: forwarded from the caller.
-    unsafe { few_vnni::<Q2KInPlace>(w, row_bytes, rows, xq, n_tok, out, ldo) }
 }
