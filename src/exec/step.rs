@@ -144,7 +144,8 @@ unsafe fn product(
         match (mm.gemm, &p.xq) {
             (Some(gemm), Some(q)) if n <= FEW_ROWS => {
                 // A few tokens (a server's decode step, one row per request): the
-                // few-token kernel, or the decode gemv per token when the format has none.
+                // few-token kernel; where the format has none, the gemm for more than one
+                // token and the decode gemv for one.
                 let xq = blocks(
                     mem,
                     q.at + slot_of(0) * q.blocks * std::mem::size_of::<BlockQ8Act>(),

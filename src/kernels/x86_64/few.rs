@@ -56,8 +56,13 @@ unsafe fn group<F: PanelFormat, const N: usize>(
                 // SAFETY: as above.
                 let u = unsafe { F::unpack(t, &head, sub) };
                 let b = tile * F::BLOCKS + sub;
+                debug_assert!(b < nb);
                 for i in 0..N {
-                    a[i] = dot::<F>(&u, &x[i][b], a[i]);
+                    // SAFETY: b < nb (tile < nb / BLOCKS, sub < BLOCKS), and every x[i] holds
+                    // nb blocks (cut above). Checked, LLVM loads and spills every token's
+                    // activation words ahead of their use (as in `few_vnni.rs`).
+                    let xb = unsafe { x[i].get_unchecked(b) };
+                    a[i] = dot::<F>(&u, xb, a[i]);
                     if sub + 1 == F::BLOCKS {
                         acc[i] = a[i].close::<F>(&u, acc[i]);
                     }

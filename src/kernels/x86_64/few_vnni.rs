@@ -60,8 +60,14 @@ unsafe fn group<F: PanelFormat, const N: usize>(
                 // SAFETY: as above.
                 let u = unsafe { F::unpack_biased(t, &head, sub) };
                 let b = tile * F::BLOCKS + sub;
+                debug_assert!(b < nb);
                 for i in 0..N {
-                    a[i] = panel_dot::<F>(&u, &x[i][b], s[i][b], F::code_shift(b), a[i]);
+                    // SAFETY: b < nb (tile < nb / BLOCKS, sub < BLOCKS), and every x[i] and
+                    // s[i] holds nb blocks (cut above). Checked indexing here costs half the
+                    // speed: LLVM then broadcasts every activation word ahead of its use and
+                    // spills it (Q2_K, Q6_K at four tokens 2×, `examples/kernel_ceiling`).
+                    let (xb, sb) = unsafe { (x[i].get_unchecked(b), *s[i].get_unchecked(b)) };
+                    a[i] = panel_dot::<F>(&u, xb, sb, F::code_shift(b), a[i]);
                     if sub + 1 == F::BLOCKS {
                         acc[i] = a[i].close::<F>(&u, acc[i]);
                     }
