@@ -181,16 +181,14 @@ proptest! {
     }
 }
 
-/// The VNNI gemm splits a long batch into token blocks sized by the row length (its
-/// activation sums sit on the stack) and pairs panels two by two: a wide matrix with an odd
-/// panel count and a batch of several token blocks still gives each token's AVX2 gemv
-/// bitwise, and so does the VNNI gemv.
+/// The VNNI gemm and the AVX2 one for biased codes (Q6_K) split a long batch into token
+/// blocks sized by the row length (their activation sums sit on the stack), and the VNNI gemm
+/// pairs panels two by two: a wide matrix with an odd panel count and a batch of several
+/// token blocks still gives each token's AVX2 gemv bitwise at every level, and so does
+/// each level's gemv.
 #[test]
-fn avx512_twins_are_bitwise_the_avx2_gemv_across_token_blocks_and_odd_panels() {
-    if !table::supports(KernelLevel::Avx512) {
-        eprintln!("skipped: this CPU has no AVX-512 VNNI");
-        return;
-    }
+fn gemms_are_bitwise_the_avx2_gemv_across_token_blocks_and_odd_panels() {
+    require_avx2();
     let (rows, k, n_tok) = (19, 8192, 70);
     let mut rng = qgraph::sample::rng::SplitMix64(99);
     let w: Vec<f32> = (0..rows * k).map(|_| rng.next_f32() - 0.5).collect();
@@ -200,25 +198,28 @@ fn avx512_twins_are_bitwise_the_avx2_gemv_across_token_blocks_and_odd_panels() {
         .collect();
     let xq: Vec<BlockQ8Act> = x.chunks(k).flat_map(q8).collect();
     let nb = k / 32;
-    for dtype in [
-        GgmlType::Q2K,
-        GgmlType::Q8_0,
-        GgmlType::Q6K,
-        GgmlType::Q3K,
-        GgmlType::Iq4Nl,
-        GgmlType::Iq4Xs,
-        GgmlType::Q4_0,
-        GgmlType::Q4_1,
-        GgmlType::Q5_0,
-        GgmlType::Q5_1,
-        GgmlType::Q4K,
-        GgmlType::Q5K,
-    ] {
+    for (level, dtype) in simd_levels().into_iter().flat_map(|l| {
+        [
+            GgmlType::Q2K,
+            GgmlType::Q8_0,
+            GgmlType::Q6K,
+            GgmlType::Q3K,
+            GgmlType::Iq4Nl,
+            GgmlType::Iq4Xs,
+            GgmlType::Q4_0,
+            GgmlType::Q4_1,
+            GgmlType::Q5_0,
+            GgmlType::Q5_1,
+            GgmlType::Q4K,
+            GgmlType::Q5K,
+        ]
+        .map(|d| (l, d))
+    }) {
         let (buf, _, row_bytes) = panels_of(dtype, &c);
-        let gemm = table::gemm(dtype, KernelLevel::Avx512, WeightLayout::Panels).unwrap();
+        let gemm = table::gemm(dtype, level, WeightLayout::Panels).unwrap();
         // Q2_K's prefill is AVX2 only (`vnni::gemm_pairs`); its decode has a VNNI twin.
         assert!(
-            gemm.name.ends_with("_vnni") || dtype == GgmlType::Q2K,
+            level == KernelLevel::Avx2 || gemm.name.ends_with("_vnni") || dtype == GgmlType::Q2K,
             "{dtype}: {}",
             gemm.name
         );
@@ -254,9 +255,9 @@ fn avx512_twins_are_bitwise_the_avx2_gemv_across_token_blocks_and_odd_panels() {
             assert_eq!(
                 bits(&all[t * rows..(t + 1) * rows]),
                 bits(&one),
-                "{dtype} token {t}"
+                "{dtype} {level:?} token {t}"
             );
-            let twin = table::gemv(dtype, KernelLevel::Avx512, k, WeightLayout::Panels).unwrap();
+            let twin = table::gemv(dtype, level, k, WeightLayout::Panels).unwrap();
             let mut got = vec![f32::NAN; rows];
             // SAFETY: as above.
             unsafe {

@@ -7,7 +7,7 @@
 
 use std::arch::x86_64::*;
 
-use super::dot::{dot, Acc};
+use super::dot::{bias_sums, dot, signed2_biased_dot, Acc, Dot};
 use super::gemm::{PanelFormat, Q4_0, Q4_1};
 use super::gemv::PREFETCH_BYTES;
 use super::kbits::{Q2K, Q3K};
@@ -23,6 +23,10 @@ const GROUP: usize = 4;
 /// Bytes of weight rows in one block: the tokens past the first group re-read the block
 /// from L1/L2, not memory.
 const BLOCK_BYTES: usize = 16 << 10;
+/// (token, block) bias sums on the stack (8 KiB) for a format with small biased codes
+/// (Q6_K), which then multiplies them as they are (`dot::signed2_biased_dot`, as its gemv
+/// and gemm do); calls that need more take the sign trick, which gives the same bits.
+const BIASED_SUMS: usize = 1024;
 
 /// Rows `0..rows` (panels from `w`) times tokens `t0..t0 + N` of `xq` (`nb` blocks each),
 /// into `out` (token t's row at `out + t · ldo`).
@@ -32,11 +36,12 @@ const BLOCK_BYTES: usize = 16 << 10;
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn group<F: PanelFormat, const N: usize>(
+unsafe fn group<F: PanelFormat, const N: usize, const BIASED: bool>(
     w: *const u8,
     row_bytes: usize,
     rows: usize,
     xq: &[BlockQ8Act],
+    sums: &[[i32; 2]],
     nb: usize,
     t0: usize,
     out: *mut f32,
@@ -54,15 +59,27 @@ unsafe fn group<F: PanelFormat, const N: usize>(
             unrolled_blocks!(F::BLOCKS, sub => {
                 prefetch_share::<F>(t.wrapping_add(PREFETCH_BYTES), sub);
                 // SAFETY: as above.
-                let u = unsafe { F::unpack(t, &head, sub) };
+                let u = unsafe {
+                    if BIASED {
+                        F::unpack_biased(t, &head, sub)
+                    } else {
+                        F::unpack(t, &head, sub)
+                    }
+                };
                 let b = tile * F::BLOCKS + sub;
-                debug_assert!(b < nb);
+                debug_assert!(b < nb && (!BIASED || (t0 + N) * nb <= sums.len()));
                 for i in 0..N {
                     // SAFETY: b < nb (tile < nb / BLOCKS, sub < BLOCKS), and every x[i] holds
                     // nb blocks (cut above). Checked, LLVM loads and spills every token's
                     // activation words ahead of their use (as in `few_vnni.rs`).
                     let xb = unsafe { x[i].get_unchecked(b) };
-                    a[i] = dot::<F>(&u, xb, a[i]);
+                    a[i] = if BIASED {
+                        // SAFETY: sums holds nb blocks of every token up to t0 + N (caller).
+                        let sb = unsafe { *sums.get_unchecked((t0 + i) * nb + b) };
+                        a[i].with_sum(signed2_biased_dot(&u, xb, sb, a[i].sum))
+                    } else {
+                        dot::<F>(&u, xb, a[i])
+                    };
                     if sub + 1 == F::BLOCKS {
                         acc[i] = a[i].close::<F>(&u, acc[i]);
                     }
@@ -100,12 +117,53 @@ pub(super) unsafe fn few_panels<F: PanelFormat>(
     if rows == 0 || n_tok == 0 {
         return;
     }
-    let nb = xq.len() / n_tok;
     let block = if n_tok <= GROUP {
         rows
     } else {
         (BLOCK_BYTES / row_bytes.max(1) / PANEL_ROWS).max(1) * PANEL_ROWS
     };
+    if F::DOT == Dot::Signed2 && F::BIAS <= 32 && xq.len() <= BIASED_SUMS {
+        let mut sums = [[0i32; 2]; BIASED_SUMS];
+        bias_sums(F::BIAS, xq, &mut sums[..xq.len()]);
+        // SAFETY: forwarded from the caller; `sums` holds every token's blocks.
+        return unsafe {
+            groups::<F, true>(
+                w,
+                row_bytes,
+                rows,
+                xq,
+                &sums[..xq.len()],
+                n_tok,
+                block,
+                out,
+                ldo,
+            )
+        };
+    }
+    // SAFETY: forwarded from the caller.
+    unsafe { groups::<F, false>(w, row_bytes, rows, xq, &[], n_tok, block, out, ldo) }
+}
+
+/// `few_panels`' blocks of `block` rows, each taken by the tokens in groups of four, with
+/// the bias sums `sums` of every token's blocks when `BIASED`.
+///
+/// # Safety
+/// As `few_panels`; `block` is a multiple of 8.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn groups<F: PanelFormat, const BIASED: bool>(
+    w: *const u8,
+    row_bytes: usize,
+    rows: usize,
+    xq: &[BlockQ8Act],
+    sums: &[[i32; 2]],
+    n_tok: usize,
+    block: usize,
+    out: *mut f32,
+    ldo: usize,
+) {
+    let nb = xq.len() / n_tok;
     let mut r0 = 0;
     while r0 < rows {
         let n = (rows - r0).min(block);
@@ -116,10 +174,10 @@ pub(super) unsafe fn few_panels<F: PanelFormat>(
             // multiple of 8, so `wb` starts a panel.
             unsafe {
                 match n_tok - t0 {
-                    1 => group::<F, 1>(wb, row_bytes, n, xq, nb, t0, ob, ldo),
-                    2 => group::<F, 2>(wb, row_bytes, n, xq, nb, t0, ob, ldo),
-                    3 => group::<F, 3>(wb, row_bytes, n, xq, nb, t0, ob, ldo),
-                    _ => group::<F, GROUP>(wb, row_bytes, n, xq, nb, t0, ob, ldo),
+                    1 => group::<F, 1, BIASED>(wb, row_bytes, n, xq, sums, nb, t0, ob, ldo),
+                    2 => group::<F, 2, BIASED>(wb, row_bytes, n, xq, sums, nb, t0, ob, ldo),
+                    3 => group::<F, 3, BIASED>(wb, row_bytes, n, xq, sums, nb, t0, ob, ldo),
+                    _ => group::<F, GROUP, BIASED>(wb, row_bytes, n, xq, sums, nb, t0, ob, ldo),
                 }
             }
             t0 += (n_tok - t0).min(GROUP);
