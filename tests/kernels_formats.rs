@@ -361,3 +361,81 @@ fn vnni_q3_k_gemv_without_gfni_is_bitwise_the_avx2_gemv() {
         assert_eq!(bits(&twin), bits(&one), "{rows}x{k}");
     }
 }
+
+/// A Q8_0 code of −128 is a valid i8 that the format reads as −128·d (ggml's dequantize),
+/// though ggml's quantizer never writes one: every kernel that multiplies Q8_0 codes, on the
+/// file's rows and on panels, at every level, gives the exact product for it, with
+/// activations of both signs (the sign trick applied to the codes would read it as +128
+/// against a negative activation).
+#[test]
+fn q8_0_codes_of_minus_128_multiply_as_the_format_says() {
+    require_avx2();
+    let (rows, k, n_tok) = (9, 256, 3);
+    let mut rng = qgraph::sample::rng::SplitMix64(5);
+    let w: Vec<f32> = (0..rows * k).map(|_| rng.next_f32() - 0.5).collect();
+    let mut bytes = quantize(GgmlType::Q8_0, &w).unwrap();
+    let block_bytes = 34;
+    for (i, block) in bytes.chunks_mut(block_bytes).enumerate() {
+        for j in (i % 3..32).step_by(3) {
+            block[2 + j] = 0x80;
+        }
+    }
+    let mut deq = vec![0f32; w.len()];
+    dequantize(GgmlType::Q8_0, &bytes, &mut deq).unwrap();
+    assert!(deq.iter().filter(|v| **v < 0.0).count() > w.len() / 3);
+    let x: Vec<f32> = (0..n_tok * k)
+        .map(|_| (rng.next_f32() - 0.5) * 4.0)
+        .collect();
+    let xq: Vec<BlockQ8Act> = x.chunks(k).flat_map(q8).collect();
+    let xr: Vec<f32> = xq
+        .iter()
+        .flat_map(|b| b.qs.map(|q| q as f32 * b.d))
+        .collect();
+    let nb = k / 32;
+    let mut packed = vec![0u8; panel::panel_bytes(GgmlType::Q8_0, rows, nb).unwrap()];
+    assert!(panel::repack(GgmlType::Q8_0, &bytes, rows, nb, &mut packed));
+    let (file, packed) = (aligned(&bytes), aligned(&packed));
+    let check = |name: &str, t: usize, got: &[f32]| {
+        for (r, g) in got.iter().enumerate() {
+            let row = &deq[r * k..(r + 1) * k];
+            let xs = &xr[t * k..(t + 1) * k];
+            let want: f64 = row.iter().zip(xs).map(|(a, b)| *a as f64 * *b as f64).sum();
+            let mag: f64 = row
+                .iter()
+                .zip(xs)
+                .map(|(a, b)| (*a as f64 * *b as f64).abs())
+                .sum();
+            assert!(
+                (*g as f64 - want).abs() <= 1e-5 * mag,
+                "{name} token {t} row {r}: {g} vs {want}"
+            );
+        }
+    };
+    for level in simd_levels() {
+        for (layout, buf) in [(WeightLayout::Rows, &file), (WeightLayout::Panels, &packed)] {
+            let w = buf.as_ptr() as *const u8;
+            let row_bytes = nb * block_bytes;
+            let gemv = table::gemv(GgmlType::Q8_0, level, k, layout).unwrap();
+            for t in 0..n_tok {
+                let mut out = vec![f32::NAN; rows];
+                let (xt, qt) = (&x[t * k..(t + 1) * k], &xq[t * nb..(t + 1) * nb]);
+                // SAFETY: the level is supported; buf holds the matrix in this layout; the
+                // token's k / 32 blocks; `rows` outputs.
+                unsafe { (gemv.f)(w, row_bytes, xt, qt, &mut out) };
+                check(gemv.name, t, &out);
+            }
+            let batched = [
+                table::gemm(GgmlType::Q8_0, level, layout),
+                table::few(GgmlType::Q8_0, level, layout),
+            ];
+            for kernel in batched.into_iter().flatten() {
+                let mut all = vec![f32::NAN; n_tok * rows];
+                // SAFETY: as above, n_tok tokens into n_tok rows of `rows`.
+                unsafe { (kernel.f)(w, row_bytes, rows, &xq, n_tok, all.as_mut_ptr(), rows) };
+                for t in 0..n_tok {
+                    check(kernel.name, t, &all[t * rows..(t + 1) * rows]);
+                }
+            }
+        }
+    }
+}

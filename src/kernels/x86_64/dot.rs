@@ -121,8 +121,12 @@ fn block_dot<const WIDE: bool>(p: &Packed, x: &BlockQ8Act, acc: __m256) -> __m25
     _mm256_fmadd_ps(p.m, _mm256_set1_ps(x.s), acc)
 }
 
-/// `acc + d_w·d_x·Σ q_w·q_x` for signed 8-bit codes and one scale per block (Q8_0, IQ4): the
-/// sign trick of `gemv::gemv_q8_0_avx2`, with the same integer sums and FMA.
+/// `acc + d_w·d_x·Σ q_w·q_x` for signed 8-bit codes and one scale per block (Q8_0, IQ4):
+/// `maddubs` gets |q_w| and q_x·sign(q_w), whose products are the same, then one FMA. The
+/// codes' side carries the sign: |q_w| is the same for every token, so the batched loops
+/// (`gemm::add_products`, `few.rs`) take it once per block for all their tokens, and a code
+/// of −128 is read as 128 unsigned (the sign trick on the codes, `sign(q_w, q_x)`, would
+/// wrap it back to −128; activations are within ±127).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 fn signed_dot(p: &Packed, x: &BlockQ8Act, acc: __m256) -> __m256 {
@@ -133,7 +137,7 @@ fn signed_dot(p: &Packed, x: &BlockQ8Act, acc: __m256) -> __m256 {
         // SAFETY: qs is 32 bytes: words 0..8 (read unaligned).
         let xb = _mm256_set1_epi32(unsafe { qs.add(j).read_unaligned() });
         _mm256_madd_epi16(
-            _mm256_maddubs_epi16(_mm256_abs_epi8(xb), _mm256_sign_epi8(p.q[j], xb)),
+            _mm256_maddubs_epi16(_mm256_abs_epi8(p.q[j]), _mm256_sign_epi8(xb, p.q[j])),
             ones,
         )
     });

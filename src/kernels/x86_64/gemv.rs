@@ -196,8 +196,9 @@ pub unsafe fn gemv_q4_0_avx2(
 
 /// Twin of `scalar::act::gemv_q8_0_q8_scalar`, eight rows at a time as `gemv_q4_rows`:
 /// each row's exact integer block sum in its lane, then one FMA per block, as the panel
-/// kernel (`panel.rs`) computes it. `maddubs` needs an unsigned operand: it gets |x| and
-/// w·sign(x), whose products are the same.
+/// kernel (`panel.rs`) computes it. `maddubs` needs an unsigned operand: it gets |w| and
+/// x·sign(w), whose products are the same, so a code of −128 reads as the format says (as
+/// `dot::signed_dot`).
 ///
 /// # Safety
 /// As `gemv_q4_1_avx2`.
@@ -213,11 +214,10 @@ pub unsafe fn gemv_q8_0_avx2(
     let block = |ptrs: &[*const u8; 8], b: usize, x: &BlockQ8Act, acc: __m256| {
         let at = b * BYTES;
         let xv = load_q8(x);
-        let ax = _mm256_sign_epi8(xv, xv);
         let dot = |i: usize| {
             // SAFETY: block b of row i is in bounds (caller): 32 codes after its d.
             let wv = unsafe { _mm256_loadu_si256(ptrs[i].add(at + 2) as *const __m256i) };
-            dot_u8_i8(ax, _mm256_sign_epi8(wv, xv))
+            dot_u8_i8(_mm256_abs_epi8(wv), _mm256_sign_epi8(xv, wv))
         };
         let sums = row_sums(std::array::from_fn(dot));
         // SAFETY: each block starts with its f16 d (read unaligned).
