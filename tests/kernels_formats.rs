@@ -217,9 +217,8 @@ fn gemms_are_bitwise_the_avx2_gemv_across_token_blocks_and_odd_panels() {
     }) {
         let (buf, _, row_bytes) = panels_of(dtype, &c);
         let gemm = table::gemm(dtype, level, WeightLayout::Panels).unwrap();
-        // Q2_K's prefill is AVX2 only (`vnni::gemm_pairs`); its decode has a VNNI twin.
         assert!(
-            level == KernelLevel::Avx2 || gemm.name.ends_with("_vnni") || dtype == GgmlType::Q2K,
+            level == KernelLevel::Avx2 || gemm.name.ends_with("_vnni"),
             "{dtype}: {}",
             gemm.name
         );

@@ -204,7 +204,8 @@ pub fn gemm(dtype: GgmlType, level: KernelLevel, layout: WeightLayout) -> Option
     #[cfg(target_arch = "x86_64")]
     if level == KernelLevel::Avx512 && layout == WeightLayout::Panels {
         use super::x86_64::vnni::*;
-        let twins: [(GgmlType, GemmFn, &'static str); 11] = [
+        let twins: [(GgmlType, GemmFn, &'static str); 12] = [
+            (GgmlType::Q2K, gemm_q2_kx8_vnni, "gemm_q2_kx8_vnni"),
             (GgmlType::Q4_0, gemm_q4_0x8_vnni, "gemm_q4_0x8_vnni"),
             (GgmlType::Q4_1, gemm_q4_1x8_vnni, "gemm_q4_1x8_vnni"),
             (GgmlType::Q5_0, gemm_q5_0x8_vnni, "gemm_q5_0x8_vnni"),

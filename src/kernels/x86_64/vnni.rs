@@ -1,13 +1,14 @@
 //! AVX-512 VNNI twins of the panel products for the formats whose codes multiply as signed
 //! bytes (`Dot::Signed`: Q8_0, IQ4_NL, IQ4_XS; `Dot::Signed2`: Q6_K) or with integer scales
-//! (`Dot::Scaled3`: Q3_K), and of the unsigned formats' prefill: the batched prefill gemm,
+//! (`Dot::Scaled3`: Q3_K; `Dot::Affine2`: Q2_K, whose offsets add to a second open sum per
+//! tile), and of the unsigned formats' prefill: the batched prefill gemm,
 //! and the decode gemv of those whose AVX2 gemv is compute-bound (Q3_K, IQ4_NL, IQ4_XS,
 //! Q5_0, Q5_1, Q4_K, Q5_K, Q6_K). Chosen at the `avx512` level only, each where a benchmark
 //! showed the win (`cargo bench --bench kernels -- gemm` and `-- gemv`; Zen 4 EPYC: Q8_0
 //! gemm 73–89 → 246–275 GFLOP/s, Q6_K 88–98 → 144–243, IQ4_XS gemv 44 → 62; with the
 //! weights in huge pages, as a model's are, Q5_0 and Q5_1 gemv 73–77 →
 //! 83–91% of `read_all`, Q5_K 73–75 → 83–88%, Q4_K 82–87 → 89–91%, recoded Q6_K 79–86 →
-//! 84–92%).
+//! 84–92%; Q2_K gemm 79 → 124 Gelem/s cache-resident, `examples/kernel_ceiling`).
 //! Q2_K's decode takes its codes in place, times 4^j (`kbits::Q2KInPlace`). Where the CPU
 //! also has GFNI, the Q3_K decode runs `gfni.rs` instead, with these products and this
 //! decode loop (`vnni_gemv_loop!`).
@@ -33,14 +34,14 @@ use std::arch::x86_64::*;
 
 use super::dot::{bias_sums, Acc, Dot};
 use super::gemm::{unpack_blocks, Packed, PanelFormat, Q4_0, Q4_1};
-use super::kbits::{Q2KInPlace, Q3K};
+use super::kbits::{Q2KInPlace, Q2K, Q3K};
 use super::kpanel::{Iq4Nl, Iq4Xs, Q4K, Q5K, Q5_0, Q5_1, Q6K, Q8_0};
 use crate::kernels::panel::PANEL_ROWS;
 use crate::kernels::scalar::act::BlockQ8Act;
 
 /// Rows per register: two panels.
 const PAIR: usize = 2 * PANEL_ROWS;
-/// Blocks unpacked at once: 32 × 704 bytes = 22 KiB of pairs (plus 2 × 12 KiB of halves).
+/// Blocks unpacked at once: 32 × 768 bytes = 24 KiB of pairs (plus 2 × 12 KiB of halves).
 const KCHUNK: usize = 32;
 /// Tokens whose accumulators one pass over a chunk keeps in registers.
 const TOK_GROUP: usize = 4;
@@ -52,7 +53,8 @@ const SUMS: usize = 8192;
 
 /// One block of sixteen rows (two panels), codes made unsigned: `q[j]` holds codes
 /// 4j..4j+4 (j < 4) or 16+4(j−4).. (j ≥ 4) of every row plus 128; `d` and `m` the rows'
-/// scales (`m` the second half's scale for `Dot::Signed2`), `sc` Q3_K's integer scales.
+/// scales (`m` the second half's scale for `Dot::Signed2`, Q2_K's `dmin`), `sc` Q2_K's and
+/// Q3_K's integer scales, `mn` Q2_K's integer offsets.
 #[derive(Clone, Copy)]
 #[repr(C, align(64))]
 struct Pair {
@@ -60,6 +62,7 @@ struct Pair {
     d: __m512,
     m: __m512,
     sc: __m512i,
+    mn: __m512i,
 }
 
 /// `lo` in the low 256 bits and `hi` in the high.
@@ -80,10 +83,17 @@ fn join_f(lo: __m256, hi: __m256) -> __m512 {
 
 /// `acc` plus the sixteen rows' products of block `p` with activation block `x`, whose
 /// bias sums are `bias`: the integer sums of `dot::signed_dot` / `dot::signed2_dot`, then
-/// their float steps.
+/// their float steps. Q2_K's offsets add to `mins` (`dot::affine2_tail`); the other formats
+/// leave it as it is.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-fn pair_dot<F: PanelFormat>(p: &Pair, x: &BlockQ8Act, bias: [i32; 2], acc: __m512) -> __m512 {
+fn pair_dot<F: PanelFormat>(
+    p: &Pair,
+    x: &BlockQ8Act,
+    bias: [i32; 2],
+    acc: __m512,
+    mins: &mut __m512,
+) -> __m512 {
     let qs = x.qs.as_ptr() as *const i32;
     // SAFETY: qs is 32 bytes: words 0..8 (read unaligned).
     let word = |j: usize| _mm512_set1_epi32(unsafe { qs.add(j).read_unaligned() });
@@ -95,6 +105,18 @@ fn pair_dot<F: PanelFormat>(p: &Pair, x: &BlockQ8Act, bias: [i32; 2], acc: __m51
     }
     let xd = _mm512_set1_ps(x.d);
     match F::DOT {
+        // `dot::affine2_tail`: the halves' sums (codes 0..3, each half within i16) times
+        // their integer scales, the offsets times the activation's half sums, each times
+        // `d_x` into the tile's open sums (`pair_products`).
+        Dot::Affine2 => {
+            let halves = _mm512_mask_blend_epi16(0xaaaa_aaaa, lo, _mm512_slli_epi32::<16>(hi));
+            // SAFETY: h is two i16, 4 bytes (read unaligned; little-endian, lo first).
+            let h = _mm512_set1_epi32(unsafe { (x.h.as_ptr() as *const i32).read_unaligned() });
+            let isc = _mm512_madd_epi16(halves, p.sc);
+            let imn = _mm512_madd_epi16(p.mn, h);
+            *mins = _mm512_fmadd_ps(_mm512_cvtepi32_ps(imn), xd, *mins);
+            _mm512_fmadd_ps(_mm512_cvtepi32_ps(isc), xd, acc)
+        }
         // `dot::scaled3_dot`'s integer steps and float step, 16 lanes at once.
         Dot::Scaled3 => {
             let halves = _mm512_mask_blend_epi16(0xaaaa_aaaa, lo, _mm512_slli_epi32::<16>(hi));
@@ -136,6 +158,7 @@ fn join_pairs(a: &[Packed], b: &[Packed], out: &mut [Pair]) {
         o.d = join_f(pa.d, pb.d);
         o.m = join_f(pa.m, pb.m);
         o.sc = join_i(pa.sc, pb.sc);
+        o.mn = join_i(pa.mn, pb.mn);
     }
 }
 
@@ -155,10 +178,6 @@ unsafe fn gemm_pairs<F: PanelFormat>(
     out: *mut f32,
     ldo: usize,
 ) {
-    debug_assert!(
-        F::DOT != Dot::Affine2,
-        "Q2_K's halves have offsets: AVX2 only"
-    );
     if rows == 0 || n_tok == 0 {
         return;
     }
@@ -176,6 +195,7 @@ unsafe fn gemm_pairs<F: PanelFormat>(
         d: _mm512_setzero_ps(),
         m: _mm512_setzero_ps(),
         sc: _mm512_setzero_si512(),
+        mn: _mm512_setzero_si512(),
     }; KCHUNK];
     let mut sums = [[0i32; 2]; SUMS];
     let mut acc = [_mm512_setzero_ps(); TOK_BLOCK];
@@ -207,7 +227,7 @@ unsafe fn gemm_pairs<F: PanelFormat>(
                 while g < nt {
                     let group = (nt - g).min(TOK_GROUP);
                     if F::DOT.tiled() && group == TOK_GROUP {
-                        // Q3_K: tile by tile (`pair_products`).
+                        // Q2_K and Q3_K: tile by tile (`pair_products`).
                         let x: [&[BlockQ8Act]; TOK_GROUP] =
                             std::array::from_fn(|i| &xq[(t0 + g + i) * nb + b0..][..nk]);
                         let s: [&[[i32; 2]]; TOK_GROUP] =
@@ -232,7 +252,8 @@ unsafe fn gemm_pairs<F: PanelFormat>(
                         for (b, p) in pairs[..nk].iter().enumerate() {
                             for i in 0..TOK_GROUP {
                                 debug_assert_eq!(F::code_shift(b), 0, "pair_dot takes plain codes");
-                                a[i] = pair_dot::<F>(p, &x[i][b], s[i][b], a[i]);
+                                let mut none = _mm512_setzero_ps();
+                                a[i] = pair_dot::<F>(p, &x[i][b], s[i][b], a[i], &mut none);
                             }
                         }
                         acc[g..g + TOK_GROUP].copy_from_slice(&a);
@@ -242,7 +263,8 @@ unsafe fn gemm_pairs<F: PanelFormat>(
                             let s = &sums[t * nb + b0..][..nk];
                             let mut a = acc[t];
                             for ((p, xb), sb) in pairs[..nk].iter().zip(x).zip(s) {
-                                a = pair_dot::<F>(p, xb, *sb, a);
+                                let mut none = _mm512_setzero_ps();
+                                a = pair_dot::<F>(p, xb, *sb, a, &mut none);
                             }
                             acc[t] = a;
                         }
@@ -261,9 +283,9 @@ unsafe fn gemm_pairs<F: PanelFormat>(
 }
 
 /// `sums[i]` plus token i's products with the pairs of unpacked blocks `pairs` (whole tiles
-/// of Q3_K, `Dot::tiled`), whose activations' bias sums are `s[i]`: each tile's blocks add to
-/// an open sum per token that the tile's `d` multiplies once at its end, as `dot::Acc` does
-/// for the AVX2 products, so the bits are theirs.
+/// of Q2_K or Q3_K, `Dot::tiled`), whose activations' bias sums are `s[i]`: each tile's blocks
+/// add to open sums per token that the tile's `d` (and Q2_K's `dmin`) multiply once at its
+/// end, as `dot::Acc::close` does for the AVX2 products, so the bits are theirs.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 fn pair_products<F: PanelFormat, const N: usize>(
@@ -280,15 +302,19 @@ fn pair_products<F: PanelFormat, const N: usize>(
     let (x, s) = (x.map(|x| &x[..pairs.len()]), s.map(|s| &s[..pairs.len()]));
     for (k, tile) in pairs.chunks(F::BLOCKS).enumerate() {
         let mut open = [_mm512_setzero_ps(); N];
+        let mut mins = [_mm512_setzero_ps(); N];
         for (b, p) in tile.iter().enumerate() {
             let b = k * F::BLOCKS + b;
             for i in 0..N {
-                open[i] = pair_dot::<F>(p, &x[i][b], s[i][b], open[i]);
+                open[i] = pair_dot::<F>(p, &x[i][b], s[i][b], open[i], &mut mins[i]);
             }
         }
-        let d = tile[tile.len() - 1].d;
+        let last = &tile[tile.len() - 1];
         for i in 0..N {
-            sums[i] = _mm512_fmadd_ps(open[i], d, sums[i]);
+            sums[i] = _mm512_fmadd_ps(open[i], last.d, sums[i]);
+            if F::DOT == Dot::Affine2 {
+                sums[i] = _mm512_fnmadd_ps(mins[i], last.m, sums[i]);
+            }
         }
     }
 }
@@ -423,6 +449,7 @@ macro_rules! vnni_kernels {
 }
 
 vnni_kernels! {
+    Q2K: gemm_q2_kx8_vnni;
     Q4_0: gemm_q4_0x8_vnni;
     Q4_1: gemm_q4_1x8_vnni;
     Q5_0: gemm_q5_0x8_vnni;
@@ -436,4 +463,4 @@ vnni_kernels! {
     Iq4Xs: gemm_iq4_xsx8_vnni;
 }
 
-const _: () = assert!(std::mem::size_of::<Pair>() == 704 && TOK_BLOCK * 64 <= SUMS);
+const _: () = assert!(std::mem::size_of::<Pair>() == 768 && TOK_BLOCK * 64 <= SUMS);
