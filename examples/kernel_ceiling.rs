@@ -69,9 +69,14 @@ fn main() -> Result<(), String> {
         .map(|_| rng.next_f32() * 4.0 - 2.0)
         .collect();
     let mut xq = vec![BlockQ8Act::default(); K / 32 * TOKENS];
-    act::quantize_act_scalar(&x, &mut xq);
     let w: Vec<f32> = (0..ROWS * K).map(|_| rng.next_f32() - 0.5).collect();
     for dtype in formats {
+        // As a plan quantizes a step's input for this format (K is a multiple of 256).
+        if table::needs_tiled_act(dtype) {
+            act::quantize_act_tiled_scalar(&x, &mut xq);
+        } else {
+            act::quantize_act_scalar(&x, &mut xq);
+        }
         let bytes = quantize(dtype, &w).map_err(|e| e.to_string())?;
         let nb = K / dtype.block_len() as usize;
         let len = panel::panel_bytes(dtype, ROWS, nb).ok_or("no panel layout")?;

@@ -129,6 +129,39 @@ proptest! {
         }
     }
 
+    /// One scale per 256 values (Q2_K's products): the twin gives the scalar blocks, every
+    /// block of a whole run of 256 carries the run's scale, and a ragged last run's blocks
+    /// keep their own.
+    #[test]
+    fn tiled_activation_quantization_matches_twin(x in (1usize..20).prop_flat_map(|b| values(b * 32))) {
+        require_avx2();
+        let n = x.len() / 32;
+        let mut a = vec![BlockQ8Act::default(); n];
+        // SAFETY: AVX2 checked; x.len() == 32 · a.len().
+        unsafe { math::quantize_act_tiled_avx2(&x, &mut a) };
+        let mut b = vec![BlockQ8Act::default(); n];
+        act::quantize_act_tiled_scalar(&x, &mut b);
+        for (p, q) in a.iter().zip(&b) {
+            prop_assert_eq!(p.qs, q.qs);
+            prop_assert_eq!(p.d, q.d);
+            prop_assert_eq!(p.h, q.h);
+            prop_assert!((p.s - q.s).abs() <= 1e-6 * (q.d * 127.0 * 32.0));
+        }
+        let own = q8(&x);
+        for (i, (xs, bs)) in x.chunks(256).zip(b.chunks(8)).enumerate() {
+            let whole = xs.len() == 256;
+            let amax = xs.iter().fold(0f32, |m, v| m.max(v.abs()));
+            for (j, blk) in bs.iter().enumerate() {
+                let want = if whole { amax / 127.0 } else { own[i * 8 + j].d };
+                prop_assert_eq!(blk.d, want, "run {} block {}", i, j);
+                let deq = blk.qs.map(|q| q as f32 * blk.d);
+                for (v, r) in xs[j * 32..(j + 1) * 32].iter().zip(deq) {
+                    prop_assert!((v - r).abs() <= 0.5 * blk.d * 1.0001 + f32::MIN_POSITIVE);
+                }
+            }
+        }
+    }
+
     #[test]
     fn rmsnorm_matches_scalar(x in (1usize..300).prop_flat_map(values), eps in 1e-6f32..1e-3) {
         require_avx2();

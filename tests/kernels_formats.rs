@@ -50,6 +50,22 @@ fn q8(x: &[f32]) -> Vec<BlockQ8Act> {
     q
 }
 
+/// Rows of `k` activations quantized as a plan quantizes them for `dtype`'s products: one
+/// scale per 256 values for Q2_K (`table::quantize_act_for`), else per 32.
+fn q8_for(dtype: GgmlType, x: &[f32], k: usize) -> Vec<BlockQ8Act> {
+    x.chunks(k)
+        .flat_map(|row| {
+            if table::needs_tiled_act(dtype) {
+                let mut q = vec![BlockQ8Act::default(); row.len() / 32];
+                act::quantize_act_tiled_scalar(row, &mut q);
+                q
+            } else {
+                q8(row)
+            }
+        })
+        .collect()
+}
+
 fn bits(v: &[f32]) -> Vec<u32> {
     v.iter().map(|x| x.to_bits()).collect()
 }
@@ -98,10 +114,10 @@ proptest! {
         require_avx2();
         let mut rng = qgraph::sample::rng::SplitMix64(seed ^ 0x5eed);
         let x: Vec<f32> = (0..c.k).map(|_| (rng.next_f32() - 0.5) * 6.0).collect();
-        let xq = q8(&x);
-        // The activations as the kernels see them.
-        let xr: Vec<f32> = xq.iter().flat_map(|b| b.qs.map(|q| q as f32 * b.d)).collect();
         for dtype in FORMATS {
+            let xq = q8_for(dtype, &x, c.k);
+            // The activations as the kernels see them.
+            let xr: Vec<f32> = xq.iter().flat_map(|b| b.qs.map(|q| q as f32 * b.d)).collect();
             let (buf, deq, row_bytes) = panels_of(dtype, &c);
             let f = table::gemv(dtype, KernelLevel::Avx2, c.k, WeightLayout::Panels).unwrap().f;
             let mut out = vec![f32::NAN; c.rows];
@@ -125,9 +141,9 @@ proptest! {
         require_avx2();
         let mut rng = qgraph::sample::rng::SplitMix64(seed ^ 0x7);
         let x: Vec<f32> = (0..n_tok * c.k).map(|_| (rng.next_f32() - 0.5) * 4.0).collect();
-        let xq: Vec<BlockQ8Act> = x.chunks(c.k).flat_map(q8).collect();
         let nb = c.k / 32;
         for (dtype, level) in FORMATS.into_iter().flat_map(|d| simd_levels().into_iter().map(move |l| (d, l))) {
+            let xq = q8_for(dtype, &x, c.k);
             let (buf, _, row_bytes) = panels_of(dtype, &c);
             let gemv = table::gemv(dtype, KernelLevel::Avx2, c.k, WeightLayout::Panels).unwrap().f;
             // The batched gemm and the few-token kernel (a server's decode step) alike.
@@ -196,7 +212,6 @@ fn gemms_are_bitwise_the_avx2_gemv_across_token_blocks_and_odd_panels() {
     let x: Vec<f32> = (0..n_tok * k)
         .map(|_| (rng.next_f32() - 0.5) * 4.0)
         .collect();
-    let xq: Vec<BlockQ8Act> = x.chunks(k).flat_map(q8).collect();
     let nb = k / 32;
     for (level, dtype) in simd_levels().into_iter().flat_map(|l| {
         [
@@ -215,6 +230,7 @@ fn gemms_are_bitwise_the_avx2_gemv_across_token_blocks_and_odd_panels() {
         ]
         .map(|d| (l, d))
     }) {
+        let xq = q8_for(dtype, &x, k);
         let (buf, _, row_bytes) = panels_of(dtype, &c);
         let gemm = table::gemm(dtype, level, WeightLayout::Panels).unwrap();
         assert!(
@@ -289,11 +305,11 @@ fn decode_of_rows_past_32768_weights_is_bitwise_the_gemm() {
     };
     let mut rng = qgraph::sample::rng::SplitMix64(12);
     let x: Vec<f32> = (0..c.k).map(|_| (rng.next_f32() - 0.5) * 4.0).collect();
-    let xq = q8(&x);
     for (dtype, level) in FORMATS
         .into_iter()
         .flat_map(|d| simd_levels().into_iter().map(move |l| (d, l)))
     {
+        let xq = q8_for(dtype, &x, c.k);
         let (buf, _, row_bytes) = panels_of(dtype, &c);
         let gemv = table::gemv(dtype, level, c.k, WeightLayout::Panels).unwrap();
         let gemm = table::gemm(dtype, level, WeightLayout::Panels).unwrap();

@@ -343,6 +343,28 @@ pub fn quantize_act(level: KernelLevel) -> Chosen<QuantizeActFn> {
     chosen(act::quantize_act_scalar, "quantize_q8_scalar")
 }
 
+/// The activation quantizer for a step whose products include `dtype`'s: one scale per 256
+/// values for Q2_K (`act::quantize_act_tiled_scalar`), whose products sum a tile's blocks in
+/// integers and so need every block of a tile to share its activation scale; else
+/// `quantize_act`.
+pub fn quantize_act_for(dtype: GgmlType, level: KernelLevel) -> Chosen<QuantizeActFn> {
+    if !needs_tiled_act(dtype) {
+        return quantize_act(level);
+    }
+    #[cfg(target_arch = "x86_64")]
+    if level.has_avx2() {
+        use super::x86_64::math::quantize_act_tiled_avx2;
+        return chosen(quantize_act_tiled_avx2, "quantize_q8_tiled_avx2");
+    }
+    chosen(act::quantize_act_tiled_scalar, "quantize_q8_tiled_scalar")
+}
+
+/// Whether `dtype`'s products need activations with one scale per 256 values
+/// (`quantize_act_for`).
+pub fn needs_tiled_act(dtype: GgmlType) -> bool {
+    dtype == GgmlType::Q2K
+}
+
 /// The row-conversion kernel (embedding lookup) for rows of `n` elements of `dtype`.
 pub fn row(dtype: GgmlType, level: KernelLevel, n: usize) -> Option<Chosen<RowFn>> {
     #[cfg(target_arch = "x86_64")]

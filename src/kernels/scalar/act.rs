@@ -4,7 +4,9 @@
 //! for their offsets), and `h`, the exact `Σq` of each 16-code half (which the K formats
 //! with a scale or an offset per 16 weights need: Q2_K's offsets, Q3_K's code bias). A step
 //! quantizes its input row once and every product reuses it. Codes round to nearest, ties
-//! to even.
+//! to even. Steps with Q2_K products quantize with one scale per 256 values instead
+//! (`quantize_act_tiled_scalar`, as ggml's `block_q8_K`), so those products can sum a
+//! 256-weight tile in integers.
 
 use crate::quant::{BlockQ4_0, BlockQ4_1, BlockQ8_0, QK};
 
@@ -21,17 +23,49 @@ const _: () = assert!(std::mem::size_of::<BlockQ8Act>() == 44);
 
 pub fn quantize_act_scalar(x: &[f32], out: &mut [BlockQ8Act]) {
     for (xs, b) in x.chunks_exact(QK).zip(out.iter_mut()) {
-        let amax = xs.iter().fold(0f32, |m, v| m.max(v.abs()));
-        let d = amax / 127.0;
-        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-        for (q, &v) in b.qs.iter_mut().zip(xs) {
-            // Ties to even, as the SIMD quantizer's round instruction does.
-            *q = (v * id).round_ties_even() as i8;
-        }
-        b.h = half_sums(&b.qs);
-        b.d = d;
-        b.s = d * (b.h[0] as i32 + b.h[1] as i32) as f32;
+        quantize_block(xs, amax(xs) / 127.0, b);
     }
+}
+
+/// Activations whose eight blocks in each run of 256 share one scale, `max|x| / 127` over
+/// the run (as ggml's `block_q8_K` for its K-quant products): the blocks are
+/// `quantize_act_scalar`'s with that `d`. A product whose weights have one float scale per
+/// 256 (Q2_K) then sums a tile's blocks in integers and converts once per tile. Rows of a
+/// length that is not a multiple of 256 end with blocks of their own scale.
+pub fn quantize_act_tiled_scalar(x: &[f32], out: &mut [BlockQ8Act]) {
+    for (xs, bs) in x.chunks(TILED).zip(out.chunks_mut(TILED / QK)) {
+        let d = amax(xs) / 127.0;
+        for (xb, b) in xs.chunks_exact(QK).zip(bs.iter_mut()) {
+            quantize_block(
+                xb,
+                if xs.len() == TILED {
+                    d
+                } else {
+                    amax(xb) / 127.0
+                },
+                b,
+            );
+        }
+    }
+}
+
+/// Values per shared scale in `quantize_act_tiled_scalar`.
+pub const TILED: usize = 256;
+
+fn amax(xs: &[f32]) -> f32 {
+    xs.iter().fold(0f32, |m, v| m.max(v.abs()))
+}
+
+/// One block of 32 values with the scale `d` (at least their `max|x| / 127`).
+fn quantize_block(xs: &[f32], d: f32, b: &mut BlockQ8Act) {
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    for (q, &v) in b.qs.iter_mut().zip(xs) {
+        // Ties to even, as the SIMD quantizer's round instruction does.
+        *q = (v * id).round_ties_even() as i8;
+    }
+    b.h = half_sums(&b.qs);
+    b.d = d;
+    b.s = d * (b.h[0] as i32 + b.h[1] as i32) as f32;
 }
 
 /// `Σ qs` over each 16-code half (`BlockQ8Act::h`).

@@ -27,14 +27,17 @@ pub(super) enum Dot {
     Scaled3,
 }
 
-/// Eight rows' sums over a tile (`sum`, a row per lane), and for Q2_K and Q3_K (`Dot::Affine2`,
-/// `Dot::Scaled3`: one float scale per tile) the tile's partial sums, each block's times its
-/// activation scale only: `close` applies the tile's `d` (and Q2_K's `dmin`) to them once.
-/// The other formats leave `open` at zero, and the compiler drops it.
+/// Eight rows' sums over a tile (`sum`, a row per lane), and the tile's partial sums for the
+/// formats with one float scale per tile, which `close` applies once: Q3_K's (`Dot::Scaled3`)
+/// in `open`, each block's times its activation scale; Q2_K's (`Dot::Affine2`) in `int`, the
+/// exact integer sums of its scaled codes and of its offsets, whose activation blocks share
+/// one scale per tile (`table::quantize_act_for`). The other formats leave these at zero,
+/// and the compiler drops them.
 #[derive(Clone, Copy)]
 pub(super) struct Acc {
     pub(super) sum: __m256,
-    open: [__m256; 2],
+    open: __m256,
+    int: [__m256i; 2],
 }
 
 impl Acc {
@@ -46,23 +49,31 @@ impl Acc {
         let zero = _mm256_setzero_ps();
         Acc {
             sum: if F::DOT.tiled() { zero } else { sum },
-            open: [zero; 2],
+            open: zero,
+            int: [_mm256_setzero_si256(); 2],
         }
     }
 
-    /// The running sums after this tile of `F`, whose last block is `p`, given `sum` from
-    /// before it: the open sums times the tile's `d` (`p.d`), and Q2_K's second times its
-    /// `dmin` (`p.m`), join `sum`; the other formats' sums are already whole. Every product
-    /// loop closes each tile so, and so gives a row the same bits.
+    /// The running sums after this tile of `F`, whose last block is `p` and its activation
+    /// block `x`, given `sum` from before it: Q3_K's open sum times the tile's `d` (`p.d`)
+    /// joins `sum`; Q2_K's integer sums, converted, times `d·d_x` and `dmin·d_x` (`p.d`,
+    /// `p.m`, the activation scale the tile's blocks share); the other formats' sums are
+    /// already whole. Every product loop closes each tile so (`vnni::pair_products` in 512
+    /// bits), and so gives a row the same bits.
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub(super) fn close<F: PanelFormat>(self, p: &Packed, sum: __m256) -> __m256 {
-        let sum = match F::DOT {
-            Dot::Affine2 => _mm256_fmadd_ps(self.open[0], p.d, sum),
-            Dot::Scaled3 => return _mm256_fmadd_ps(self.open[0], p.d, sum),
-            _ => return self.sum,
-        };
-        _mm256_fnmadd_ps(self.open[1], p.m, sum)
+    pub(super) fn close<F: PanelFormat>(self, p: &Packed, x: &BlockQ8Act, sum: __m256) -> __m256 {
+        match F::DOT {
+            Dot::Affine2 => {
+                let xd = _mm256_set1_ps(x.d);
+                let sc = _mm256_mul_ps(p.d, xd);
+                let mn = _mm256_mul_ps(p.m, xd);
+                let sum = _mm256_fmadd_ps(_mm256_cvtepi32_ps(self.int[0]), sc, sum);
+                _mm256_fnmadd_ps(_mm256_cvtepi32_ps(self.int[1]), mn, sum)
+            }
+            Dot::Scaled3 => _mm256_fmadd_ps(self.open, p.d, sum),
+            _ => self.sum,
+        }
     }
 
     /// These sums with `sum` in place of `self.sum`, the open ones kept.
@@ -221,10 +232,11 @@ pub(super) fn signed2_biased_dot(
 /// scales and offsets applied in integers (`p.sc`, `p.mn`, i16 pairs): a half's sum is at
 /// most 16·3·127 in magnitude, so both halves pack into one i32 lane as i16 and one `madd`
 /// scales and adds them; the offsets take one `madd` with the activation's half sums (`x.h`).
-/// A block adds its two sums times `d_x` to the tile's open sums, and `Acc::close` multiplies
-/// those by `d` and `dmin` once per tile: two multiplies fewer per block on the pipes the
-/// products use (cache-resident, min of 60 × 200 calls, Zen 4 VM: VNNI decode 27.5–27.8 →
-/// 30.3–30.6 GB/s, AVX2 gemm 74–75 → 78–80 Gelem/s).
+/// The activations' blocks share one scale `d_x` per tile (`table::quantize_act_for`, as
+/// ggml's `block_q8_K`), so a block adds its two integer sums to the tile's (`Acc::int`: at
+/// most 8·182880 and 8·60960, exact in f32 too), and `Acc::close` converts them and applies
+/// `d·d_x` and `dmin·d_x` once per tile. Per block that leaves the products, two `madd` and
+/// two adds: no conversions and no FMAs on the pipes the products use.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 fn affine2_dot(p: &Packed, x: &BlockQ8Act, acc: Acc) -> Acc {
@@ -247,20 +259,19 @@ fn unsigned_halves(p: &Packed, x: &BlockQ8Act) -> __m256i {
     pair_halves(_mm256_madd_epi16(lo, ones), _mm256_madd_epi16(hi, ones))
 }
 
-/// `affine2_dot` from the halves' sums (an i16 pair per lane): the scales, the offsets and
-/// the float steps into the open tile, shared with the VNNI products so they give the same bits.
+/// `affine2_dot` from the halves' sums (an i16 pair per lane): the scales and the offsets
+/// into the tile's integer sums, shared with the VNNI products so they give the same bits.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) fn affine2_tail(p: &Packed, x: &BlockQ8Act, halves: __m256i, acc: Acc) -> Acc {
     let isc = _mm256_madd_epi16(halves, p.sc);
     let imn = _mm256_madd_epi16(p.mn, half_sums(x));
-    let xd = _mm256_set1_ps(x.d);
     Acc {
-        sum: acc.sum,
-        open: [
-            _mm256_fmadd_ps(_mm256_cvtepi32_ps(isc), xd, acc.open[0]),
-            _mm256_fmadd_ps(_mm256_cvtepi32_ps(imn), xd, acc.open[1]),
+        int: [
+            _mm256_add_epi32(acc.int[0], isc),
+            _mm256_add_epi32(acc.int[1], imn),
         ],
+        ..acc
     }
 }
 
@@ -302,10 +313,7 @@ pub(super) fn scaled3_tail(p: &Packed, x: &BlockQ8Act, halves: __m256i, acc: Acc
     let isc = _mm256_madd_epi16(halves, p.sc);
     let xd = _mm256_set1_ps(x.d);
     Acc {
-        open: [
-            _mm256_fmadd_ps(_mm256_cvtepi32_ps(isc), xd, acc.open[0]),
-            acc.open[1],
-        ],
+        open: _mm256_fmadd_ps(_mm256_cvtepi32_ps(isc), xd, acc.open),
         ..acc
     }
 }

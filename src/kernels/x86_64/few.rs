@@ -81,7 +81,7 @@ unsafe fn group<F: PanelFormat, const N: usize, const BIASED: bool>(
                         dot::<F>(&u, xb, a[i])
                     };
                     if sub + 1 == F::BLOCKS {
-                        acc[i] = a[i].close::<F>(&u, acc[i]);
+                        acc[i] = a[i].close::<F>(&u, xb, acc[i]);
                     }
                 }
             });

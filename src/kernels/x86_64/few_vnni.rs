@@ -69,7 +69,7 @@ unsafe fn group<F: PanelFormat, const N: usize>(
                     let (xb, sb) = unsafe { (x[i].get_unchecked(b), *s[i].get_unchecked(b)) };
                     a[i] = panel_dot::<F>(&u, xb, sb, F::code_shift(b), a[i]);
                     if sub + 1 == F::BLOCKS {
-                        acc[i] = a[i].close::<F>(&u, acc[i]);
+                        acc[i] = a[i].close::<F>(&u, xb, acc[i]);
                     }
                 }
             });

@@ -529,9 +529,9 @@ fn add_products<F: PanelFormat, const N: usize>(
                 a[i] = dot::<F>(p, &x[i][k * tile + b], a[i]);
             }
         }
-        let last = &blocks[blocks.len() - 1];
+        let (last, b_last) = (&blocks[blocks.len() - 1], k * tile + blocks.len() - 1);
         for i in 0..N {
-            sums[i] = a[i].close::<F>(last, sums[i]);
+            sums[i] = a[i].close::<F>(last, &x[i][b_last], sums[i]);
         }
     }
 }

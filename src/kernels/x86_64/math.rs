@@ -82,42 +82,83 @@ pub fn exp(x: __m256) -> __m256 {
 /// The CPU has AVX2, FMA and F16C; `x.len()` is `32 * out.len()`.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn quantize_act_avx2(x: &[f32], out: &mut [BlockQ8Act]) {
-    let sign = _mm256_set1_ps(-0.0);
     for (xs, b) in x.chunks_exact(QK).zip(out.iter_mut()) {
-        let p = xs.as_ptr();
-        // SAFETY: xs holds 32 f32.
-        let v = unsafe {
-            [
-                _mm256_loadu_ps(p),
-                _mm256_loadu_ps(p.add(8)),
-                _mm256_loadu_ps(p.add(16)),
-                _mm256_loadu_ps(p.add(24)),
-            ]
-        };
-        let a = _mm256_max_ps(
-            _mm256_max_ps(_mm256_andnot_ps(sign, v[0]), _mm256_andnot_ps(sign, v[1])),
-            _mm256_max_ps(_mm256_andnot_ps(sign, v[2]), _mm256_andnot_ps(sign, v[3])),
-        );
-        let d = hmax(a) / 127.0;
-        let id = _mm256_set1_ps(if d != 0.0 { 1.0 / d } else { 0.0 });
-        let q = v.map(|vi| {
-            _mm256_cvtps_epi32(_mm256_round_ps::<
-                { _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC },
-            >(_mm256_mul_ps(vi, id)))
-        });
-        let sum = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
-        let sum = hsum(_mm256_cvtepi32_ps(sum));
-        // i32 → i16 → i8 packs interleave 128-bit lanes; the permute restores element order.
-        let q16a = _mm256_packs_epi32(q[0], q[1]);
-        let q16b = _mm256_packs_epi32(q[2], q[3]);
-        let q8 = _mm256_packs_epi16(q16a, q16b);
-        let q8 = _mm256_permutevar8x32_epi32(q8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-        // SAFETY: b.qs holds 32 bytes.
-        unsafe { _mm256_storeu_si256(b.qs.as_mut_ptr() as *mut __m256i, q8) };
-        b.h = crate::kernels::scalar::act::half_sums(&b.qs);
-        b.d = d;
-        b.s = d * sum;
+        let v = load_block(xs);
+        quantize_block(&v, block_amax(&v) / 127.0, b);
     }
+}
+
+/// Twin of `scalar::act::quantize_act_tiled_scalar`: one scale per 256 values.
+///
+/// # Safety
+/// As `quantize_act_avx2`.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn quantize_act_tiled_avx2(x: &[f32], out: &mut [BlockQ8Act]) {
+    use crate::kernels::scalar::act::TILED;
+    for (xs, bs) in x.chunks(TILED).zip(out.chunks_mut(TILED / QK)) {
+        let whole = xs.len() == TILED;
+        let d = xs
+            .chunks_exact(QK)
+            .map(|xb| block_amax(&load_block(xb)))
+            .fold(0f32, f32::max)
+            / 127.0;
+        for (xb, b) in xs.chunks_exact(QK).zip(bs.iter_mut()) {
+            let v = load_block(xb);
+            quantize_block(&v, if whole { d } else { block_amax(&v) / 127.0 }, b);
+        }
+    }
+}
+
+/// One block's 32 values.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn load_block(xs: &[f32]) -> [__m256; 4] {
+    let xs = &xs[..QK];
+    let p = xs.as_ptr();
+    // SAFETY: xs holds 32 f32.
+    unsafe {
+        [
+            _mm256_loadu_ps(p),
+            _mm256_loadu_ps(p.add(8)),
+            _mm256_loadu_ps(p.add(16)),
+            _mm256_loadu_ps(p.add(24)),
+        ]
+    }
+}
+
+/// `max |x|` over one block.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn block_amax(v: &[__m256; 4]) -> f32 {
+    let sign = _mm256_set1_ps(-0.0);
+    hmax(_mm256_max_ps(
+        _mm256_max_ps(_mm256_andnot_ps(sign, v[0]), _mm256_andnot_ps(sign, v[1])),
+        _mm256_max_ps(_mm256_andnot_ps(sign, v[2]), _mm256_andnot_ps(sign, v[3])),
+    ))
+}
+
+/// One block with the scale `d` (`scalar::act::quantize_block`).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn quantize_block(v: &[__m256; 4], d: f32, b: &mut BlockQ8Act) {
+    let id = _mm256_set1_ps(if d != 0.0 { 1.0 / d } else { 0.0 });
+    let q = v.map(|vi| {
+        _mm256_cvtps_epi32(_mm256_round_ps::<
+            { _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC },
+        >(_mm256_mul_ps(vi, id)))
+    });
+    let sum = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+    let sum = hsum(_mm256_cvtepi32_ps(sum));
+    // i32 → i16 → i8 packs interleave 128-bit lanes; the permute restores element order.
+    let q16a = _mm256_packs_epi32(q[0], q[1]);
+    let q16b = _mm256_packs_epi32(q[2], q[3]);
+    let q8 = _mm256_packs_epi16(q16a, q16b);
+    let q8 = _mm256_permutevar8x32_epi32(q8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    // SAFETY: b.qs holds 32 bytes.
+    unsafe { _mm256_storeu_si256(b.qs.as_mut_ptr() as *mut __m256i, q8) };
+    b.h = crate::kernels::scalar::act::half_sums(&b.qs);
+    b.d = d;
+    b.s = d * sum;
 }
 
 /// Twin of `scalar::norm::rmsnorm_scalar`.

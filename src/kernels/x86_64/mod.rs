@@ -75,7 +75,7 @@ macro_rules! vnni_gemv_loop {
                         };
                         a = super::vnni::panel_dot::<F>(&u, &xs[sub], bias, F::code_shift(sub), a);
                         if sub + 1 == xs.len() {
-                            acc = a.close::<F>(&u, acc);
+                            acc = a.close::<F>(&u, &xs[sub], acc);
                         }
                     });
                 }

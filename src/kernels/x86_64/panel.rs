@@ -60,7 +60,7 @@ pub(super) unsafe fn gemv_panels<F: PanelFormat>(
                 prefetch_once(t.wrapping_add(PREFETCH_BYTES), F::TILE);
                 // SAFETY: tile b of panel p is in bounds (caller); the CPU has the features.
                 let u = unsafe { F::unpack(t, &F::head(t), 0) };
-                acc = dot::<F>(&u, x, Acc::open::<F>(acc)).close::<F>(&u, acc);
+                acc = dot::<F>(&u, x, Acc::open::<F>(acc)).close::<F>(&u, x, acc);
             }
         } else {
             for (i, xs) in xq.chunks(F::BLOCKS).enumerate() {
@@ -74,7 +74,7 @@ pub(super) unsafe fn gemv_panels<F: PanelFormat>(
                     let u = unsafe { F::unpack(t, &head, sub) };
                     a = dot::<F>(&u, &xs[sub], a);
                     if sub + 1 == xs.len() {
-                        acc = a.close::<F>(&u, acc);
+                        acc = a.close::<F>(&u, &xs[sub], acc);
                     }
                 });
             }

@@ -83,8 +83,8 @@ fn join_f(lo: __m256, hi: __m256) -> __m512 {
 
 /// `acc` plus the sixteen rows' products of block `p` with activation block `x`, whose
 /// bias sums are `bias`: the integer sums of `dot::signed_dot` / `dot::signed2_dot`, then
-/// their float steps. Q2_K's offsets add to `mins` (`dot::affine2_tail`); the other formats
-/// leave it as it is.
+/// their float steps. Q2_K's add their integer sums to `ints` instead (`dot::affine2_tail`)
+/// and leave `acc` as it is; the other formats leave `ints` as it is.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 fn pair_dot<F: PanelFormat>(
@@ -92,7 +92,7 @@ fn pair_dot<F: PanelFormat>(
     x: &BlockQ8Act,
     bias: [i32; 2],
     acc: __m512,
-    mins: &mut __m512,
+    ints: &mut [__m512i; 2],
 ) -> __m512 {
     let qs = x.qs.as_ptr() as *const i32;
     // SAFETY: qs is 32 bytes: words 0..8 (read unaligned).
@@ -106,16 +106,15 @@ fn pair_dot<F: PanelFormat>(
     let xd = _mm512_set1_ps(x.d);
     match F::DOT {
         // `dot::affine2_tail`: the halves' sums (codes 0..3, each half within i16) times
-        // their integer scales, the offsets times the activation's half sums, each times
-        // `d_x` into the tile's open sums (`pair_products`).
+        // their integer scales, the offsets times the activation's half sums, into the tile's
+        // integer sums (`pair_products` closes them).
         Dot::Affine2 => {
             let halves = _mm512_mask_blend_epi16(0xaaaa_aaaa, lo, _mm512_slli_epi32::<16>(hi));
             // SAFETY: h is two i16, 4 bytes (read unaligned; little-endian, lo first).
             let h = _mm512_set1_epi32(unsafe { (x.h.as_ptr() as *const i32).read_unaligned() });
-            let isc = _mm512_madd_epi16(halves, p.sc);
-            let imn = _mm512_madd_epi16(p.mn, h);
-            *mins = _mm512_fmadd_ps(_mm512_cvtepi32_ps(imn), xd, *mins);
-            _mm512_fmadd_ps(_mm512_cvtepi32_ps(isc), xd, acc)
+            ints[0] = _mm512_add_epi32(ints[0], _mm512_madd_epi16(halves, p.sc));
+            ints[1] = _mm512_add_epi32(ints[1], _mm512_madd_epi16(p.mn, h));
+            acc
         }
         // `dot::scaled3_dot`'s integer steps and float step, 16 lanes at once.
         Dot::Scaled3 => {
@@ -252,7 +251,7 @@ unsafe fn gemm_pairs<F: PanelFormat>(
                         for (b, p) in pairs[..nk].iter().enumerate() {
                             for i in 0..TOK_GROUP {
                                 debug_assert_eq!(F::code_shift(b), 0, "pair_dot takes plain codes");
-                                let mut none = _mm512_setzero_ps();
+                                let mut none = [_mm512_setzero_si512(); 2];
                                 a[i] = pair_dot::<F>(p, &x[i][b], s[i][b], a[i], &mut none);
                             }
                         }
@@ -263,7 +262,7 @@ unsafe fn gemm_pairs<F: PanelFormat>(
                             let s = &sums[t * nb + b0..][..nk];
                             let mut a = acc[t];
                             for ((p, xb), sb) in pairs[..nk].iter().zip(x).zip(s) {
-                                let mut none = _mm512_setzero_ps();
+                                let mut none = [_mm512_setzero_si512(); 2];
                                 a = pair_dot::<F>(p, xb, *sb, a, &mut none);
                             }
                             acc[t] = a;
@@ -284,7 +283,7 @@ unsafe fn gemm_pairs<F: PanelFormat>(
 
 /// `sums[i]` plus token i's products with the pairs of unpacked blocks `pairs` (whole tiles
 /// of Q2_K or Q3_K, `Dot::tiled`), whose activations' bias sums are `s[i]`: each tile's blocks
-/// add to open sums per token that the tile's `d` (and Q2_K's `dmin`) multiply once at its
+/// add to open sums per token (Q2_K's in integers) that the tile's scales close once at its
 /// end, as `dot::Acc::close` does for the AVX2 products, so the bits are theirs.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
@@ -302,19 +301,25 @@ fn pair_products<F: PanelFormat, const N: usize>(
     let (x, s) = (x.map(|x| &x[..pairs.len()]), s.map(|s| &s[..pairs.len()]));
     for (k, tile) in pairs.chunks(F::BLOCKS).enumerate() {
         let mut open = [_mm512_setzero_ps(); N];
-        let mut mins = [_mm512_setzero_ps(); N];
+        let mut ints = [[_mm512_setzero_si512(); 2]; N];
         for (b, p) in tile.iter().enumerate() {
             let b = k * F::BLOCKS + b;
             for i in 0..N {
-                open[i] = pair_dot::<F>(p, &x[i][b], s[i][b], open[i], &mut mins[i]);
+                open[i] = pair_dot::<F>(p, &x[i][b], s[i][b], open[i], &mut ints[i]);
             }
         }
         let last = &tile[tile.len() - 1];
+        let b_last = k * F::BLOCKS + tile.len() - 1;
         for i in 0..N {
-            sums[i] = _mm512_fmadd_ps(open[i], last.d, sums[i]);
-            if F::DOT == Dot::Affine2 {
-                sums[i] = _mm512_fnmadd_ps(mins[i], last.m, sums[i]);
-            }
+            sums[i] = if F::DOT == Dot::Affine2 {
+                // `dot::Acc::close`: the tile's activation blocks share their scale.
+                let xd = _mm512_set1_ps(x[i][b_last].d);
+                let (sc, mn) = (_mm512_mul_ps(last.d, xd), _mm512_mul_ps(last.m, xd));
+                let sum = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ints[i][0]), sc, sums[i]);
+                _mm512_fnmadd_ps(_mm512_cvtepi32_ps(ints[i][1]), mn, sum)
+            } else {
+                _mm512_fmadd_ps(open[i], last.d, sums[i])
+            };
         }
     }
 }
