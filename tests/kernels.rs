@@ -129,7 +129,7 @@ proptest! {
         }
     }
 
-    /// One scale per 256 values (Q2_K's products): the twin gives the scalar blocks, every
+    /// One scale per 256 values (Q2_K's and Q3_K's products): the twin gives the scalar blocks, every
     /// block of a whole run of 256 carries the run's scale, and a ragged last run's blocks
     /// keep their own.
     #[test]

@@ -80,9 +80,9 @@ impl std::str::FromStr for KernelLevel {
 /// `out[r] = Σ_c W[r][c] · x[c]` for every row `r < out.len()` of a row-major matrix whose
 /// rows are `x.len()` elements stored in one format, `row_bytes` bytes each. Kernels that
 /// multiply 8-bit activations (`Chosen::wants_q8`) read `xq`, `x` quantized by the step;
-/// the others read `x` (and `xq` may be empty). Q2_K's sum a tile's blocks in integers: their
-/// `xq` must share one scale per 256 values (`table::quantize_act_for`), or the result is
-/// wrong (never unsafe).
+/// the others read `x` (and `xq` may be empty). Q2_K's and Q3_K's sum a tile's blocks in
+/// integers: their `xq` must share one scale per 256 values (`table::quantize_act_for`), or
+/// the result is wrong (never unsafe).
 ///
 /// # Safety
 /// `w` points to `out.len() * row_bytes` readable bytes, aligned for the format's blocks,

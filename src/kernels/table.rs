@@ -344,8 +344,8 @@ pub fn quantize_act(level: KernelLevel) -> Chosen<QuantizeActFn> {
 }
 
 /// The activation quantizer for a step whose products include `dtype`'s: one scale per 256
-/// values for Q2_K (`act::quantize_act_tiled_scalar`), whose products sum a tile's blocks in
-/// integers and so need every block of a tile to share its activation scale; else
+/// values for Q2_K and Q3_K (`act::quantize_act_tiled_scalar`), whose products sum a tile's
+/// blocks in integers and so need every block of a tile to share its activation scale; else
 /// `quantize_act`.
 pub fn quantize_act_for(dtype: GgmlType, level: KernelLevel) -> Chosen<QuantizeActFn> {
     if !needs_tiled_act(dtype) {
@@ -362,7 +362,7 @@ pub fn quantize_act_for(dtype: GgmlType, level: KernelLevel) -> Chosen<QuantizeA
 /// Whether `dtype`'s products need activations with one scale per 256 values
 /// (`quantize_act_for`).
 pub fn needs_tiled_act(dtype: GgmlType) -> bool {
-    dtype == GgmlType::Q2K
+    matches!(dtype, GgmlType::Q2K | GgmlType::Q3K)
 }
 
 /// The row-conversion kernel (embedding lookup) for rows of `n` elements of `dtype`.

@@ -306,7 +306,7 @@ fn make_step(
         repack: opts.repack.then_some(&mut repacking.stats),
     };
     let pos_of = |slot: usize| d.inputs.get(slot).map_or(usize::MAX, |&b| off(b));
-    // A step whose products include Q2_K's quantizes its input with one scale per 256 values
+    // A step whose products include Q2_K's or Q3_K's quantizes its input with one scale per 256
     // (`table::quantize_act_for`), for all its products alike.
     let act_dtype = node
         .weights

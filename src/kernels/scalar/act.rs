@@ -4,7 +4,7 @@
 //! for their offsets), and `h`, the exact `Σq` of each 16-code half (which the K formats
 //! with a scale or an offset per 16 weights need: Q2_K's offsets, Q3_K's code bias). A step
 //! quantizes its input row once and every product reuses it. Codes round to nearest, ties
-//! to even. Steps with Q2_K products quantize with one scale per 256 values instead
+//! to even. Steps with Q2_K or Q3_K products quantize with one scale per 256 values instead
 //! (`quantize_act_tiled_scalar`, as ggml's `block_q8_K`), so those products can sum a
 //! 256-weight tile in integers.
 
@@ -30,7 +30,7 @@ pub fn quantize_act_scalar(x: &[f32], out: &mut [BlockQ8Act]) {
 /// Activations whose eight blocks in each run of 256 share one scale, `max|x| / 127` over
 /// the run (as ggml's `block_q8_K` for its K-quant products): the blocks are
 /// `quantize_act_scalar`'s with that `d`. A product whose weights have one float scale per
-/// 256 (Q2_K) then sums a tile's blocks in integers and converts once per tile. Rows of a
+/// 256 (Q2_K, Q3_K) then sums a tile's blocks in integers and converts once per tile. Rows of a
 /// length that is not a multiple of 256 end with blocks of their own scale.
 pub fn quantize_act_tiled_scalar(x: &[f32], out: &mut [BlockQ8Act]) {
     for (xs, bs) in x.chunks(TILED).zip(out.chunks_mut(TILED / QK)) {

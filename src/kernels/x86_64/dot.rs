@@ -27,38 +27,35 @@ pub(super) enum Dot {
     Scaled3,
 }
 
-/// Eight rows' sums over a tile (`sum`, a row per lane), and the tile's partial sums for the
-/// formats with one float scale per tile, which `close` applies once: Q3_K's (`Dot::Scaled3`)
-/// in `open`, each block's times its activation scale; Q2_K's (`Dot::Affine2`) in `int`, the
-/// exact integer sums of its scaled codes and of its offsets, whose activation blocks share
-/// one scale per tile (`table::quantize_act_for`). The other formats leave these at zero,
-/// and the compiler drops them.
+/// Eight rows' sums over a tile (`sum`, a row per lane), and for the formats with one float
+/// scale per tile (`Dot::tiled`: Q2_K, Q3_K) the tile's exact integer sums, which `close`
+/// converts and scales once: the scaled codes' (and Q2_K's offsets'), whose activation
+/// blocks share one scale per tile (`table::quantize_act_for`). The other formats leave
+/// `int` at zero, and the compiler drops it.
 #[derive(Clone, Copy)]
 pub(super) struct Acc {
     pub(super) sum: __m256,
-    open: __m256,
     int: [__m256i; 2],
 }
 
 impl Acc {
-    /// A tile's sums, from the running sums `sum`: Q2_K's and Q3_K's blocks add to the open
-    /// sums only, which start at zero (`sum` joins at `close`); the other formats add to `sum`.
+    /// A tile's sums, from the running sums `sum`: Q2_K's and Q3_K's blocks add to the
+    /// integer sums only, which start at zero (`sum` joins at `close`); the other formats add
+    /// to `sum`.
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
     pub(super) fn open<F: PanelFormat>(sum: __m256) -> Acc {
         let zero = _mm256_setzero_ps();
         Acc {
             sum: if F::DOT.tiled() { zero } else { sum },
-            open: zero,
             int: [_mm256_setzero_si256(); 2],
         }
     }
 
     /// The running sums after this tile of `F`, whose last block is `p` and its activation
-    /// block `x`, given `sum` from before it: Q3_K's open sum times the tile's `d` (`p.d`)
-    /// joins `sum`; Q2_K's integer sums, converted, times `d·d_x` and `dmin·d_x` (`p.d`,
-    /// `p.m`, the activation scale the tile's blocks share); the other formats' sums are
-    /// already whole. Every product loop closes each tile so (`vnni::pair_products` in 512
+    /// block `x`, given `sum` from before it: the integer sums, converted, times `d·d_x` (and
+    /// Q2_K's offsets' times `dmin·d_x`: `p.d`, `p.m`, `d_x` the activation scale the tile's
+    /// blocks share) join `sum`; the other formats' sums are already whole. Every product loop closes each tile so (`vnni::pair_products` in 512
     /// bits), and so gives a row the same bits.
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
@@ -71,7 +68,10 @@ impl Acc {
                 let sum = _mm256_fmadd_ps(_mm256_cvtepi32_ps(self.int[0]), sc, sum);
                 _mm256_fnmadd_ps(_mm256_cvtepi32_ps(self.int[1]), mn, sum)
             }
-            Dot::Scaled3 => _mm256_fmadd_ps(self.open, p.d, sum),
+            Dot::Scaled3 => {
+                let sc = _mm256_mul_ps(p.d, _mm256_set1_ps(x.d));
+                _mm256_fmadd_ps(_mm256_cvtepi32_ps(self.int[0]), sc, sum)
+            }
             _ => self.sum,
         }
     }
@@ -311,9 +311,8 @@ fn scaled3_dot(p: &Packed, x: &BlockQ8Act, acc: Acc) -> Acc {
 pub(super) fn scaled3_tail(p: &Packed, x: &BlockQ8Act, halves: __m256i, acc: Acc) -> Acc {
     let halves = _mm256_sub_epi16(halves, _mm256_slli_epi16::<2>(half_sums(x)));
     let isc = _mm256_madd_epi16(halves, p.sc);
-    let xd = _mm256_set1_ps(x.d);
     Acc {
-        open: _mm256_fmadd_ps(_mm256_cvtepi32_ps(isc), xd, acc.open),
+        int: [_mm256_add_epi32(acc.int[0], isc), acc.int[1]],
         ..acc
     }
 }

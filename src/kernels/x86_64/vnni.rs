@@ -1,7 +1,7 @@
 //! AVX-512 VNNI twins of the panel products for the formats whose codes multiply as signed
 //! bytes (`Dot::Signed`: Q8_0, IQ4_NL, IQ4_XS; `Dot::Signed2`: Q6_K) or with integer scales
-//! (`Dot::Scaled3`: Q3_K; `Dot::Affine2`: Q2_K, whose offsets add to a second open sum per
-//! tile), and of the unsigned formats' prefill: the batched prefill gemm,
+//! (`Dot::Scaled3`: Q3_K; `Dot::Affine2`: Q2_K, whose offsets add to a second integer sum
+//! per tile), and of the unsigned formats' prefill: the batched prefill gemm,
 //! and the decode gemv of those whose AVX2 gemv is compute-bound (Q3_K, IQ4_NL, IQ4_XS,
 //! Q5_0, Q5_1, Q4_K, Q5_K, Q6_K). Chosen at the `avx512` level only, each where a benchmark
 //! showed the win (`cargo bench --bench kernels -- gemm` and `-- gemv`; Zen 4 EPYC: Q8_0
@@ -122,9 +122,9 @@ fn pair_dot<F: PanelFormat>(
             // SAFETY: h is two i16, 4 bytes (read unaligned; little-endian, lo first).
             let h = _mm512_set1_epi32(unsafe { (x.h.as_ptr() as *const i32).read_unaligned() });
             let halves = _mm512_sub_epi16(halves, _mm512_slli_epi16::<2>(h));
-            let isc = _mm512_madd_epi16(halves, p.sc);
-            // `acc` is the tile's open sum (`pair_products`), as in `dot::scaled3_tail`.
-            _mm512_fmadd_ps(_mm512_cvtepi32_ps(isc), xd, acc)
+            // Into the tile's integer sum (`pair_products`), as in `dot::scaled3_tail`.
+            ints[0] = _mm512_add_epi32(ints[0], _mm512_madd_epi16(halves, p.sc));
+            acc
         }
         Dot::Signed2 => {
             let lo = _mm512_cvtepi32_ps(_mm512_sub_epi32(lo, _mm512_set1_epi32(bias[0])));
@@ -283,8 +283,8 @@ unsafe fn gemm_pairs<F: PanelFormat>(
 
 /// `sums[i]` plus token i's products with the pairs of unpacked blocks `pairs` (whole tiles
 /// of Q2_K or Q3_K, `Dot::tiled`), whose activations' bias sums are `s[i]`: each tile's blocks
-/// add to open sums per token (Q2_K's in integers) that the tile's scales close once at its
-/// end, as `dot::Acc::close` does for the AVX2 products, so the bits are theirs.
+/// add to exact integer sums per token that the tile's scales close once at its end, as
+/// `dot::Acc::close` does for the AVX2 products, so the bits are theirs.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 fn pair_products<F: PanelFormat, const N: usize>(
@@ -300,26 +300,25 @@ fn pair_products<F: PanelFormat, const N: usize>(
     // Each token's blocks as many as the pairs: the indexing below needs no checks.
     let (x, s) = (x.map(|x| &x[..pairs.len()]), s.map(|s| &s[..pairs.len()]));
     for (k, tile) in pairs.chunks(F::BLOCKS).enumerate() {
-        let mut open = [_mm512_setzero_ps(); N];
         let mut ints = [[_mm512_setzero_si512(); 2]; N];
         for (b, p) in tile.iter().enumerate() {
             let b = k * F::BLOCKS + b;
             for i in 0..N {
-                open[i] = pair_dot::<F>(p, &x[i][b], s[i][b], open[i], &mut ints[i]);
+                // The tiled formats add to `ints` only.
+                pair_dot::<F>(p, &x[i][b], s[i][b], _mm512_setzero_ps(), &mut ints[i]);
             }
         }
         let last = &tile[tile.len() - 1];
         let b_last = k * F::BLOCKS + tile.len() - 1;
         for i in 0..N {
-            sums[i] = if F::DOT == Dot::Affine2 {
-                // `dot::Acc::close`: the tile's activation blocks share their scale.
-                let xd = _mm512_set1_ps(x[i][b_last].d);
-                let (sc, mn) = (_mm512_mul_ps(last.d, xd), _mm512_mul_ps(last.m, xd));
-                let sum = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ints[i][0]), sc, sums[i]);
-                _mm512_fnmadd_ps(_mm512_cvtepi32_ps(ints[i][1]), mn, sum)
-            } else {
-                _mm512_fmadd_ps(open[i], last.d, sums[i])
-            };
+            // `dot::Acc::close`: the tile's activation blocks share their scale.
+            let xd = _mm512_set1_ps(x[i][b_last].d);
+            let sc = _mm512_mul_ps(last.d, xd);
+            sums[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ints[i][0]), sc, sums[i]);
+            if F::DOT == Dot::Affine2 {
+                let mn = _mm512_mul_ps(last.m, xd);
+                sums[i] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(ints[i][1]), mn, sums[i]);
+            }
         }
     }
 }
