@@ -343,12 +343,15 @@ pub fn quantize_act(level: KernelLevel) -> Chosen<QuantizeActFn> {
     chosen(act::quantize_act_scalar, "quantize_q8_scalar")
 }
 
-/// The activation quantizer for a step whose products include `dtype`'s: one scale per 256
-/// values for Q2_K and Q3_K (`act::quantize_act_tiled_scalar`), whose products sum a tile's
-/// blocks in integers and so need every block of a tile to share its activation scale; else
-/// `quantize_act`.
-pub fn quantize_act_for(dtype: GgmlType, level: KernelLevel) -> Chosen<QuantizeActFn> {
-    if !needs_tiled_act(dtype) {
+/// The activation quantizer for a step whose products' formats are `dtypes`: one scale per
+/// 256 values where one is Q2_K or Q3_K (`act::quantize_act_tiled_scalar`), whose products
+/// sum a tile's blocks in integers and so need every block of a tile to share its activation
+/// scale; else `quantize_act`.
+pub fn quantize_act_for(
+    dtypes: impl IntoIterator<Item = GgmlType>,
+    level: KernelLevel,
+) -> Chosen<QuantizeActFn> {
+    if !dtypes.into_iter().any(needs_tiled_act) {
         return quantize_act(level);
     }
     #[cfg(target_arch = "x86_64")]

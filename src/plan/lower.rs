@@ -19,7 +19,6 @@ use crate::graph::{Epilogue, GateAct, Graph, InputKind, NodeId, Op, ValueId};
 use crate::kernels::kv;
 use crate::kernels::scalar::rope::rope_freqs;
 use crate::kernels::{table, KernelLevel};
-use crate::quant::GgmlType;
 
 struct Draft {
     node: NodeId,
@@ -306,17 +305,12 @@ fn make_step(
         repack: opts.repack.then_some(&mut repacking.stats),
     };
     let pos_of = |slot: usize| d.inputs.get(slot).map_or(usize::MAX, |&b| off(b));
-    // A step whose products include Q2_K's or Q3_K's quantizes its input with one scale per 256
-    // (`table::quantize_act_for`), for all its products alike.
-    let act_dtype = node
-        .weights
-        .iter()
-        .map(|w| g.weights[w.0 as usize].dtype)
-        .find(|&t| table::needs_tiled_act(t))
-        .unwrap_or(GgmlType::Q8_0);
+    // One quantizer for all the step's products, chosen by their formats (Q2_K, Q3_K: tiled).
+    let dtypes = node.weights.iter().map(|w| g.weights[w.0 as usize].dtype);
+    let q8 = table::quantize_act_for(dtypes, level);
     let quant = |acc: &mut Acc, k: usize| -> Option<Quant> {
         d.qscratch.map(|b| {
-            let q = table::quantize_act_for(act_dtype, level);
+            let q = q8;
             // It runs after a folded norm, before the products.
             let at = acc
                 .kernels
