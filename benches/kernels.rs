@@ -298,7 +298,7 @@ fn bench_gemv(c: &mut Criterion) {
         });
         let x: Vec<f32> = (0..case.cols).map(|_| rng.next_f32()).collect();
         let mut xq = vec![BlockQ8Act::default(); case.cols / 32];
-        quantize_act_for(case.dtype, &x, &mut xq);
+        table::quantize_act_reference(case.dtype, &x, &mut xq);
         let mut out = vec![0f32; case.rows];
         let mut group = c.benchmark_group("gemv");
         group.throughput(Throughput::Bytes(bytes.len() as u64));
@@ -512,7 +512,7 @@ fn bench_gemm(c: &mut Criterion) {
         let packed = copies_of(&packed, 1).0;
         let x: Vec<f32> = (0..cols * N_TOK).map(|_| rng.next_f32() - 0.5).collect();
         let mut xq = vec![BlockQ8Act::default(); cols / 32 * N_TOK];
-        quantize_act_for(dtype, &x, &mut xq);
+        table::quantize_act_reference(dtype, &x, &mut xq);
         let mut out = vec![0f32; rows * N_TOK];
         let flop = 2.0 * (rows * cols * N_TOK) as f64;
         group.throughput(Throughput::Elements(flop as u64));
@@ -591,13 +591,3 @@ criterion_group! {
     targets = bench_gemv, bench_gemm, bench_attend
 }
 criterion_main!(benches);
-
-/// Rows of activations quantized as a plan quantizes a step's input for `dtype`'s products
-/// (rows a multiple of 256 long where the format needs one scale per 256 values).
-fn quantize_act_for(dtype: GgmlType, x: &[f32], out: &mut [BlockQ8Act]) {
-    if table::needs_tiled_act(dtype) {
-        qgraph::kernels::scalar::act::quantize_act_tiled_scalar(x, out);
-    } else {
-        qgraph::kernels::scalar::act::quantize_act_scalar(x, out);
-    }
-}

@@ -16,7 +16,6 @@
 
 use std::time::Instant;
 
-use qgraph::kernels::scalar::act;
 use qgraph::kernels::{panel, table, BlockQ8Act, KernelLevel, WeightLayout};
 use qgraph::quant::{quantize, GgmlType};
 
@@ -72,11 +71,7 @@ fn main() -> Result<(), String> {
     let w: Vec<f32> = (0..ROWS * K).map(|_| rng.next_f32() - 0.5).collect();
     for dtype in formats {
         // As a plan quantizes a step's input for this format (K is a multiple of 256).
-        if table::needs_tiled_act(dtype) {
-            act::quantize_act_tiled_scalar(&x, &mut xq);
-        } else {
-            act::quantize_act_scalar(&x, &mut xq);
-        }
+        table::quantize_act_reference(dtype, &x, &mut xq);
         let bytes = quantize(dtype, &w).map_err(|e| e.to_string())?;
         let nb = K / dtype.block_len() as usize;
         let len = panel::panel_bytes(dtype, ROWS, nb).ok_or("no panel layout")?;

@@ -50,20 +50,14 @@ fn q8(x: &[f32]) -> Vec<BlockQ8Act> {
     q
 }
 
-/// Rows of `k` activations quantized as a plan quantizes them for `dtype`'s products: one
-/// scale per 256 values for Q2_K (`table::quantize_act_for`), else per 32.
+/// Rows of `k` activations quantized as a plan quantizes them for `dtype`'s products
+/// (`table::quantize_act_reference`: one scale per 256 values for Q2_K and Q3_K).
 fn q8_for(dtype: GgmlType, x: &[f32], k: usize) -> Vec<BlockQ8Act> {
-    x.chunks(k)
-        .flat_map(|row| {
-            if table::needs_tiled_act(dtype) {
-                let mut q = vec![BlockQ8Act::default(); row.len() / 32];
-                act::quantize_act_tiled_scalar(row, &mut q);
-                q
-            } else {
-                q8(row)
-            }
-        })
-        .collect()
+    let mut q = vec![BlockQ8Act::default(); x.len() / 32];
+    for (row, out) in x.chunks(k).zip(q.chunks_mut(k / 32)) {
+        table::quantize_act_reference(dtype, row, out);
+    }
+    q
 }
 
 fn bits(v: &[f32]) -> Vec<u32> {
@@ -213,23 +207,10 @@ fn gemms_are_bitwise_the_avx2_gemv_across_token_blocks_and_odd_panels() {
         .map(|_| (rng.next_f32() - 0.5) * 4.0)
         .collect();
     let nb = k / 32;
-    for (level, dtype) in simd_levels().into_iter().flat_map(|l| {
-        [
-            GgmlType::Q2K,
-            GgmlType::Q8_0,
-            GgmlType::Q6K,
-            GgmlType::Q3K,
-            GgmlType::Iq4Nl,
-            GgmlType::Iq4Xs,
-            GgmlType::Q4_0,
-            GgmlType::Q4_1,
-            GgmlType::Q5_0,
-            GgmlType::Q5_1,
-            GgmlType::Q4K,
-            GgmlType::Q5K,
-        ]
-        .map(|d| (l, d))
-    }) {
+    // Every panel format: the K, Q5, IQ4 and Q8_0 ones and the Q4s.
+    let panel_formats = FORMATS.into_iter().chain([GgmlType::Q4_0, GgmlType::Q4_1]);
+    for (level, dtype) in panel_formats.flat_map(|d| simd_levels().into_iter().map(move |l| (l, d)))
+    {
         let xq = q8_for(dtype, &x, k);
         let (buf, _, row_bytes) = panels_of(dtype, &c);
         let gemm = table::gemm(dtype, level, WeightLayout::Panels).unwrap();

@@ -362,6 +362,17 @@ pub fn quantize_act_for(
     chosen(act::quantize_act_tiled_scalar, "quantize_q8_tiled_scalar")
 }
 
+/// Rows of activations (each a multiple of 256 long where it matters) quantized by the scalar
+/// reference as a plan quantizes a step's input for `dtype`'s products (`quantize_act_for`):
+/// for tests, benchmarks and examples that call one format's kernels directly.
+pub fn quantize_act_reference(dtype: GgmlType, x: &[f32], out: &mut [act::BlockQ8Act]) {
+    if needs_tiled_act(dtype) {
+        act::quantize_act_tiled_scalar(x, out);
+    } else {
+        act::quantize_act_scalar(x, out);
+    }
+}
+
 /// Whether `dtype`'s products need activations with one scale per 256 values
 /// (`quantize_act_for`).
 pub fn needs_tiled_act(dtype: GgmlType) -> bool {
